@@ -1,0 +1,180 @@
+#include "cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../../core/errors.h"
+#include "../../core/thread_pool.h"
+
+namespace strata::cpu {
+
+namespace {
+
+// 64-byte aligned buffer, freed with its owner.
+struct AlignedBuffer {
+    struct Free {
+        void operator()(void* p) const { std::free(p); }
+    };
+    std::unique_ptr<uint8_t, Free> ptr;
+    int64_t bytes = 0;
+    void allocate(int64_t n, const char* what) {
+        const int64_t rounded = (n + 63) / 64 * 64;
+        void* p = rounded ? std::aligned_alloc(64, (size_t)rounded) : nullptr;
+        if (rounded && !p)
+            throw StrataError(std::string("out of memory allocating ") + what + " (" + std::to_string(n) + " bytes)");
+        if (p) std::memset(p, 0, (size_t)rounded);
+        ptr.reset(static_cast<uint8_t*>(p));
+        bytes = n;
+    }
+    uint8_t* get() const { return ptr.get(); }
+};
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend(int n_threads, const std::string& isa)
+        : table_(select_kernel_table(isa)), pool_(n_threads < 1 ? ThreadPool::default_threads() : n_threads) {}
+
+    std::string name() const override { return "cpu"; }
+    std::string describe() const override {
+        return std::string("cpu (") + table_->isa + ", " + std::to_string(pool_.size()) + " threads)";
+    }
+
+    void prepare(const Graph& g, const Plan& plan, const uint8_t* file, int64_t, int64_t n_ctx) override {
+        const auto& values = g.values();
+        const size_t nv = values.size();
+        nodes_ = g.nodes();
+        arena_.allocate(plan.arena_bytes, "activations");
+        data_.assign(nv, nullptr);
+        type_.assign(nv, DType::F32);
+        width_.assign(nv, 0);
+        weight_rows_.assign(nv, 0);
+        single_row_.assign(nv, 0);
+        int64_t max_act_width = 1;
+        for (size_t v = 0; v < nv; ++v) {
+            const Value& val = values[v];
+            width_[v] = val.width;
+            single_row_[v] = val.single_row;
+            if (val.kind == ValueKind::Weight) {
+                const WeightRef& w = g.weights()[val.weight];
+                data_[v] = const_cast<uint8_t*>(file + w.offset);  // kernels never write weights
+                type_[v] = w.type;
+                weight_rows_[v] = w.rows;
+                const DTypeTraits* tr = dtype_traits((uint32_t)w.type);
+                if (!tr || !supported_weight_type(w.type))
+                    throw UnsupportedError("tensor " + w.name + " has type " + dtype_name(w.type) +
+                                           ", which the CPU backend does not support yet");
+            } else {
+                data_[v] = arena_.get() + plan.offset[v];
+                type_[v] = val.kind == ValueKind::Tokens ? DType::I32 : DType::F32;
+                max_act_width = std::max(max_act_width, val.width);
+            }
+        }
+        // KV cache: one fp16 K and V matrix of n_ctx rows per attention node.
+        int64_t kv_floats = 0;
+        int32_t max_head_dim = 0;
+        std::vector<int64_t> kv_width(g.n_kv_slots(), 0);
+        for (const Node& n : nodes_)
+            if (n.op == Op::Attention) {
+                kv_width[n.p.kv_slot] = (int64_t)n.p.n_head_kv * n.p.head_dim;
+                max_head_dim = std::max(max_head_dim, n.p.head_dim);
+            }
+        for (int64_t w : kv_width) kv_floats = checked_add(kv_floats, checked_mul(2 * n_ctx, w, "KV cache"), "KV cache");
+        kv_.allocate(checked_mul(kv_floats, 2, "KV cache"), "the KV cache");
+        kv_slots_.clear();
+        uint16_t* p = reinterpret_cast<uint16_t*>(kv_.get());
+        for (int64_t w : kv_width) {
+            kv_slots_.push_back({p, p + n_ctx * w, w});
+            p += 2 * n_ctx * w;
+        }
+        n_ctx_ = n_ctx;
+        // Scratch per thread: attention scores (n_ctx) + one head's accumulator, rope tables.
+        scratch_floats_ = (n_ctx + max_head_dim + max_act_width + 63) / 64 * 64;
+        scratch_.allocate(checked_mul(scratch_floats_ * 4, pool_.size(), "scratch"), "scratch");
+        act_q_.allocate(checked_mul(plan.max_rows, max_act_width * 4 + 64, "activation buffer"), "activation buffer");
+        act_q_value_.assign(pool_.size(), -1);
+        act_q_format_.assign(pool_.size(), 0);
+
+        ex_ = Exec{};
+        ex_.nodes = nodes_.data();
+        ex_.n_nodes = (int32_t)nodes_.size();
+        ex_.data = data_.data();
+        ex_.type = type_.data();
+        ex_.width = width_.data();
+        ex_.weight_rows = weight_rows_.data();
+        ex_.single_row = single_row_.data();
+        ex_.n_ctx = n_ctx_;
+        ex_.kv = kv_slots_.data();
+        ex_.scratch = reinterpret_cast<float*>(scratch_.get());
+        ex_.scratch_floats = scratch_floats_;
+        ex_.act_q = act_q_.get();
+        ex_.act_q_value = act_q_value_.data();
+        ex_.act_q_format = act_q_format_.data();
+        ex_.barrier = [](void* pool) { static_cast<ThreadPool*>(pool)->barrier(); };
+        ex_.pool = &pool_;
+        tokens_value_ = g.tokens_value();
+        output_value_ = g.output();
+        max_rows_ = plan.max_rows;
+    }
+
+    void run(const StepShape& step) override {
+        if (step.n_rows <= 0 || step.n_rows > max_rows_) throw StrataError("step larger than planned");
+        if (step.n_past < 0 || step.n_past + step.n_rows > n_ctx_) throw ContextOverflow("step past the KV cache");
+        if (tokens_value_ >= 0) std::memcpy(data_[tokens_value_], step.tokens, sizeof(int32_t) * step.n_rows);
+        ex_.n_rows = step.n_rows;
+        ex_.n_past = step.n_past;
+        ex_.all_rows = step.all_rows;
+        for (auto& v : act_q_value_) v = -1;
+        pool_.run(
+            [](void* ctx, int ith, int nth) {
+                auto* self = static_cast<CpuBackend*>(ctx);
+                Exec& ex = self->ex_;
+                for (int32_t i = 0; i < ex.n_nodes; ++i) {
+                    const Node& node = ex.nodes[i];
+                    self->table_->op[(int)node.op](ex, node, ith, nth);
+                    self->pool_.barrier();
+                }
+            },
+            this);
+        out_rows_ = (single_row_[output_value_] && !step.all_rows) ? 1 : step.n_rows;
+    }
+
+    const float* output(int64_t* rows) override {
+        *rows = out_rows_;
+        return reinterpret_cast<const float*>(data_[output_value_]);
+    }
+
+    int64_t kv_cache_bytes() const override { return kv_.bytes; }
+
+private:
+    static bool supported_weight_type(DType t) {
+        switch (t) {
+            case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1:
+            case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+                return true;
+            default: return false;
+        }
+    }
+
+    const KernelTable* table_;
+    ThreadPool pool_;
+    std::vector<Node> nodes_;
+    AlignedBuffer arena_, kv_, scratch_, act_q_;
+    std::vector<uint8_t*> data_;
+    std::vector<DType> type_;
+    std::vector<int64_t> width_, weight_rows_;
+    std::vector<uint8_t> single_row_;
+    std::vector<KvSlot> kv_slots_;
+    std::vector<int32_t> act_q_value_, act_q_format_;
+    int64_t n_ctx_ = 0, scratch_floats_ = 0, max_rows_ = 0, out_rows_ = 0;
+    int32_t tokens_value_ = -1, output_value_ = -1;
+    Exec ex_{};
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, const std::string& isa) {
+    return std::make_unique<CpuBackend>(n_threads, isa);
+}
+
+}  // namespace strata::cpu

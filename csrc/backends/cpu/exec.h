@@ -1,0 +1,65 @@
+// The state one CPU step runs on, shared by the host side (cpu_backend.cpp) and the
+// kernels, which are compiled once per instruction set (kernels/*.cpp, see CMakeLists.txt).
+//
+// Plain data only: the kernels are built several times with different -m flags, and any
+// inline function or template shared between those builds could be linked in its AVX-512
+// flavour and then run on a CPU without it. So nothing here has code.
+#pragma once
+
+#include <cstdint>
+
+#include "../../core/graph.h"
+
+namespace strata::cpu {
+
+struct KvSlot {
+    uint16_t* k;  // [n_ctx][width] fp16
+    uint16_t* v;  // [n_ctx][width] fp16
+    int64_t width;
+};
+
+// Activation formats for integer dot products (which one a weight type wants).
+enum class ActFormat : int32_t { None = 0, Q8_32 = 1 };
+
+struct Exec {
+    const Node* nodes;
+    int32_t n_nodes;
+    // Per value: data pointer (activations in the arena, weights in the file mapping),
+    // element type (F32 for activations, I32 for tokens), width, rows of a weight,
+    // and whether the value has a single row per step.
+    uint8_t* const* data;
+    const DType* type;
+    const int64_t* width;
+    const int64_t* weight_rows;
+    const uint8_t* single_row;
+
+    int64_t n_rows;   // tokens in this step
+    int64_t n_past;   // position of the first one
+    int32_t all_rows; // LastRow keeps every row
+
+    int64_t n_ctx;
+    KvSlot* kv;
+
+    float* scratch;            // per thread: scratch_floats floats each
+    int64_t scratch_floats;
+    uint8_t* act_q;            // quantized copy of a matmul input, shared by all threads
+    int32_t* act_q_value;      // per thread: which value act_q holds (-1: none)
+    int32_t* act_q_format;     // per thread: in which format
+
+    void (*barrier)(void* pool);
+    void* pool;
+};
+
+using NodeKernel = void (*)(Exec& ex, const Node& node, int ith, int nth);
+
+struct KernelTable {
+    const char* isa;
+    NodeKernel op[12];  // indexed by Op
+    // Exposed for tests and tools: dequantize `n` elements, and y = W x for one row set.
+    void (*dequantize_row)(DType t, const void* src, float* dst, int64_t n);
+    // out[r] = dot(row r of W, x) for rows [r0, r1), x quantized as the type requires.
+    void (*matvec)(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1,
+                   const float* x, float* out, uint8_t* act_scratch);
+};
+
+}  // namespace strata::cpu

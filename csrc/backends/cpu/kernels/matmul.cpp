@@ -1,0 +1,51 @@
+// matmul: Y[t, r] = dot(X[t, :], W[r, :]) for every token row t and weight row r.
+//
+// The input rows are quantized once into the shared activation buffer (all threads, then a
+// barrier); the buffer remembers which value it holds, so q/k/v and gate/up, which read the
+// same input, quantize it once. Threads then split the weight rows: decode streams each
+// weight row once; prefill walks the rows in small tiles so a tile stays in L1 while every
+// token row is multiplied against it.
+#include "kernel_common.h"
+
+namespace strata::cpu::STRATA_ISA {
+
+namespace {
+constexpr int64_t kRowTile = 16;
+}
+
+void op_matmul(Exec& ex, const Node& n, int ith, int nth) {
+    const int32_t xv = n.in[0], wv = n.in[1];
+    const DType wt = ex.type[wv];
+    const int64_t K = ex.width[xv], R = ex.weight_rows[wv], T = rows_of(ex, xv);
+    const float* X = f32_of(ex, xv);
+    float* Y = f32_of(ex, n.out);
+    const uint8_t* W = ex.data[wv];
+
+    const ActFormat f = act_format(wt);
+    const int64_t xrb = act_row_bytes(f, K);
+    const uint8_t* XQ = (const uint8_t*)X;
+    if (f != ActFormat::None) {
+        if (ex.act_q_value[ith] != xv || ex.act_q_format[ith] != (int32_t)f) {
+            int64_t t0, t1;
+            split_range(T, ith, nth, &t0, &t1);
+            for (int64_t t = t0; t < t1; ++t) quantize_act_row(f, X + t * K, ex.act_q + t * xrb, K);
+            ex.barrier(ex.pool);
+            ex.act_q_value[ith] = xv;
+            ex.act_q_format[ith] = (int32_t)f;
+        }
+        XQ = ex.act_q;
+    }
+
+    int64_t r0, r1;
+    split_range(R, ith, nth, &r0, &r1);
+    if (T == 1) {
+        dot_rows(wt, W, K, r0, r1, XQ, Y + r0, 1);
+        return;
+    }
+    for (int64_t rt = r0; rt < r1; rt += kRowTile) {
+        const int64_t re = min_i64(rt + kRowTile, r1);
+        for (int64_t t = 0; t < T; ++t) dot_rows(wt, W, K, rt, re, XQ + t * xrb, Y + t * R + rt, 1);
+    }
+}
+
+}  // namespace strata::cpu::STRATA_ISA

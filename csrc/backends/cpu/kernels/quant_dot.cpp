@@ -1,0 +1,251 @@
+// Dot products of weight rows (any supported GGUF type) with one activation row.
+//
+// Quantized weights meet activations quantized to 8 bits per 32-element block
+// (block_q8_act: int8 values, fp32 scale and scaled sum) and are multiplied in integers,
+// as llama.cpp does, but with the activation scale kept in fp32. Float weights (F32, F16,
+// BF16) meet the fp32 activations directly. Each type has a scalar reference below and a
+// SIMD path where the build's ISA has one; tests compare every path present.
+#include "kernel_common.h"
+
+#include "../../../quants/dequant.h"
+
+namespace strata::cpu::STRATA_ISA {
+
+using namespace quants;
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+    switch (t) {
+        case DType::F32: memcpy(dst, src, sizeof(float) * n); return;
+        case DType::F16: dequantize_row_f16((const uint16_t*)src, dst, n); return;
+        case DType::BF16: dequantize_row_bf16((const uint16_t*)src, dst, n); return;
+        case DType::Q4_0: dequantize_row_q4_0((const block_q4_0*)src, dst, n); return;
+        case DType::Q4_1: dequantize_row_q4_1((const block_q4_1*)src, dst, n); return;
+        case DType::Q5_0: dequantize_row_q5_0((const block_q5_0*)src, dst, n); return;
+        case DType::Q5_1: dequantize_row_q5_1((const block_q5_1*)src, dst, n); return;
+        case DType::Q8_0: dequantize_row_q8_0((const block_q8_0*)src, dst, n); return;
+        default: for (int64_t i = 0; i < n; ++i) dst[i] = NAN; return;  // rejected at load
+    }
+}
+
+ActFormat act_format(DType t) {
+    switch (t) {
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+            return ActFormat::Q8_32;
+        default: return ActFormat::None;
+    }
+}
+
+int64_t act_row_bytes(ActFormat f, int64_t n) {
+    return f == ActFormat::Q8_32 ? (n / 32) * (int64_t)sizeof(block_q8_act) : n * (int64_t)sizeof(float);
+}
+
+void quantize_act_row(ActFormat f, const float* x, uint8_t* dst, int64_t n) {
+    if (f != ActFormat::Q8_32) {
+        memcpy(dst, x, sizeof(float) * n);
+        return;
+    }
+    block_q8_act* y = (block_q8_act*)dst;
+    for (int64_t b = 0; b < n / 32; ++b) {
+        const float* xb = x + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(xb[j]));
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) {
+            const int q = (int)nearbyintf(xb[j] * id);
+            y[b].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        y[b].d = d;
+        y[b].s = d * (float)sum;
+    }
+}
+
+// ---- SIMD building blocks -------------------------------------------------------------
+#if defined(__AVX2__)
+// 8 int32 partial sums of u8 * s8 over 32 byte pairs.
+static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+// 32 nibbles -> 32 bytes (0..15): low nibbles are elements 0..15, high ones 16..31.
+static inline __m256i unpack_nibbles(const uint8_t* qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i*)qs);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+// 32 bits -> 32 bytes, 0x10 where the bit is set (the 5th bit of q5 values).
+static inline __m256i fifth_bits(const uint8_t* qh) {
+    uint32_t x;
+    memcpy(&x, qh, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    bytes = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(bytes, _mm256_set1_epi8(0x10));
+}
+#endif
+
+// ---- per-type dot of one weight row with one q8 activation row -------------------------
+// Offset formats (q4_0: q-8, q5_0: q-16) are computed as unsigned q times x, minus
+// offset * sum(x), using the activation block's scaled sum: the integer part stays u8*s8.
+
+template <typename Block, int Offset, bool HasMin, bool Has5thBit>
+static inline float dot_q_nibbles(const Block* w, const block_q8_act* x, int64_t nb) {
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    float acc_s = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i q = unpack_nibbles(w[i].qs);
+        if constexpr (Has5thBit) q = _mm256_or_si256(q, fifth_bits(w[i].qh));
+        const __m256i y = _mm256_loadu_si256((const __m256i*)x[i].qs);
+        const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8(q, y));
+        const float dw = fp16_to_f32(w[i].d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i].d), p, acc);
+        if constexpr (HasMin) acc_s += fp16_to_f32(w[i].m) * x[i].s;
+        else acc_s -= Offset * dw * x[i].s;
+    }
+    return hsum_ps256(acc) + acc_s;
+#else
+    float acc = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        uint32_t qh = 0;
+        if constexpr (Has5thBit) memcpy(&qh, w[i].qh, 4);
+        int sum = 0;
+        for (int j = 0; j < 16; ++j) {
+            int lo = w[i].qs[j] & 0x0F, hi = w[i].qs[j] >> 4;
+            if constexpr (Has5thBit) {
+                lo |= ((qh >> j) & 1) << 4;
+                hi |= ((qh >> (j + 16)) & 1) << 4;
+            }
+            sum += lo * x[i].qs[j] + hi * x[i].qs[j + 16];
+        }
+        const float dw = fp16_to_f32(w[i].d);
+        acc += dw * x[i].d * (float)sum;
+        if constexpr (HasMin) acc += fp16_to_f32(w[i].m) * x[i].s;
+        else acc -= Offset * dw * x[i].s;
+    }
+    return acc;
+#endif
+}
+
+static inline float dot_q8_0(const block_q8_0* w, const block_q8_act* x, int64_t nb) {
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i q = _mm256_loadu_si256((const __m256i*)w[i].qs);
+        const __m256i y = _mm256_loadu_si256((const __m256i*)x[i].qs);
+        // u8*s8 trick: |q| * (y with q's sign).
+        const __m256i p = dot_u8_s8(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_ps256(acc);
+#else
+    float acc = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) sum += w[i].qs[j] * x[i].qs[j];
+        acc += fp16_to_f32(w[i].d) * x[i].d * (float)sum;
+    }
+    return acc;
+#endif
+}
+
+static inline float dot_f32(const float* w, const float* x, int64_t n) {
+    int64_t i = 0;
+    float acc = 0.0f;
+#if defined(__AVX2__)
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    acc = hsum_ps256(_mm256_add_ps(a0, a1));
+#endif
+    for (; i < n; ++i) acc += w[i] * x[i];
+    return acc;
+}
+
+static inline float dot_f16(const uint16_t* w, const float* x, int64_t n) {
+    int64_t i = 0;
+    float acc = 0.0f;
+#if defined(__AVX2__) && defined(__F16C__)
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + i)));
+        const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(w + i + 8)));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+    }
+    acc = hsum_ps256(_mm256_add_ps(a0, a1));
+#endif
+    for (; i < n; ++i) acc += fp16_to_f32(w[i]) * x[i];
+    return acc;
+}
+
+static inline float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
+    int64_t i = 0;
+    float acc = 0.0f;
+#if defined(__AVX2__)
+    __m256 a0 = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        const __m256i wi = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(w + i)));
+        const __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(wi, 16));
+        a0 = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), a0);
+    }
+    acc = hsum_ps256(a0);
+#endif
+    for (; i < n; ++i) acc += bf16_to_fp32(w[i]) * x[i];
+    return acc;
+}
+
+void dot_rows(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const void* xq,
+              float* out, int64_t out_stride) {
+    const int64_t nb = width / 32;
+    const block_q8_act* xa = (const block_q8_act*)xq;
+    const float* xf = (const float*)xq;
+    switch (t) {
+#define STRATA_ROWS(BLOCK, EXPR)                                                   \
+    for (int64_t r = r0; r < r1; ++r) {                                            \
+        const BLOCK* wr = (const BLOCK*)(w + r * (int64_t)sizeof(BLOCK) * nb);     \
+        out[(r - r0) * out_stride] = EXPR;                                         \
+    }                                                                              \
+    return;
+        case DType::Q4_0: STRATA_ROWS(block_q4_0, (dot_q_nibbles<block_q4_0, 8, false, false>(wr, xa, nb)))
+        case DType::Q4_1: STRATA_ROWS(block_q4_1, (dot_q_nibbles<block_q4_1, 0, true, false>(wr, xa, nb)))
+        case DType::Q5_0: STRATA_ROWS(block_q5_0, (dot_q_nibbles<block_q5_0, 16, false, true>(wr, xa, nb)))
+        case DType::Q5_1: STRATA_ROWS(block_q5_1, (dot_q_nibbles<block_q5_1, 0, true, true>(wr, xa, nb)))
+        case DType::Q8_0: STRATA_ROWS(block_q8_0, dot_q8_0(wr, xa, nb))
+#undef STRATA_ROWS
+        case DType::F32:
+            for (int64_t r = r0; r < r1; ++r) out[(r - r0) * out_stride] = dot_f32((const float*)w + r * width, xf, width);
+            return;
+        case DType::F16:
+            for (int64_t r = r0; r < r1; ++r) out[(r - r0) * out_stride] = dot_f16((const uint16_t*)w + r * width, xf, width);
+            return;
+        case DType::BF16:
+            for (int64_t r = r0; r < r1; ++r) out[(r - r0) * out_stride] = dot_bf16((const uint16_t*)w + r * width, xf, width);
+            return;
+        default:
+            for (int64_t r = r0; r < r1; ++r) out[(r - r0) * out_stride] = NAN;  // rejected at load
+            return;
+    }
+}
+
+void matvec(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const float* x,
+            float* out, uint8_t* act_scratch) {
+    const ActFormat f = act_format(t);
+    const void* xq = x;
+    if (f != ActFormat::None) {
+        quantize_act_row(f, x, act_scratch, width);
+        xq = act_scratch;
+    }
+    dot_rows(t, w, width, r0, r1, xq, out, 1);
+}
+
+}  // namespace strata::cpu::STRATA_ISA

@@ -1,0 +1,181 @@
+// strata._core: the nanobind module. It translates between Python and the core and holds
+// no logic of its own: graphs, engines and kernel entry points for tests and tools.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "../backends/cpu/cpu_backend.h"
+#include "../core/engine.h"
+#include "../core/errors.h"
+#include "../core/thread_pool.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using namespace strata;
+
+namespace {
+
+using ByteArray = nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using TokenArray = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using FloatArray = nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+// A new float32 NumPy array that owns its memory.
+nb::ndarray<nb::numpy, float> new_float_array(std::initializer_list<size_t> shape) {
+    size_t n = 1;
+    for (size_t s : shape) n *= s;
+    float* data = new float[n > 0 ? n : 1];
+    nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+    return nb::ndarray<nb::numpy, float>(data, shape, owner);
+}
+
+std::span<const int32_t> as_span(const TokenArray& a) { return {a.data(), a.shape(0)}; }
+
+// An engine plus the Python object that owns the memory its weights point into (the
+// mmap of the model file), which must outlive it.
+struct PyEngine {
+    nb::object mapping_owner;
+    std::unique_ptr<Engine> engine;
+};
+
+std::unique_ptr<Backend> make_backend(const std::string& name, int n_threads, const std::string& isa) {
+    if (name == "cpu") return cpu::make_cpu_backend(n_threads, isa);
+    throw UnsupportedError("backend '" + name + "' is not built into this strata");
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+    m.doc() = "strata native core (graph, planner, engine, CPU backend)";
+
+    nb::enum_<Op>(m, "Op")
+        .value("embedding", Op::Embedding).value("rms_norm", Op::RmsNorm)
+        .value("layer_norm", Op::LayerNorm).value("matmul", Op::MatMul).value("add", Op::Add)
+        .value("mul", Op::Mul).value("scale", Op::Scale).value("activation", Op::Activation)
+        .value("glu", Op::Glu).value("rope", Op::Rope).value("attention", Op::Attention)
+        .value("last_row", Op::LastRow);
+    nb::enum_<Activation>(m, "Activation")
+        .value("silu", Activation::Silu).value("gelu", Activation::Gelu).value("gelu_tanh", Activation::GeluTanh);
+    nb::enum_<RopeMode>(m, "RopeMode").value("normal", RopeMode::Normal).value("neox", RopeMode::Neox);
+
+    nb::class_<OpParams>(m, "OpParams")
+        .def(nb::init<>())
+        .def_rw("eps", &OpParams::eps).def_rw("scale", &OpParams::scale).def_rw("act", &OpParams::act)
+        .def_rw("n_head", &OpParams::n_head).def_rw("n_head_kv", &OpParams::n_head_kv)
+        .def_rw("head_dim", &OpParams::head_dim).def_rw("n_rot", &OpParams::n_rot)
+        .def_rw("rope_mode", &OpParams::rope_mode).def_rw("rope_base", &OpParams::rope_base)
+        .def_rw("rope_freq_scale", &OpParams::rope_freq_scale).def_rw("window", &OpParams::window)
+        .def_rw("softcap", &OpParams::softcap).def_ro("kv_slot", &OpParams::kv_slot);
+
+    nb::class_<Graph>(m, "Graph")
+        .def(nb::init<>())
+        .def("weight", [](Graph& g, const std::string& name, uint32_t type, int64_t offset, int64_t nbytes,
+                          int64_t width, int64_t rows) {
+                 if (!dtype_traits(type)) throw StrataError("unknown tensor type id " + std::to_string(type));
+                 return g.weight(name, static_cast<DType>(type), offset, nbytes, width, rows);
+             }, "name"_a, "type"_a, "offset"_a, "nbytes"_a, "width"_a, "rows"_a)
+        .def("tokens", &Graph::tokens)
+        .def("add", &Graph::add, "op"_a, "inputs"_a, "params"_a)
+        .def("set_output", &Graph::set_output)
+        .def("width", [](const Graph& g, int32_t v) { return g.values().at(v).width; })
+        .def_prop_ro("n_nodes", [](const Graph& g) { return g.nodes().size(); })
+        .def_prop_ro("n_kv_slots", &Graph::n_kv_slots);
+
+    nb::class_<SamplingParams>(m, "SamplingParams")
+        .def(nb::init<>())
+        .def_rw("temperature", &SamplingParams::temperature).def_rw("top_k", &SamplingParams::top_k)
+        .def_rw("top_p", &SamplingParams::top_p).def_rw("min_p", &SamplingParams::min_p)
+        .def_rw("repetition_penalty", &SamplingParams::repetition_penalty)
+        .def_rw("penalty_last_n", &SamplingParams::penalty_last_n);
+
+    nb::class_<PyEngine>(m, "Engine")
+        .def("__init__", [](PyEngine* self, Graph graph, nb::object mapping, int64_t n_ctx, int64_t n_batch,
+                            int n_threads, const std::string& backend, const std::string& isa) {
+                 ByteArray bytes = nb::cast<ByteArray>(mapping);
+                 new (self) PyEngine{mapping, nullptr};
+                 self->engine = std::make_unique<Engine>(std::move(graph), make_backend(backend, n_threads, isa),
+                                                         bytes.data(), (int64_t)bytes.shape(0),
+                                                         EngineConfig{n_ctx, n_batch});
+             }, "graph"_a, "mapping"_a, "n_ctx"_a, "n_batch"_a = 512, "n_threads"_a = 0,
+             "backend"_a = "cpu", "isa"_a = "")
+        .def("eval", [](PyEngine& e, TokenArray tokens, bool all_logits) -> nb::object {
+                 const size_t n = tokens.shape(0);
+                 if (!all_logits) {
+                     nb::gil_scoped_release release;
+                     e.engine->eval(as_span(tokens), false, nullptr);
+                     return nb::none();
+                 }
+                 auto out = new_float_array({n, (size_t)e.engine->n_vocab()});
+                 {
+                     nb::gil_scoped_release release;
+                     e.engine->eval(as_span(tokens), true, out.data());
+                 }
+                 return nb::cast(out);
+             }, "tokens"_a, "all_logits"_a = false)
+        .def("step_sample", [](PyEngine& e, int32_t token, const SamplingParams& p, TokenArray recent) {
+                 nb::gil_scoped_release release;
+                 return e.engine->step_sample(token, p, as_span(recent));
+             })
+        .def("sample", [](PyEngine& e, const SamplingParams& p, TokenArray recent) {
+                 nb::gil_scoped_release release;
+                 return e.engine->sample(p, as_span(recent));
+             })
+        .def("last_logits", [](PyEngine& e) {
+                 auto out = new_float_array({(size_t)e.engine->n_vocab()});
+                 std::memcpy(out.data(), e.engine->last_logits(), sizeof(float) * e.engine->n_vocab());
+                 return out;
+             })
+        .def("truncate", [](PyEngine& e, int64_t n) { e.engine->truncate(n); })
+        .def("seed", [](PyEngine& e, uint64_t s) { e.engine->seed(s); })
+        .def_prop_ro("n_past", [](PyEngine& e) { return e.engine->n_past(); })
+        .def_prop_ro("n_ctx", [](PyEngine& e) { return e.engine->n_ctx(); })
+        .def_prop_ro("n_batch", [](PyEngine& e) { return e.engine->n_batch(); })
+        .def_prop_ro("n_vocab", [](PyEngine& e) { return e.engine->n_vocab(); })
+        .def_prop_ro("tokens_evaluated", [](PyEngine& e) { return e.engine->tokens_evaluated(); })
+        .def_prop_ro("arena_bytes", [](PyEngine& e) { return e.engine->plan().arena_bytes; })
+        .def_prop_ro("kv_cache_bytes", [](PyEngine& e) { return e.engine->backend().kv_cache_bytes(); })
+        .def_prop_ro("description", [](PyEngine& e) { return e.engine->backend().describe(); });
+
+    // ---- kernel entry points, for tests and `strata info --system` -----------------------
+    m.def("cpu_isas", [] {
+        std::vector<std::string> names;
+        for (const auto* t : cpu::available_kernel_tables()) names.push_back(t->isa);
+        return names;
+    }, "Kernel builds this CPU can run, best first.");
+    m.def("default_threads", &ThreadPool::default_threads);
+    m.def("cpu_dequantize", [](uint32_t type, ByteArray data, int64_t n, const std::string& isa) {
+        const int64_t need = row_bytes(static_cast<DType>(type), n);
+        if ((int64_t)data.shape(0) < need) throw StrataError("not enough bytes for " + std::to_string(n) + " elements");
+        auto out = new_float_array({(size_t)n});
+        cpu::select_kernel_table(isa)->dequantize_row(static_cast<DType>(type), data.data(), out.data(), n);
+        return out;
+    }, "type"_a, "data"_a, "n"_a, "isa"_a = "");
+    m.def("cpu_matvec", [](uint32_t type, ByteArray w, int64_t width, int64_t rows, FloatArray x, const std::string& isa) {
+        const int64_t rb = row_bytes(static_cast<DType>(type), width);
+        if ((int64_t)w.shape(0) != checked_mul(rb, rows, "weight") || (int64_t)x.shape(0) != width)
+            throw StrataError("cpu_matvec: weight or input size does not match width x rows");
+        auto out = new_float_array({(size_t)rows});
+        std::vector<uint8_t> scratch((size_t)width * 4 + 64);
+        cpu::select_kernel_table(isa)->matvec(static_cast<DType>(type), w.data(), width, 0, rows, x.data(),
+                                              out.data(), scratch.data());
+        return out;
+    }, "type"_a, "weight"_a, "width"_a, "rows"_a, "x"_a, "isa"_a = "");
+
+    // Native errors become the matching strata.errors classes.
+    nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+        try {
+            std::rethrow_exception(p);
+        } catch (const ContextOverflow& e) {
+            nb::object cls = nb::module_::import_("strata.errors").attr("ContextOverflowError");
+            PyErr_SetString(cls.ptr(), e.what());
+        } catch (const UnsupportedError& e) {
+            nb::object cls = nb::module_::import_("strata.errors").attr("UnsupportedModelError");
+            PyErr_SetString(cls.ptr(), e.what());
+        } catch (const StrataError& e) {
+            nb::object cls = nb::module_::import_("strata.errors").attr("StrataError");
+            PyErr_SetString(cls.ptr(), e.what());
+        }
+    });
+}

@@ -1,0 +1,35 @@
+// What the core asks of a backend (cpu, cuda, metal). A backend knows ops, never models.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "graph.h"
+#include "plan.h"
+
+namespace strata {
+
+struct StepShape {
+    const int32_t* tokens;  // n_rows ids, already checked against the embedding tables
+    int64_t n_rows;         // tokens in this step (<= plan.max_rows)
+    int64_t n_past;         // tokens already in the KV cache; this step's first position
+    bool all_rows;          // LastRow passes every row through (logits for every position)
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual std::string name() const = 0;
+    // A one-line description of what runs (e.g. the SIMD path chosen on this CPU).
+    virtual std::string describe() const = 0;
+    // Called once, before any step. `file` is the model mapping; every weight range of `g`
+    // has been checked against `file_size` by the engine.
+    virtual void prepare(const Graph& g, const Plan& plan, const uint8_t* file, int64_t file_size,
+                         int64_t n_ctx) = 0;
+    virtual void run(const StepShape& step) = 0;
+    // The graph output of the last step: `*rows` rows of `width` floats, host-readable.
+    virtual const float* output(int64_t* rows) = 0;
+    virtual int64_t kv_cache_bytes() const = 0;
+};
+
+}  // namespace strata

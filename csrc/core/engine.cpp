@@ -1,0 +1,90 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "errors.h"
+
+namespace strata {
+
+namespace {
+int64_t output_width(const Graph& g) {
+    if (g.output() < 0) throw StrataError("graph has no output");
+    return g.values()[g.output()].width;
+}
+}  // namespace
+
+Engine::Engine(Graph graph, std::unique_ptr<Backend> backend, const uint8_t* file,
+               int64_t file_size, EngineConfig cfg)
+    : graph_(std::move(graph)),
+      backend_(std::move(backend)),
+      cfg_(cfg),
+      n_vocab_(output_width(graph_)),
+      sampler_(n_vocab_) {
+    if (cfg_.n_ctx <= 0) throw StrataError("n_ctx must be positive");
+    if (cfg_.n_batch <= 0) throw StrataError("n_batch must be positive");
+    cfg_.n_batch = std::min(cfg_.n_batch, cfg_.n_ctx);
+    // Native code checks every weight range itself, whatever Python validated before.
+    for (const WeightRef& w : graph_.weights()) {
+        if (w.offset < 0 || w.nbytes < 0 || w.offset > file_size || w.nbytes > file_size - w.offset)
+            throw StrataError("weight " + w.name + " lies outside the model file");
+    }
+    vocab_limit_ = std::numeric_limits<int32_t>::max();
+    bool has_embedding = false;
+    for (const Node& n : graph_.nodes())
+        if (n.op == Op::Embedding) {
+            const WeightRef& w = graph_.weights()[graph_.values()[n.in[0]].weight];
+            vocab_limit_ = std::min(vocab_limit_, w.rows);
+            has_embedding = true;
+        }
+    if (!has_embedding) vocab_limit_ = n_vocab_;
+    plan_ = make_plan(graph_, cfg_.n_batch);
+    backend_->prepare(graph_, plan_, file, file_size, cfg_.n_ctx);
+    last_logits_.assign(n_vocab_, 0.0f);
+}
+
+void Engine::check_tokens(std::span<const int32_t> tokens) const {
+    if (tokens.empty()) throw StrataError("no tokens to evaluate");
+    if ((int64_t)tokens.size() > cfg_.n_ctx - n_past_)
+        throw ContextOverflow(std::to_string(n_past_) + " tokens in the context plus " +
+                              std::to_string(tokens.size()) + " new ones exceed n_ctx = " +
+                              std::to_string(cfg_.n_ctx));
+    for (int32_t t : tokens)
+        if (t < 0 || t >= vocab_limit_)
+            throw StrataError("token id " + std::to_string(t) + " is outside the vocabulary (" +
+                              std::to_string(vocab_limit_) + ")");
+}
+
+void Engine::eval(std::span<const int32_t> tokens, bool all_logits, float* out) {
+    check_tokens(tokens);
+    const int64_t chunk = all_logits ? plan_.max_single_rows : cfg_.n_batch;
+    for (size_t start = 0; start < tokens.size(); start += chunk) {
+        const int64_t n = std::min<int64_t>(chunk, (int64_t)tokens.size() - start);
+        StepShape step{tokens.data() + start, n, n_past_, all_logits};
+        backend_->run(step);
+        n_past_ += n;
+        tokens_evaluated_ += n;
+        int64_t rows = 0;
+        const float* logits = backend_->output(&rows);
+        if (all_logits && out) std::memcpy(out + start * n_vocab_, logits, sizeof(float) * n * n_vocab_);
+        std::memcpy(last_logits_.data(), logits + (rows - 1) * n_vocab_, sizeof(float) * n_vocab_);
+    }
+}
+
+int32_t Engine::sample(const SamplingParams& p, std::span<const int32_t> recent) {
+    return sampler_.sample(last_logits_.data(), p, recent);
+}
+
+int32_t Engine::step_sample(int32_t token, const SamplingParams& p, std::span<const int32_t> recent) {
+    eval(std::span<const int32_t>(&token, 1), false, nullptr);
+    return sample(p, recent);
+}
+
+void Engine::truncate(int64_t n) {
+    if (n < 0 || n > n_past_) throw StrataError("truncate: position out of range");
+    n_past_ = n;
+}
+
+}  // namespace strata

@@ -1,0 +1,75 @@
+"""Llama (SmolLM2, TinyLlama, Llama 2/3, and Mistral without sliding window).
+
+Pre-norm decoder: x += attn(rms_norm(x)); x += swiglu(rms_norm(x)). Grouped-query
+attention with rotary embeddings in llama.cpp's "normal" layout (adjacent pairs: the GGUF
+converter permutes Q/K rows so that this matches the original model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..gguf import GGUFFile
+from ..graph import GraphBuilder
+from . import register
+from .base import ModelDef, lm_head, meta_float, meta_int, swiglu_ffn, vocab_size
+
+
+@register("llama")
+@dataclass
+class Llama(ModelDef):
+    arch = "llama"
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_rot: int
+    rms_eps: float
+    rope_base: float
+    rope_freq_scale: float
+    sliding_window: int
+
+    @classmethod
+    def from_gguf(cls, gguf: GGUFFile) -> Llama:
+        n_embd = meta_int(gguf, "embedding_length")
+        n_head = meta_int(gguf, "attention.head_count")
+        head_dim = meta_int(gguf, "attention.key_length", n_embd // n_head)
+        scaling = gguf.arch_key("rope.scaling.type", "none")
+        factor = meta_float(gguf, "rope.scaling.factor", 1.0)
+        return cls(
+            n_vocab=vocab_size(gguf),
+            n_ctx_train=meta_int(gguf, "context_length", 4096),
+            n_layer=meta_int(gguf, "block_count"),
+            n_embd=n_embd,
+            n_head=n_head,
+            n_head_kv=meta_int(gguf, "attention.head_count_kv", n_head),
+            head_dim=head_dim,
+            n_rot=meta_int(gguf, "rope.dimension_count", head_dim),
+            rms_eps=meta_float(gguf, "attention.layer_norm_rms_epsilon", 1e-5),
+            rope_base=meta_float(gguf, "rope.freq_base", 10000.0),
+            rope_freq_scale=1.0 / factor if scaling == "linear" and factor > 0 else 1.0,
+            sliding_window=meta_int(gguf, "attention.sliding_window", 0),
+        )
+
+    def build(self, g: GraphBuilder) -> None:
+        freq_factors = g.optional_weight("rope_freqs.weight")  # Llama 3.1+ frequency scaling
+        x = g.embedding(g.weight("token_embd.weight"), g.tokens())
+        for i in range(self.n_layer):
+            p = f"blk.{i}"
+            h = g.rms_norm(x, g.weight(f"{p}.attn_norm.weight"), self.rms_eps)
+            q = g.linear(h, f"{p}.attn_q.weight", f"{p}.attn_q.bias")
+            k = g.linear(h, f"{p}.attn_k.weight", f"{p}.attn_k.bias")
+            v = g.linear(h, f"{p}.attn_v.weight", f"{p}.attn_v.bias")
+            rope = dict(base=self.rope_base, n_rot=self.n_rot, freq_scale=self.rope_freq_scale,
+                        freq_factors=freq_factors)
+            q = g.rope(q, self.n_head, self.head_dim, **rope)
+            k = g.rope(k, self.n_head_kv, self.head_dim, **rope)
+            a = g.attention(q, k, v, self.n_head, self.n_head_kv, self.head_dim,
+                            window=self.sliding_window)
+            x = g.add(x, g.linear(a, f"{p}.attn_output.weight", f"{p}.attn_output.bias"))
+            h = g.rms_norm(x, g.weight(f"{p}.ffn_norm.weight"), self.rms_eps)
+            x = g.add(x, swiglu_ffn(g, h, p))
+        x = g.last_row(x)  # only the last position's logits, unless all are asked for
+        x = g.rms_norm(x, g.weight("output_norm.weight"), self.rms_eps)
+        g.output(lm_head(g, x))
