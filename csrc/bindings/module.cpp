@@ -62,7 +62,7 @@ NB_MODULE(_core, m) {
 
     nb::class_<OpParams>(m, "OpParams")
         .def(nb::init<>())
-        .def_rw("eps", &OpParams::eps).def_rw("scale", &OpParams::scale).def_rw("act", &OpParams::act)
+        .def_rw("eps", &OpParams::eps).def_rw("scale", &OpParams::scale).def_rw("attn_scale", &OpParams::attn_scale).def_rw("act", &OpParams::act)
         .def_rw("n_head", &OpParams::n_head).def_rw("n_head_kv", &OpParams::n_head_kv)
         .def_rw("head_dim", &OpParams::head_dim).def_rw("n_rot", &OpParams::n_rot)
         .def_rw("rope_mode", &OpParams::rope_mode).def_rw("rope_base", &OpParams::rope_base)

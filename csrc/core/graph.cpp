@@ -150,7 +150,7 @@ int32_t Graph::add(Op op, const std::vector<int32_t>& inputs, OpParams p) {
             if (q.width != (int64_t)p.n_head * p.head_dim || k.width != (int64_t)p.n_head_kv * p.head_dim || v.width != k.width)
                 throw StrataError(where + ": q/k/v widths do not match the head counts");
             if (q.single_row || k.single_row || v.single_row) throw StrataError(where + ": attention needs every row");
-            if (p.scale == 0.0f) p.scale = 1.0f / __builtin_sqrtf((float)p.head_dim);
+            if (p.attn_scale == 0.0f) p.attn_scale = 1.0f / __builtin_sqrtf((float)p.head_dim);
             if (p.window < 0) throw StrataError(where + ": negative window");
             p.kv_slot = n_kv_slots_++;
             out.width = q.width;

@@ -37,7 +37,8 @@ const char* op_name(Op op);
 
 struct OpParams {
     float eps = 1e-5f;           // norms
-    float scale = 1.0f;          // Scale; Attention: softmax scale (0 = 1/sqrt(head_dim))
+    float scale = 1.0f;          // Scale
+    float attn_scale = 0.0f;     // Attention: scale of q.k (0 = 1/sqrt(head_dim))
     Activation act = Activation::Silu;
     int32_t n_head = 0;          // Rope, Attention
     int32_t n_head_kv = 0;       // Attention

@@ -114,6 +114,80 @@ struct block_q8_0 {
 };
 static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 
+// ---- super-block ("K") formats: 256 elements per block ---------------------------------
+// Scales of sub-blocks are themselves quantized and multiplied by the fp16 super-block
+// scale(s) d (and dmin for formats with a minimum).
+
+constexpr int QK_K = 256;
+constexpr int K_SCALE_SIZE = 12;
+
+// 16 sub-blocks of 16: x = d * (scales[i] & 15) * q - dmin * (scales[i] >> 4), q in 0..3.
+struct block_q2_K {
+    uint8_t scales[QK_K / 16];  // low nibble: scale, high nibble: min, per 16 elements
+    uint8_t qs[QK_K / 4];       // 2-bit quants: element 128*h + 32*s + l is (qs[32*h + l] >> 2s) & 3
+    uint16_t d;                 // fp16 super-block scale of the scales
+    uint16_t dmin;              // fp16 super-block scale of the mins
+};
+static_assert(sizeof(block_q2_K) == 84, "q2_K layout");
+
+// 16 sub-blocks of 16: x = d * (sc[i] - 32) * (q - 4 * !hbit), q the low 2 bits.
+struct block_q3_K {
+    uint8_t hmask[QK_K / 8];  // high bit: element 32*j + l is bit j of hmask[l]
+    uint8_t qs[QK_K / 4];     // low 2 bits, laid out as q2_K's
+    uint8_t scales[12];       // 16 6-bit scales: low 4 bits in bytes 0..7, high 2 in 8..11
+    uint16_t d;               // fp16 super-block scale
+};
+static_assert(sizeof(block_q3_K) == 110, "q3_K layout");
+
+// 8 sub-blocks of 32: x = d * sc[j] * q - dmin * m[j], q in 0..15, 6-bit sc and m.
+struct block_q4_K {
+    uint16_t d;                     // fp16 super-block scale of the scales
+    uint16_t dmin;                  // fp16 super-block scale of the mins
+    uint8_t scales[K_SCALE_SIZE];   // 8 scales + 8 mins, 6 bits each (see get_scale_min_k4)
+    uint8_t qs[QK_K / 2];           // element 64*c + 32*h + l is (qs[32*c + l] >> 4h) & 15
+};
+static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
+
+// As q4_K with a 5th bit: element 32*j + l has bit j of qh[l] as bit 4 of q.
+struct block_q5_K {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
+
+// 16 sub-blocks of 16: x = d * scales[i] * (q - 32), q in 0..63.
+struct block_q6_K {
+    uint8_t ql[QK_K / 2];      // low 4 bits: element 128*h + 64*s + l is (ql[64*h + l] >> 4s) & 15
+    uint8_t qh[QK_K / 4];      // high 2 bits: element 128*h + 32*s + l is (qh[32*h + l] >> 2s) & 3
+    int8_t scales[QK_K / 16];  // 8-bit signed scales
+    uint16_t d;                // fp16 super-block scale
+};
+static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
+
+// ---- non-linear 4-bit formats ---------------------------------------------------------
+// A 4-bit index into kvalues_iq4nl (a fixed non-uniform grid) times a scale.
+static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                         1,    13,   25,  38,  53,  69,  89,  113};
+
+constexpr int QK4_NL = 32;
+struct block_iq4_nl {
+    uint16_t d;               // fp16 scale
+    uint8_t qs[QK4_NL / 2];   // indices, nibble layout as q4_0
+};
+static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl layout");
+
+// 8 sub-blocks of 32 with 6-bit signed scales (ls - 32) under one fp16 d.
+struct block_iq4_xs {
+    uint16_t d;
+    uint16_t scales_h;          // high 2 bits of scale j at bits 2j..2j+1
+    uint8_t scales_l[QK_K / 64];// low 4 bits of scale j: nibble (j & 1) of byte j / 2
+    uint8_t qs[QK_K / 2];       // sub-block j: nibble layout as q4_0 over qs[16*j .. 16*j+15]
+};
+static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs layout");
+
 // strata's own activation format for integer dot products against 32-element weight
 // blocks. Unlike ggml's q8_0/q8_1 activations it keeps the scale and the scaled sum in
 // fp32, which removes one rounding step (strata aims to be closer to exact math).
@@ -123,5 +197,15 @@ struct block_q8_act {
     int8_t qs[32];
 };
 static_assert(sizeof(block_q8_act) == 40, "q8_act layout");
+
+// strata's activation format for integer dot products against 256-element super-blocks
+// (like ggml's block_q8_K: one fp32 scale and the sums of each 16 quants, used by the
+// formats with a minimum or an offset).
+struct block_q8_256 {
+    float d;                   // scale: x ~= d * qs
+    int16_t bsums[QK_K / 16];  // sum of qs[16*i .. 16*i+15]
+    int8_t qs[QK_K];
+};
+static_assert(sizeof(block_q8_256) == 292, "q8_256 layout");
 
 }  // namespace strata::quants

@@ -70,6 +70,130 @@ static inline void dequantize_row_q8_0(const block_q8_0* b, float* y, int64_t n)
     }
 }
 
+static inline void dequantize_row_iq4_nl(const block_iq4_nl* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK4_NL; ++i) {
+        const float d = fp16_to_fp32(b[i].d);
+        for (int j = 0; j < QK4_NL / 2; ++j) {
+            y[i * QK4_NL + j] = d * kvalues_iq4nl[b[i].qs[j] & 0x0F];
+            y[i * QK4_NL + j + QK4_NL / 2] = d * kvalues_iq4nl[b[i].qs[j] >> 4];
+        }
+    }
+}
+
+// ---- super-block formats --------------------------------------------------------------
+// The arithmetic follows gguf.quants (and ggml) operation by operation: sub-block scale
+// first (d * sc), then times the quant, then minus the sub-block minimum, all in fp32, so
+// the results are identical bit for bit. A compiler may fuse `a * q - m` into an FMA;
+// that changes nothing here, because a * q is exact in fp32 (an fp16 d has 11 significant
+// bits, sc at most 6 and q at most 5, 22 in all), so the single rounding is the same.
+
+// Unpack the 8 six-bit scales and 8 six-bit mins of a q4_K / q5_K block.
+static inline void get_scale_min_k4(const uint8_t* s, uint8_t* sc, uint8_t* m) {
+    for (int j = 0; j < 4; ++j) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0F) | ((s[j] >> 6) << 4);
+        m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+}
+
+// Unpack the 16 six-bit scales of a q3_K block (without the -32 offset).
+static inline void get_scales_q3_K(const uint8_t* s, uint8_t* sc) {
+    for (int i = 0; i < 16; ++i) {
+        const int lo = i < 8 ? (s[i] & 0x0F) : (s[i - 8] >> 4);
+        const int hi = (s[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
+        sc[i] = (uint8_t)(lo | (hi << 4));
+    }
+}
+
+static inline void dequantize_row_q2_K(const block_q2_K* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+        for (int e = 0; e < QK_K; ++e) {
+            const int h = e / 128, s = (e / 32) & 3, l = e & 31;
+            const uint8_t sc = b[i].scales[e / 16];
+            const float dl = d * (float)(sc & 0x0F), ml = dmin * (float)(sc >> 4);
+            const int q = (b[i].qs[32 * h + l] >> (2 * s)) & 3;
+            y[e] = dl * (float)q - ml;
+        }
+    }
+}
+
+static inline void dequantize_row_q3_K(const block_q3_K* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = fp16_to_fp32(b[i].d);
+        uint8_t sc[16];
+        get_scales_q3_K(b[i].scales, sc);
+        for (int e = 0; e < QK_K; ++e) {
+            const int h = e / 128, s = (e / 32) & 3, l = e & 31;
+            const float dl = d * (float)((int)sc[e / 16] - 32);
+            const int lo = (b[i].qs[32 * h + l] >> (2 * s)) & 3;
+            const int hbit = (b[i].hmask[l] >> (e / 32)) & 1;
+            y[e] = dl * (float)(lo - (hbit ? 0 : 4));
+        }
+    }
+}
+
+static inline void dequantize_row_q4_K(const block_q4_K* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+        uint8_t sc[8], m[8];
+        get_scale_min_k4(b[i].scales, sc, m);
+        for (int j = 0; j < 8; ++j) {
+            const float dl = d * (float)sc[j], ml = dmin * (float)m[j];
+            const uint8_t* q = b[i].qs + 32 * (j / 2);
+            const int shift = 4 * (j & 1);
+            for (int l = 0; l < 32; ++l) y[32 * j + l] = dl * (float)((q[l] >> shift) & 0x0F) - ml;
+        }
+    }
+}
+
+static inline void dequantize_row_q5_K(const block_q5_K* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+        uint8_t sc[8], m[8];
+        get_scale_min_k4(b[i].scales, sc, m);
+        for (int j = 0; j < 8; ++j) {
+            const float dl = d * (float)sc[j], ml = dmin * (float)m[j];
+            const uint8_t* q = b[i].qs + 32 * (j / 2);
+            const int shift = 4 * (j & 1);
+            for (int l = 0; l < 32; ++l) {
+                const int v = ((q[l] >> shift) & 0x0F) | (((b[i].qh[l] >> j) & 1) << 4);
+                y[32 * j + l] = dl * (float)v - ml;
+            }
+        }
+    }
+}
+
+static inline void dequantize_row_q6_K(const block_q6_K* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = fp16_to_fp32(b[i].d);
+        for (int e = 0; e < QK_K; ++e) {
+            const int h = e / 128, k = e & 127;
+            const int lo = (b[i].ql[64 * h + (k & 63)] >> (4 * (k / 64))) & 0x0F;
+            const int hi = (b[i].qh[32 * h + (k & 31)] >> (2 * (k / 32))) & 3;
+            const float dl = d * (float)b[i].scales[e / 16];
+            y[e] = dl * (float)((lo | (hi << 4)) - 32);
+        }
+    }
+}
+
+static inline void dequantize_row_iq4_xs(const block_iq4_xs* b, float* y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = fp16_to_fp32(b[i].d);
+        for (int j = 0; j < 8; ++j) {
+            const int ls = ((b[i].scales_l[j / 2] >> (4 * (j & 1))) & 0x0F) |
+                           (((b[i].scales_h >> (2 * j)) & 3) << 4);
+            const float dl = d * (float)(ls - 32);
+            const uint8_t* q = b[i].qs + 16 * j;
+            for (int l = 0; l < 16; ++l) {
+                y[32 * j + l] = dl * (float)kvalues_iq4nl[q[l] & 0x0F];
+                y[32 * j + l + 16] = dl * (float)kvalues_iq4nl[q[l] >> 4];
+            }
+        }
+    }
+}
+
 static inline void dequantize_row_f16(const uint16_t* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(x[i]);
 }

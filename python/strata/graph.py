@@ -146,7 +146,7 @@ class GraphBuilder:
             n_head=n_head,
             n_head_kv=n_head_kv,
             head_dim=head_dim,
-            scale=scale,
+            attn_scale=scale,
             window=window,
             softcap=softcap,
         )

@@ -18,8 +18,9 @@ struct KvSlot {
     int64_t width;
 };
 
-// Activation formats for integer dot products (which one a weight type wants).
-enum class ActFormat : int32_t { None = 0, Q8_32 = 1 };
+// Activation formats for integer dot products (which one a weight type wants): none (fp32),
+// 8-bit per 32 elements (quants::block_q8_act), 8-bit per 256 (quants::block_q8_256).
+enum class ActFormat : int32_t { None = 0, Q8_32 = 1, Q8_256 = 2 };
 
 struct Exec {
     const Node* nodes;

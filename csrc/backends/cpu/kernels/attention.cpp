@@ -61,7 +61,7 @@ void op_attention(Exec& ex, const Node& n, int ith, int nth) {
         const int64_t koff = (int64_t)(h / group) * hd;
         float mx = -INFINITY;
         for (int64_t j = lo; j <= pos; ++j) {
-            float s = n.p.scale * dot_q_k(q, kv.k + j * kvw + koff, hd);
+            float s = n.p.attn_scale * dot_q_k(q, kv.k + j * kvw + koff, hd);
             if (n.p.softcap > 0.0f) s = n.p.softcap * tanhf(s / n.p.softcap);
             scores[j - lo] = s;
             mx = s > mx ? s : mx;

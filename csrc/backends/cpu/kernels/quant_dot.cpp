@@ -1,11 +1,13 @@
 // Dot products of weight rows (any supported GGUF type) with one activation row.
 //
-// Quantized weights meet activations quantized to 8 bits per 32-element block
-// (block_q8_act: int8 values, fp32 scale and scaled sum) and are multiplied in integers,
-// as llama.cpp does, but with the activation scale kept in fp32. Float weights (F32, F16,
-// BF16) meet the fp32 activations directly. Each type has a scalar reference below and a
-// SIMD path where the build's ISA has one; tests compare every path present.
-#include "kernel_common.h"
+// Quantized weights meet activations quantized to 8 bits and are multiplied in integers,
+// as llama.cpp does, but with the activation scale kept in fp32: 32-element block formats
+// (q4_0 ... q8_0, iq4_nl) use block_q8_act (int8 values, fp32 scale and scaled sum), the
+// 256-element super-block formats (q2_K ... q6_K, iq4_xs; quant_dot_k.cpp) use
+// block_q8_256 (int8 values, fp32 scale, int16 sums per 16). Float weights (F32, F16,
+// BF16) meet the fp32 activations directly. Each type has a scalar reference and a SIMD
+// path where the build's ISA has one; tests compare every path present.
+#include "quant_simd.h"
 
 #include "../../../quants/dequant.h"
 
@@ -23,6 +25,13 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
         case DType::Q5_0: dequantize_row_q5_0((const block_q5_0*)src, dst, n); return;
         case DType::Q5_1: dequantize_row_q5_1((const block_q5_1*)src, dst, n); return;
         case DType::Q8_0: dequantize_row_q8_0((const block_q8_0*)src, dst, n); return;
+        case DType::Q2_K: dequantize_row_q2_K((const block_q2_K*)src, dst, n); return;
+        case DType::Q3_K: dequantize_row_q3_K((const block_q3_K*)src, dst, n); return;
+        case DType::Q4_K: dequantize_row_q4_K((const block_q4_K*)src, dst, n); return;
+        case DType::Q5_K: dequantize_row_q5_K((const block_q5_K*)src, dst, n); return;
+        case DType::Q6_K: dequantize_row_q6_K((const block_q6_K*)src, dst, n); return;
+        case DType::IQ4_NL: dequantize_row_iq4_nl((const block_iq4_nl*)src, dst, n); return;
+        case DType::IQ4_XS: dequantize_row_iq4_xs((const block_iq4_xs*)src, dst, n); return;
         default: for (int64_t i = 0; i < n; ++i) dst[i] = NAN; return;  // rejected at load
     }
 }
@@ -30,66 +39,50 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
 ActFormat act_format(DType t) {
     switch (t) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+        case DType::IQ4_NL:
             return ActFormat::Q8_32;
+        case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+        case DType::IQ4_XS:
+            return ActFormat::Q8_256;
         default: return ActFormat::None;
     }
 }
 
+// Bytes of one quantized activation row of n elements (n a multiple of the format's block;
+// the executor's buffer allows up to 4 * n + 64 bytes per row).
 int64_t act_row_bytes(ActFormat f, int64_t n) {
-    return f == ActFormat::Q8_32 ? (n / 32) * (int64_t)sizeof(block_q8_act) : n * (int64_t)sizeof(float);
+    switch (f) {
+        case ActFormat::Q8_32: return (n / 32) * (int64_t)sizeof(block_q8_act);
+        case ActFormat::Q8_256: return (n / QK_K) * (int64_t)sizeof(block_q8_256);
+        default: return n * (int64_t)sizeof(float);
+    }
 }
 
-void quantize_act_row(ActFormat f, const float* x, uint8_t* dst, int64_t n) {
-    if (f != ActFormat::Q8_32) {
-        memcpy(dst, x, sizeof(float) * n);
-        return;
-    }
-    block_q8_act* y = (block_q8_act*)dst;
-    for (int64_t b = 0; b < n / 32; ++b) {
-        const float* xb = x + b * 32;
+static void quantize_row_q8_32(const float* x, block_q8_act* y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+#if defined(__AVX2__)
+        const float d = act_scale(amax_f32(x, 32));
+        _mm256_storeu_si256((__m256i*)y[b].qs, quantize32(x, _mm256_set1_ps(act_inv_scale(d))));
+#else
         float amax = 0.0f;
-        for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(xb[j]));
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = act_scale(amax), id = act_inv_scale(d);
+        for (int j = 0; j < 32; ++j) y[b].qs[j] = (int8_t)(int)nearbyintf(x[j] * id);
+#endif
         int sum = 0;
-        for (int j = 0; j < 32; ++j) {
-            const int q = (int)nearbyintf(xb[j] * id);
-            y[b].qs[j] = (int8_t)q;
-            sum += q;
-        }
+        for (int j = 0; j < 32; ++j) sum += y[b].qs[j];
         y[b].d = d;
         y[b].s = d * (float)sum;
     }
 }
 
-// ---- SIMD building blocks -------------------------------------------------------------
-#if defined(__AVX2__)
-// 8 int32 partial sums of u8 * s8 over 32 byte pairs.
-static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-#endif
+void quantize_act_row(ActFormat f, const float* x, uint8_t* dst, int64_t n) {
+    switch (f) {
+        case ActFormat::Q8_32: quantize_row_q8_32(x, (block_q8_act*)dst, n); return;
+        case ActFormat::Q8_256: quantize_row_q8_256(x, (block_q8_256*)dst, n); return;
+        default: memcpy(dst, x, sizeof(float) * n); return;
+    }
 }
-// 32 nibbles -> 32 bytes (0..15): low nibbles are elements 0..15, high ones 16..31.
-static inline __m256i unpack_nibbles(const uint8_t* qs) {
-    const __m128i t = _mm_loadu_si128((const __m128i*)qs);
-    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
-}
-// 32 bits -> 32 bytes, 0x10 where the bit is set (the 5th bit of q5 values).
-static inline __m256i fifth_bits(const uint8_t* qh) {
-    uint32_t x;
-    memcpy(&x, qh, 4);
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                           0x0101010101010101, 0x0000000000000000);
-    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
-    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
-    bytes = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
-    return _mm256_and_si256(bytes, _mm256_set1_epi8(0x10));
-}
-#endif
 
 // ---- per-type dot of one weight row with one q8 activation row -------------------------
 // Offset formats (q4_0: q-8, q5_0: q-16) are computed as unsigned q times x, minus
@@ -156,6 +149,28 @@ static inline float dot_q8_0(const block_q8_0* w, const block_q8_act* x, int64_t
 #endif
 }
 
+static inline float dot_iq4_nl(const block_iq4_nl* w, const block_q8_act* x, int64_t nb) {
+#if defined(__AVX2__)
+    const __m256i table = iq4nl_table();
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i q = _mm256_shuffle_epi8(table, unpack_nibbles(w[i].qs));
+        const __m256i p = dot_s8_s8(q, _mm256_loadu_si256((const __m256i*)x[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_ps256(acc);
+#else
+    float acc = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        int sum = 0;
+        for (int j = 0; j < 16; ++j)
+            sum += kvalues_iq4nl[w[i].qs[j] & 0x0F] * x[i].qs[j] + kvalues_iq4nl[w[i].qs[j] >> 4] * x[i].qs[j + 16];
+        acc += fp16_to_f32(w[i].d) * x[i].d * (float)sum;
+    }
+    return acc;
+#endif
+}
+
 static inline float dot_f32(const float* w, const float* x, int64_t n) {
     int64_t i = 0;
     float acc = 0.0f;
@@ -206,22 +221,32 @@ static inline float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
 
 void dot_rows(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const void* xq,
               float* out, int64_t out_stride) {
-    const int64_t nb = width / 32;
+    const int64_t nb = width / 32, nbk = width / QK_K;
     const block_q8_act* xa = (const block_q8_act*)xq;
+    const block_q8_256* xk = (const block_q8_256*)xq;
     const float* xf = (const float*)xq;
     switch (t) {
-#define STRATA_ROWS(BLOCK, EXPR)                                                   \
+#define STRATA_ROWS_N(BLOCK, NB, EXPR)                                             \
     for (int64_t r = r0; r < r1; ++r) {                                            \
-        const BLOCK* wr = (const BLOCK*)(w + r * (int64_t)sizeof(BLOCK) * nb);     \
+        const BLOCK* wr = (const BLOCK*)(w + r * (int64_t)sizeof(BLOCK) * (NB));   \
         out[(r - r0) * out_stride] = EXPR;                                         \
     }                                                                              \
     return;
+#define STRATA_ROWS(BLOCK, EXPR) STRATA_ROWS_N(BLOCK, nb, EXPR)
         case DType::Q4_0: STRATA_ROWS(block_q4_0, (dot_q_nibbles<block_q4_0, 8, false, false>(wr, xa, nb)))
         case DType::Q4_1: STRATA_ROWS(block_q4_1, (dot_q_nibbles<block_q4_1, 0, true, false>(wr, xa, nb)))
         case DType::Q5_0: STRATA_ROWS(block_q5_0, (dot_q_nibbles<block_q5_0, 16, false, true>(wr, xa, nb)))
         case DType::Q5_1: STRATA_ROWS(block_q5_1, (dot_q_nibbles<block_q5_1, 0, true, true>(wr, xa, nb)))
         case DType::Q8_0: STRATA_ROWS(block_q8_0, dot_q8_0(wr, xa, nb))
+        case DType::IQ4_NL: STRATA_ROWS(block_iq4_nl, dot_iq4_nl(wr, xa, nb))
+        case DType::Q2_K: STRATA_ROWS_N(block_q2_K, nbk, dot_q2_K(wr, xk, nbk))
+        case DType::Q3_K: STRATA_ROWS_N(block_q3_K, nbk, dot_q3_K(wr, xk, nbk))
+        case DType::Q4_K: STRATA_ROWS_N(block_q4_K, nbk, dot_q4_K(wr, xk, nbk))
+        case DType::Q5_K: STRATA_ROWS_N(block_q5_K, nbk, dot_q5_K(wr, xk, nbk))
+        case DType::Q6_K: STRATA_ROWS_N(block_q6_K, nbk, dot_q6_K(wr, xk, nbk))
+        case DType::IQ4_XS: STRATA_ROWS_N(block_iq4_xs, nbk, dot_iq4_xs(wr, xk, nbk))
 #undef STRATA_ROWS
+#undef STRATA_ROWS_N
         case DType::F32:
             for (int64_t r = r0; r < r1; ++r) out[(r - r0) * out_stride] = dot_f32((const float*)w + r * width, xf, width);
             return;

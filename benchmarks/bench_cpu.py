@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""strata against llama.cpp on the CPU, side by side in one run (see benchmarks/README.md).
+
+    python benchmarks/bench_cpu.py [MODEL.gguf ...] --threads 2 --repeats 3 --json out.json
+
+A thin wrapper around ``strata.bench`` (the same code ``strata bench`` runs). When the
+installed strata predates ``strata.bench``, the module is loaded from this checkout's
+python/strata/bench.py, still measuring the installed strata.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+
+def _bench_module():
+    try:
+        from strata import bench
+
+        return bench
+    except ImportError:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, os.pardir, "python", "strata", "bench.py")
+        spec = importlib.util.spec_from_file_location("strata_bench_checkout", path)
+        if spec is None or spec.loader is None:
+            raise
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up here
+        spec.loader.exec_module(mod)
+        return mod
+
+
+if __name__ == "__main__":
+    sys.exit(_bench_module().main(sys.argv[1:], prog="bench_cpu.py"))

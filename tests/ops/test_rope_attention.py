@@ -1,0 +1,115 @@
+"""rope (normal/neox, partial rotation, frequency factors) and attention over the KV cache
+(GQA, sliding window, soft-cap, several steps) against NumPy float64 references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from strata import _core
+
+from .harness import OpHarness, isas
+
+
+def ref_rope(x, n_head, hd, base, neox, n_rot, pos0=0, freq_scale=1.0, factors=None):
+    T = x.shape[0]
+    y = x.astype(np.float64).reshape(T, n_head, hd).copy()
+    half = n_rot // 2
+    inv = base ** (-2.0 * np.arange(half) / n_rot)
+    if factors is not None:
+        inv = inv / factors
+    theta = (np.arange(T)[:, None] + pos0) * freq_scale * inv[None, :]
+    c, s = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
+    if neox:
+        a, b = y[..., :half].copy(), y[..., half:n_rot].copy()
+        y[..., :half], y[..., half:n_rot] = a * c - b * s, a * s + b * c
+    else:
+        a, b = y[..., 0:n_rot:2].copy(), y[..., 1:n_rot:2].copy()
+        y[..., 0:n_rot:2], y[..., 1:n_rot:2] = a * c - b * s, a * s + b * c
+    return y.reshape(T, n_head * hd)
+
+
+def ref_attention(q, k, v, n_head, n_kv, hd, window=0, softcap=0.0):
+    T = q.shape[0]
+    k = k.astype(np.float16).astype(np.float64)  # the cache holds fp16
+    v = v.astype(np.float16).astype(np.float64)
+    out = np.zeros((T, n_head * hd))
+    for t in range(T):
+        lo = max(0, t - window + 1) if window else 0
+        for h in range(n_head):
+            g = h // (n_head // n_kv)
+            qh = q[t, h * hd : (h + 1) * hd].astype(np.float64)
+            s = k[lo : t + 1, g * hd : (g + 1) * hd] @ qh / np.sqrt(hd)
+            if softcap:
+                s = softcap * np.tanh(s / softcap)
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            out[t, h * hd : (h + 1) * hd] = p @ v[lo : t + 1, g * hd : (g + 1) * hd]
+    return out
+
+
+@pytest.mark.parametrize("isa", isas())
+@pytest.mark.parametrize(
+    "neox,n_rot,factors",
+    [(False, 16, False), (True, 16, False), (True, 8, False), (False, 16, True)],
+)
+def test_rope(isa, neox, n_rot, factors):
+    rng = np.random.default_rng(4)
+    T, n_head, hd = 7, 3, 16
+    x = rng.normal(size=(T, n_head * hd)).astype(np.float32)
+    ff = rng.uniform(1, 8, size=n_rot // 2).astype(np.float32) if factors else None
+    h = OpHarness()
+    inputs = [h.rows(x)] + ([h.weight("ff", ff)] if factors else [])
+    mode = _core.RopeMode.neox if neox else _core.RopeMode.normal
+    out = h.op(
+        _core.Op.rope,
+        inputs,
+        n_head=n_head,
+        head_dim=hd,
+        n_rot=n_rot,
+        rope_base=10000.0,
+        rope_mode=mode,
+        rope_freq_scale=0.5,
+    )
+    got = h.run(out, T, isa=isa, chunks=[3, 4])  # second chunk starts at position 3
+    ref = ref_rope(x, n_head, hd, 10000.0, neox, n_rot, freq_scale=0.5, factors=ff)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("isa", isas())
+@pytest.mark.parametrize(
+    "n_head,n_kv,window,softcap", [(4, 4, 0, 0.0), (6, 2, 0, 0.0), (4, 2, 5, 0.0), (2, 1, 0, 3.0)]
+)
+@pytest.mark.parametrize("chunks", [[13], [1] * 13, [5, 1, 7]])
+def test_attention(isa, n_head, n_kv, window, softcap, chunks):
+    rng = np.random.default_rng(5)
+    T, hd = 13, 16
+    q = rng.normal(size=(T, n_head * hd)).astype(np.float32)
+    k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    h = OpHarness()
+    out = h.op(
+        _core.Op.attention,
+        [h.rows(q), h.rows(k), h.rows(v)],
+        n_head=n_head,
+        n_head_kv=n_kv,
+        head_dim=hd,
+        window=window,
+        softcap=softcap,
+    )
+    got = h.run(out, T, isa=isa, chunks=chunks)
+    np.testing.assert_allclose(
+        got, ref_attention(q, k, v, n_head, n_kv, hd, window, softcap), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_attention_context_overflow_is_reported_before_work():
+    import strata
+
+    h = OpHarness()
+    x = np.zeros((8, 16), np.float32)
+    out = h.op(
+        _core.Op.attention, [h.rows(x), h.rows(x), h.rows(x)], n_head=1, n_head_kv=1, head_dim=16
+    )
+    with pytest.raises(strata.ContextOverflowError):
+        h.run(out, 8, n_ctx=4)
