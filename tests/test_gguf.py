@@ -54,7 +54,6 @@ def test_quant_types_cover_the_gguf_package() -> None:
         assert qt == QuantType(int(t), t.name, *gguf.GGML_QUANT_SIZES[t])
     assert len(QUANT_TYPES) == len(GGMLQuantizationType)
     assert 4 not in QUANT_TYPES  # the removed Q4_2
-    assert sorted(SUPPORTED_WEIGHT_TYPES) == ["F16", "F32", "Q4_0", "Q4_1", "Q8_0"]
     assert SUPPORTED_WEIGHT_TYPES.issubset(q.name for q in QUANT_TYPES.values())
 
 
