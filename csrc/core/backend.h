@@ -30,6 +30,9 @@ public:
     // The graph output of the last step: `*rows` rows of `width` floats, host-readable.
     virtual const float* output(int64_t* rows) = 0;
     virtual int64_t kv_cache_bytes() const = 0;
+    // Whether the cache, holding positions [0, n_past), still has what a continuation from
+    // position n needs (sliding-window ring buffers forget old positions).
+    virtual bool can_truncate(int64_t n_past, int64_t n) const { return true; }
 };
 
 }  // namespace strata

@@ -84,6 +84,8 @@ int32_t Engine::step_sample(int32_t token, const SamplingParams& p, std::span<co
 
 void Engine::truncate(int64_t n) {
     if (n < 0 || n > n_past_) throw StrataError("truncate: position out of range");
+    if (n > 0 && !backend_->can_truncate(n_past_, n))
+        throw StrataError("truncate: the sliding-window cache no longer holds position " + std::to_string(n));
     n_past_ = n;
 }
 

@@ -90,7 +90,14 @@ int32_t Graph::add(Op op, const std::vector<int32_t>& inputs, OpParams p) {
         case Op::LayerNorm: {
             need(1, op == Op::RmsNorm ? 2 : 3);
             const Value& x = act(0);
-            for (size_t i = 1; i < inputs.size(); ++i) channel_vector(i, x.width);
+            int64_t group = x.width;
+            if (op == Op::RmsNorm && p.head_dim > 0) {
+                group = p.head_dim;
+                if (x.width % group) throw StrataError(where + ": width is not a multiple of head_dim");
+            } else {
+                p.head_dim = 0;
+            }
+            for (size_t i = 1; i < inputs.size(); ++i) channel_vector(i, group);
             out.width = x.width;
             out.single_row = x.single_row;
             break;

@@ -17,7 +17,8 @@ namespace strata {
 
 enum class Op : uint8_t {
     Embedding,   // in: weight table, tokens            -> rows of the table, as f32
-    RmsNorm,     // in: x, [weight]                     -> x / rms(x) (* weight)
+    RmsNorm,     // in: x, [weight]                     -> x / rms(x) (* weight), per row or
+                 //     per head_dim-wide group of a row (q/k norms) when p.head_dim is set
     LayerNorm,   // in: x, [weight], [bias]             -> (x - mean) / std (* weight + bias)
     MatMul,      // in: x, weight (rows x width)        -> x @ weight^T
     Add,         // in: a, b (b may be a 1-row weight: broadcast)

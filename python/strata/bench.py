@@ -340,9 +340,11 @@ RUNNERS: dict[str, type] = {"strata": StrataRunner, "llama.cpp": LlamaCppRunner}
 
 
 def llama_cpp_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -853,6 +855,9 @@ def run_benchmark(
             "n_ctx": n_ctx, "n_batch": n_batch, "tg_prompt_tokens": TG_PROMPT_TOKENS,
             "load_prompt_tokens": LOAD_PROMPT_TOKENS, "settle_s": settle,
             "sampling": "greedy",
+            "env": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                                "OMP_NUM_THREADS", "STRATA_CPU_ISA")
+                    if k in os.environ},
             "argv": sys.argv,
         },
         "notes": notes,
@@ -1006,7 +1011,8 @@ def format_tables(result: dict[str, Any]) -> str:
          "of the medians (tok/s: above 1 means strata is faster)."),
         (f"Machine: {mi['cpu']}, {mi['logical_cpus']} logical CPUs; {mi['date']}; "
          f"strata {mi['strata']} ({mi['strata_info'].get('cpu_kernel_selected')} kernels); "
-         f"llama-cpp-python {mi.get('llama_cpp_python') or 'not installed'}; "
+         f"llama-cpp-python {mi.get('llama_cpp_python') or 'not installed'}"
+         f"{''.join(f', {k}={v}' for k, v in st.get('env', {}).items())}; "
          f"load average {mi.get('loadavg_start')} at start, {mi.get('loadavg_end')} at end."),
     ]
     bw = mi.get("read_bandwidth_gb_s")
@@ -1068,6 +1074,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-batch", type=int, default=512, help="batch size for both (512)")
     p.add_argument("--settle", type=float, default=0.05,
                    help="seconds of sleep when switching engines (default 0.05)")
+    p.add_argument("--omp-wait-policy", choices=["passive", "active"], default=None,
+                   help="set OMP_WAIT_POLICY for llama.cpp's OpenMP threads (default: leave "
+                        "the environment alone, as llama.cpp users get it); passive stops its "
+                        "threads spinning, which matters when other work shares the cores")
     p.add_argument("--no-bandwidth", action="store_true",
                    help="skip the memory bandwidth measurement")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -1089,6 +1099,11 @@ def run(a: argparse.Namespace) -> int:
     if threads < 1:
         print("strata bench: error: --threads must be >= 1", file=sys.stderr)
         return 2
+    if a.omp_wait_policy:
+        if "llama_cpp" in sys.modules:
+            print("strata bench: warning: llama_cpp is already imported, --omp-wait-policy "
+                  "has no effect on this process", file=sys.stderr)
+        os.environ["OMP_WAIT_POLICY"] = a.omp_wait_policy.upper()  # children inherit it
     models = a.models or [strata.default_model_path()]
     missing = [m for m in models if not os.path.isfile(m)]
     if missing:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import StrataValueError
+from .errors import StrataError, StrataValueError
 from .tokenizer import StreamDecoder, Tokenizer
 
 
@@ -83,7 +83,11 @@ def run_generation(
 ) -> Iterator[str]:
     """Evaluates the prompt (reusing the first ``n_cached`` tokens already in the KV cache)
     and yields text pieces until EOG, a stop string, max_tokens or a full context."""
-    engine.truncate(n_cached)
+    try:
+        engine.truncate(n_cached)
+    except StrataError:  # a sliding-window cache forgot that far back: start afresh
+        n_cached = 0
+        engine.truncate(0)
     engine.eval(np.asarray(prompt_ids[n_cached:], dtype=np.int32))
     engine.seed(seed)
     history = list(prompt_ids)

@@ -68,8 +68,9 @@ class GraphBuilder:
     def embedding(self, table: Value, tokens: Value) -> Value:
         return self._op(_core.Op.embedding, [table, tokens])
 
-    def rms_norm(self, x: Value, weight: Value | None, eps: float) -> Value:
-        return self._op(_core.Op.rms_norm, [x, weight], eps=eps)
+    def rms_norm(self, x: Value, weight: Value | None, eps: float, head_dim: int = 0) -> Value:
+        """RMSNorm of each row, or of each ``head_dim``-wide head of a row when given."""
+        return self._op(_core.Op.rms_norm, [x, weight], eps=eps, head_dim=head_dim)
 
     def layer_norm(self, x: Value, weight: Value | None, bias: Value | None, eps: float) -> Value:
         if weight is None and bias is not None:

@@ -18,8 +18,9 @@ vocabulary alone lives in :class:`Tokenizer` and is shared by every kind (this f
 A subclass per ``tokenizer.ggml.model`` only turns one plain-text fragment into ids
 (:meth:`Tokenizer._encode_fragment`) and the bytes of a normal token
 (:meth:`Tokenizer._normal_token_bytes`). Kinds now: ``"gpt2"`` (byte-level BPE, built on
-HF ``tokenizers``). A new kind subclasses :class:`Tokenizer`, and registers with
-``@_register("name")``.
+HF ``tokenizers``) and ``"llama"`` (SentencePiece-style BPE over token scores with byte
+fallback: Llama 2, Mistral, Phi-3, Gemma 1-3; :class:`SPMTokenizer`). A new kind subclasses
+:class:`Tokenizer`, and registers with ``@_register("name")``.
 
 Byte-level BPE pre-tokenization: llama.cpp splits the text with a list of regexes applied in
 turn (each one splits the pieces the previous one left; matches and the text between them
@@ -35,6 +36,7 @@ of the two libraries.
 from __future__ import annotations
 
 import codecs
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -260,6 +262,9 @@ class Tokenizer:
             i for i in special if not self._attrs[i] & (_ATTR_CONTROL | _ATTR_UNKNOWN)
         )
         self._bytes_cache: list[bytes | None] = [None] * n
+        # llama_detokenize removes one leading space of the first token's piece (the space
+        # an SPM vocabulary with add_space_prefix puts before the text); kinds set this.
+        self._strip_first_space: bool = False
         self._build()
 
     # -- hooks for the kinds ----------------------------------------------------------------
@@ -273,6 +278,16 @@ class Tokenizer:
     def _encode_fragment(self, text: str) -> list[int]:
         """Ids of a fragment of plain text (no special token is cut out of it any more)."""
         raise NotImplementedError
+
+    def _encode_parts(self, parts: list[str | int]) -> list[int]:
+        """Ids of a partitioned text: token ids kept, text fragments encoded in turn."""
+        out: list[int] = []
+        for frag in parts:
+            if isinstance(frag, int):
+                out.append(frag)
+            else:
+                out.extend(self._encode_fragment(frag))
+        return out
 
     def _normal_token_bytes(self, text: str) -> bytes:
         """The bytes that a normal token with this vocabulary text stands for."""
@@ -422,11 +437,7 @@ class Tokenizer:
             if self.bos_id is None:
                 raise UnsupportedModelError("the model asks for a BOS token but defines none")
             out.append(self.bos_id)
-        for frag in self._partition(text, parse_special):
-            if isinstance(frag, int):
-                out.append(frag)
-            else:
-                out.extend(self._encode_fragment(frag))
+        out.extend(self._encode_parts(self._partition(text, parse_special)))
         if add_special and self.add_eos:
             if self.eos_id is None:
                 raise UnsupportedModelError("the model asks for an EOS token but defines none")
@@ -480,10 +491,20 @@ class Tokenizer:
         return self._text_to_id.get(text)
 
     def decode_bytes(self, ids: Iterable[int], skip_special: bool = False) -> bytes:
-        """The bytes of ``ids`` concatenated; control/unknown tokens left out if ``skip_special``."""
-        if skip_special:
-            return b"".join(self.token_bytes(i) for i in ids if not self.is_special(i))
-        return b"".join(self.token_bytes(i) for i in ids)
+        """The bytes of ``ids`` concatenated; control/unknown tokens left out if ``skip_special``.
+
+        This is llama.cpp's ``llama_detokenize(ids, remove_special=False,
+        unparse_special=not skip_special)`` except for its ``clean_spaces`` pass: where the
+        vocabulary puts a space before the text (SPM with ``add_space_prefix``), one leading
+        space of the *first* token's piece is dropped (none if that token is a hidden special
+        token, e.g. BOS with ``skip_special``).
+        """
+        pieces = [
+            b"" if skip_special and self.is_special(i) else self.token_bytes(i) for i in ids
+        ]
+        if self._strip_first_space and pieces and pieces[0][:1] == b" ":
+            pieces[0] = pieces[0][1:]
+        return b"".join(pieces)
 
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
         """Text of ``ids``; bytes that are not valid UTF-8 become U+FFFD.
@@ -511,7 +532,11 @@ class StreamDecoder:
     ``push`` returns the text completed by the new token (possibly ""), holding back the
     bytes of a character that later tokens will finish; ``flush`` returns what is left,
     with bytes that never formed a valid character replaced by U+FFFD. The concatenation
-    of every ``push`` and the final ``flush`` equals ``tokenizer.decode(ids, skip_special)``.
+    of every ``push`` and the final ``flush`` is the concatenation of the tokens' bytes,
+    which equals ``tokenizer.decode(ids, skip_special)`` except that ``decode`` drops the
+    leading space an SPM vocabulary with ``add_space_prefix`` puts before a text: a stream
+    continues a text, so the space of its first token is kept (as llama.cpp's
+    ``token_to_piece`` per token keeps it).
     """
 
     def __init__(self, tokenizer: Tokenizer, skip_special: bool = False) -> None:
@@ -768,3 +793,153 @@ class BPETokenizer(Tokenizer):
                 else c.encode("utf-8")
                 for c in text
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# "llama": SentencePiece-style BPE over token scores, with byte fallback
+# ---------------------------------------------------------------------------------------------
+
+_SPACE = "\u2581"  # "▁", SentencePiece's visible space
+
+
+@_register("llama")
+class SPMTokenizer(Tokenizer):
+    """SentencePiece-style vocabulary (``tokenizer.ggml.model == "llama"``), as llama.cpp's SPM.
+
+    Llama 1/2, TinyLlama, Mistral, Phi-3 and Gemma 1-3 ship this kind: every token has a
+    score (``tokenizer.ggml.scores``), spaces are written as U+2581 and bytes that no token
+    covers become the byte tokens ``<0x00>``..``<0xFF>``. llama.cpp (``llm_tokenizer_spm``)
+    encodes each text fragment left by the special-token partition as follows:
+
+    - a space is put before the fragment when ``add_space_prefix`` (``tokenizer.ggml.
+      add_space_prefix``, default True; Gemma 3 sets False) and the fragment starts the text
+      or follows a token cut out by the partition (control or user-defined, BOS included);
+    - every space becomes U+2581 (no other normalisation: tabs, newlines and non-ASCII
+      spaces stay as they are);
+    - the fragment is split into characters; repeatedly the adjacent pair whose
+      concatenation is a token with the highest score is merged (ties: the leftmost pair),
+      over the whole fragment at once (there is no pre-tokenizer: ``tokenizer.ggml.pre`` is
+      ignored, as in llama.cpp);
+    - each final piece becomes its token, or, if it is not one (a single character outside
+      the vocabulary), the byte tokens of its UTF-8 bytes.
+
+    Every vocabulary string takes part in the merges, whatever its type, as in llama.cpp.
+    ``add_bos`` defaults to True, ``add_eos`` to False; default ids: BOS 1, EOS 2, UNK 0.
+    Decoding turns U+2581 back into spaces and byte tokens into their byte; see
+    :meth:`Tokenizer.decode_bytes` for the leading space.
+    """
+
+    kind = "llama"
+    _default_special_ids: ClassVar[dict[str, int | None]] = {"bos": 1, "eos": 2, "unk": 0}
+
+    def _configure(self, md: Mapping[str, object], ids: dict[str, int | None]) -> None:
+        self.add_bos = True
+        self.add_eos = False
+        prefix = md.get(_P + "add_space_prefix")
+        self.add_space_prefix: bool = True if prefix is None else bool(prefix)
+        scores = md.get(_P + "scores")
+        if scores is None:
+            self._scores: list[float] = [0.0] * self.vocab_size
+        else:
+            values = [float(x) for x in _as_list(scores)]
+            if len(values) < self.vocab_size:
+                raise UnsupportedModelError(
+                    f"tokenizer.ggml.scores has {len(values)} entries for {self.vocab_size} tokens"
+                )
+            self._scores = values[: self.vocab_size]
+
+    def _build(self) -> None:
+        self._strip_first_space = self.add_space_prefix
+        tti = self._text_to_id
+        # llama.cpp's byte_to_token: "<0xXX>", else the byte itself as a one-byte token
+        # (only possible for ASCII here; NUL never, an empty text is no token).
+        self._byte_ids: list[int | None] = [
+            tti.get(f"<0x{b:02X}>", tti.get(chr(b)) if 0 < b < 0x80 else None)
+            for b in range(256)
+        ]
+        # Score per vocabulary string, for the merge loop's single dictionary lookup.
+        scores = self._scores
+        self._text_score: dict[str, float] = {t: scores[i] for t, i in tti.items()}
+
+    def _encode_parts(self, parts: list[str | int]) -> list[int]:
+        out: list[int] = []
+        prev_special = True  # llama.cpp: a text at the start counts as following a token
+        for frag in parts:
+            if isinstance(frag, int):
+                out.append(frag)
+                prev_special = True
+                continue
+            if self.add_space_prefix and prev_special:
+                frag = " " + frag
+            self._merge(frag.replace(" ", _SPACE), out)
+            prev_special = False
+        return out
+
+    def _encode_fragment(self, text: str) -> list[int]:
+        """Ids of ``text`` as one fragment that follows a token (space prefix rule applied)."""
+        return self._encode_parts([text])
+
+    def _merge(self, text: str, out: list[int]) -> None:
+        """llama.cpp's ``llm_tokenizer_spm_session::tokenize`` on escaped text, into ``out``.
+
+        Symbol ``i`` always starts at character ``i`` (a merge appends the right symbol to
+        the left one), so a symbol is its length plus links to its neighbours. The queue
+        holds (-score, left, right, size); a popped pair is stale if either side was merged
+        since (size check, as llama.cpp).
+        """
+        n = len(text)
+        if n == 0:
+            return
+        score_of = self._text_score.get
+        length = [1] * n
+        prev = list(range(-1, n - 1))
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        heap: list[tuple[float, int, int, int]] = []
+        for i in range(n - 1):
+            s = score_of(text[i : i + 2])
+            if s is not None:
+                heap.append((-s, i, i + 1, 2))
+        heapq.heapify(heap)
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            _, left, right, size = pop(heap)
+            ln = length[left]
+            rn = length[right]
+            if ln == 0 or rn == 0 or ln + rn != size:
+                continue
+            ln += rn
+            length[left] = ln
+            length[right] = 0
+            after = nxt[right]
+            nxt[left] = after
+            before = prev[left]
+            if after >= 0:
+                prev[after] = left
+                s = score_of(text[left : after + length[after]])
+                if s is not None:
+                    push(heap, (-s, left, after, ln + length[after]))
+            if before >= 0:
+                s = score_of(text[before : left + ln])
+                if s is not None:
+                    push(heap, (-s, before, left, length[before] + ln))
+        tti = self._text_to_id
+        i = 0
+        while i >= 0:
+            piece = text[i : i + length[i]]
+            tid = tti.get(piece)
+            if tid is not None:
+                out.append(tid)
+            else:
+                for b in piece.encode("utf-8"):
+                    bid = self._byte_ids[b]
+                    if bid is None:  # llama.cpp throws from byte_to_token (and aborts)
+                        raise StrataValueError(
+                            f"the vocabulary has no token for byte 0x{b:02X} of {piece!r} "
+                            "(no <0x..> byte token)"
+                        )
+                    out.append(bid)
+            i = nxt[i]
+
+    def _normal_token_bytes(self, text: str) -> bytes:
+        return text.replace(_SPACE, " ").encode("utf-8")

@@ -63,6 +63,7 @@ class OpHarness:
         isa: str = "",
         n_threads: int = 2,
         chunks: list[int] | None = None,
+        n_batch: int = 64,
     ) -> np.ndarray:
         """Evaluate tokens 0..n_tokens-1 (in the given chunk sizes) and return all rows."""
         self.graph.set_output(out)
@@ -71,7 +72,7 @@ class OpHarness:
             self.graph,
             mapping,
             n_ctx=n_ctx,
-            n_batch=64,
+            n_batch=n_batch,
             n_threads=n_threads,
             backend="cpu",
             isa=isa,

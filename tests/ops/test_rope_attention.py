@@ -113,3 +113,27 @@ def test_attention_context_overflow_is_reported_before_work():
     )
     with pytest.raises(strata.ContextOverflowError):
         h.run(out, 8, n_ctx=4)
+
+
+@pytest.mark.parametrize("isa", isas())
+def test_sliding_window_ring_buffer_wraps(isa):
+    """A window of 4 with steps of at most 3 tokens keeps 6 cache rows: 20 tokens wrap it."""
+    rng = np.random.default_rng(6)
+    T, hd = 20, 16
+    q, k, v = (rng.normal(size=(T, hd)).astype(np.float32) for _ in range(3))
+    h = OpHarness()
+    out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=1, n_head_kv=1,
+               head_dim=hd, window=4)
+    got = h.run(out, T, isa=isa, chunks=[3, 1, 2, 3, 3, 3, 1, 1, 3], n_batch=3)
+    np.testing.assert_allclose(got, ref_attention(q, k, v, 1, 1, hd, window=4), rtol=1e-4, atol=1e-5)
+
+
+def test_grouped_rms_norm_normalises_each_head():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 4 * 8)).astype(np.float32) * 5
+    w = rng.normal(size=8).astype(np.float32)
+    h = OpHarness()
+    out = h.op(_core.Op.rms_norm, [h.rows(x), h.weight("w", w)], eps=1e-6, head_dim=8)
+    xh = x.reshape(3, 4, 8).astype(np.float64)
+    ref = xh / np.sqrt((xh**2).mean(-1, keepdims=True) + 1e-6) * w
+    np.testing.assert_allclose(h.run(out, 3), ref.reshape(3, 32), rtol=1e-5, atol=1e-6)

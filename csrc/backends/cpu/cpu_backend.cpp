@@ -70,22 +70,25 @@ public:
                 max_act_width = std::max(max_act_width, val.width);
             }
         }
-        // KV cache: one fp16 K and V matrix of n_ctx rows per attention node.
-        int64_t kv_floats = 0;
+        // KV cache: one fp16 K and V matrix per attention node; n_ctx rows, or only the
+        // window (plus one step) for sliding-window layers.
+        int64_t kv_halfs = 0;
         int32_t max_head_dim = 0;
-        std::vector<int64_t> kv_width(g.n_kv_slots(), 0);
+        kv_slots_.assign(g.n_kv_slots(), KvSlot{});
         for (const Node& n : nodes_)
             if (n.op == Op::Attention) {
-                kv_width[n.p.kv_slot] = (int64_t)n.p.n_head_kv * n.p.head_dim;
+                KvSlot& s = kv_slots_[n.p.kv_slot];
+                s.width = (int64_t)n.p.n_head_kv * n.p.head_dim;
+                s.capacity = n.p.window > 0 ? std::min<int64_t>(n_ctx, n.p.window + plan.max_rows - 1) : n_ctx;
                 max_head_dim = std::max(max_head_dim, n.p.head_dim);
+                kv_halfs = checked_add(kv_halfs, checked_mul(2 * s.capacity, s.width, "KV cache"), "KV cache");
             }
-        for (int64_t w : kv_width) kv_floats = checked_add(kv_floats, checked_mul(2 * n_ctx, w, "KV cache"), "KV cache");
-        kv_.allocate(checked_mul(kv_floats, 2, "KV cache"), "the KV cache");
-        kv_slots_.clear();
+        kv_.allocate(checked_mul(kv_halfs, 2, "KV cache"), "the KV cache");
         uint16_t* p = reinterpret_cast<uint16_t*>(kv_.get());
-        for (int64_t w : kv_width) {
-            kv_slots_.push_back({p, p + n_ctx * w, w});
-            p += 2 * n_ctx * w;
+        for (KvSlot& s : kv_slots_) {
+            s.k = p;
+            s.v = p + s.capacity * s.width;
+            p += 2 * s.capacity * s.width;
         }
         n_ctx_ = n_ctx;
         // Scratch per thread: attention scores (n_ctx) + one head's accumulator, rope tables.
@@ -145,6 +148,17 @@ public:
     }
 
     int64_t kv_cache_bytes() const override { return kv_.bytes; }
+
+    bool can_truncate(int64_t n_past, int64_t n) const override {
+        // A ring buffer has overwritten positions before n_past - capacity; the next token
+        // (at position n) needs positions from n - window + 1 on.
+        for (const Node& node : nodes_) {
+            if (node.op != Op::Attention || node.p.window <= 0) continue;
+            const KvSlot& s = kv_slots_[node.p.kv_slot];
+            if (std::max<int64_t>(0, n - node.p.window + 1) < n_past - s.capacity) return false;
+        }
+        return true;
+    }
 
 private:
     static bool supported_weight_type(DType t) {

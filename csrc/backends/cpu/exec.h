@@ -12,10 +12,14 @@
 
 namespace strata::cpu {
 
+// One attention layer's cache. Position p lives in row p % capacity: full layers have
+// capacity n_ctx; sliding-window layers keep window + max_rows - 1 rows, enough for any
+// step's queries to see their whole window while the step writes its own keys.
 struct KvSlot {
-    uint16_t* k;  // [n_ctx][width] fp16
-    uint16_t* v;  // [n_ctx][width] fp16
+    uint16_t* k;  // [capacity][width] fp16
+    uint16_t* v;  // [capacity][width] fp16
     int64_t width;
+    int64_t capacity;
 };
 
 // Activation formats for integer dot products (which one a weight type wants): none (fp32),

@@ -39,4 +39,4 @@ def supported_architectures() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import llama  # noqa: F401  (registers itself)
+    from . import gemma3, llama  # noqa: F401  (each registers itself)

@@ -1,7 +1,7 @@
 // attention: append this step's K and V rows to the layer's fp16 KV cache, then for each
 // (token, head) compute softmax(scale * q . k_j) over the visible positions j and the
 // weighted sum of v_j. Causal: token t at position p sees j <= p, and with a sliding
-// window only j > p - window. GQA: head h reads KV head h / (n_head / n_head_kv).
+// window only j > p - window (kept in a ring buffer, see KvSlot). GQA: head h reads KV head h / (n_head / n_head_kv).
 #include "kernel_common.h"
 
 namespace strata::cpu::STRATA_ISA {
@@ -42,7 +42,7 @@ void op_attention(Exec& ex, const Node& n, int ith, int nth) {
     int64_t i0, i1;
     split_range(T * kvw, ith, nth, &i0, &i1);
     for (int64_t i = i0; i < i1; ++i) {
-        const int64_t dst = (ex.n_past + i / kvw) * kvw + i % kvw;
+        const int64_t dst = ((ex.n_past + i / kvw) % kv.capacity) * kvw + i % kvw;
         kv.k[dst] = f32_to_fp16(K[i]);
         kv.v[dst] = f32_to_fp16(V[i]);
     }
@@ -61,7 +61,7 @@ void op_attention(Exec& ex, const Node& n, int ith, int nth) {
         const int64_t koff = (int64_t)(h / group) * hd;
         float mx = -INFINITY;
         for (int64_t j = lo; j <= pos; ++j) {
-            float s = n.p.attn_scale * dot_q_k(q, kv.k + j * kvw + koff, hd);
+            float s = n.p.attn_scale * dot_q_k(q, kv.k + (j % kv.capacity) * kvw + koff, hd);
             if (n.p.softcap > 0.0f) s = n.p.softcap * tanhf(s / n.p.softcap);
             scores[j - lo] = s;
             mx = s > mx ? s : mx;
@@ -72,7 +72,7 @@ void op_attention(Exec& ex, const Node& n, int ith, int nth) {
             sum += scores[j];
         }
         for (int32_t d = 0; d < hd; ++d) acc[d] = 0.0f;
-        for (int64_t j = lo; j <= pos; ++j) axpy_v(acc, scores[j - lo], kv.v + j * kvw + koff, hd);
+        for (int64_t j = lo; j <= pos; ++j) axpy_v(acc, scores[j - lo], kv.v + (j % kv.capacity) * kvw + koff, hd);
         const float inv = (float)(1.0 / sum);
         float* o = O + t * qw + (int64_t)h * hd;
         for (int32_t d = 0; d < hd; ++d) o[d] = acc[d] * inv;

@@ -5,7 +5,11 @@
 namespace strata::cpu::STRATA_ISA {
 
 void op_rms_norm(Exec& ex, const Node& n, int ith, int nth) {
-    const int64_t W = ex.width[n.in[0]], T = rows_of(ex, n.in[0]);
+    // A row of `width` is normalised as width / W independent groups of W (one per head for
+    // q/k norms, W = head_dim; otherwise the whole row).
+    const int64_t width = ex.width[n.in[0]];
+    const int64_t W = n.p.head_dim > 0 ? n.p.head_dim : width;
+    const int64_t T = rows_of(ex, n.in[0]) * (width / W);
     const float* X = f32_of(ex, n.in[0]);
     const float* w = n.in[1] >= 0 ? (const float*)ex.data[n.in[1]] : nullptr;
     float* Y = f32_of(ex, n.out);

@@ -54,8 +54,8 @@ static inline void unpack_k4_scales(const uint8_t* s, uint32_t out[4]) {
 
 // q3_K scales minus 32, as 16 int8: low 4 bits from bytes 0..7 (low nibbles first), the
 // high 2 bits from bytes 8..11 (2 bits of each byte per group of four scales).
-static inline void unpack_q3_K_scales(const uint8_t* s, int8_t out[16]) {
-    uint32_t a0, a1, a2, r[4];
+static inline void q3_K_scale_words(const uint8_t* s, uint32_t r[4]) {
+    uint32_t a0, a1, a2;
     memcpy(&a0, s, 4);
     memcpy(&a1, s + 4, 4);
     memcpy(&a2, s + 8, 4);
@@ -63,6 +63,10 @@ static inline void unpack_q3_K_scales(const uint8_t* s, int8_t out[16]) {
     r[1] = (a1 & 0x0F0F0F0Fu) | (((a2 >> 2) & 0x03030303u) << 4);
     r[2] = ((a0 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 4) & 0x03030303u) << 4);
     r[3] = ((a1 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 6) & 0x03030303u) << 4);
+}
+static inline void unpack_q3_K_scales(const uint8_t* s, int8_t out[16]) {
+    uint32_t r[4];
+    q3_K_scale_words(s, r);
     uint8_t u[16];
     memcpy(u, r, 16);
     for (int i = 0; i < 16; ++i) out[i] = (int8_t)(u[i] - 32);
@@ -73,6 +77,24 @@ static inline void unpack_iq4_xs_scales(const block_iq4_xs& b, int8_t out[8]) {
     for (int j = 0; j < 8; ++j)
         out[j] = (int8_t)((((b.scales_l[j / 2] >> (4 * (j & 1))) & 0x0F) | (((b.scales_h >> (2 * j)) & 3) << 4)) - 32);
 }
+// The same as one 64-bit word (byte j = scale j + 32), by spreading bit fields: nibble j of
+// scales_l to byte j, and 2-bit field j of scales_h to bits 4..5 of byte j.
+static inline uint64_t iq4_xs_scale_word(const block_iq4_xs& b) {
+    uint32_t l32;
+    memcpy(&l32, b.scales_l, 4);
+    uint64_t l = l32;
+    l = (l | (l << 16)) & 0x0000FFFF0000FFFFull;
+    l = (l | (l << 8)) & 0x00FF00FF00FF00FFull;
+    l = (l | (l << 4)) & 0x0F0F0F0F0F0F0F0Full;
+    uint64_t h = b.scales_h;
+    h = (h | (h << 24)) & 0x000000FF000000FFull;
+    h = (h | (h << 12)) & 0x000F000F000F000Full;
+    h = (h | (h << 6)) & 0x0303030303030303ull;
+    return l | (h << 4);
+}
+
+// Sub-block loops are unrolled so that shift counts and scale selectors are constants.
+#define STRATA_UNROLL _Pragma("GCC unroll 8")
 
 #if defined(__AVX2__)
 static inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
@@ -88,6 +110,7 @@ float dot_q2_K(const block_q2_K* w, const block_q8_256* x, int64_t nb) {
         const __m128i scl = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
         const __m128i mins = _mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F));
         __m256i sumi = _mm256_setzero_si256();
+        STRATA_UNROLL
         for (int h = 0; h < 2; ++h) {
             const __m256i qv = load256(w[i].qs + 32 * h);
             const int8_t* xs = x[i].qs + 128 * h;
@@ -128,13 +151,15 @@ float dot_q3_K(const block_q3_K* w, const block_q8_256* x, int64_t nb) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
-        int8_t scs[16];
-        unpack_q3_K_scales(w[i].scales, scs);
-        const __m128i sc = _mm_loadu_si128((const __m128i*)scs);
+        uint32_t r[4];
+        q3_K_scale_words(w[i].scales, r);
+        const __m128i sc = _mm_sub_epi8(_mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]), _mm_set1_epi8(32));
         __m256i hm = load256(w[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
+        STRATA_UNROLL
         for (int h = 0; h < 2; ++h) {
             const __m256i qv = load256(w[i].qs + 32 * h);
+            STRATA_UNROLL
             for (int s = 0; s < 4; ++s) {
                 const int j = 4 * h + s;
                 const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * s), m3);
@@ -187,11 +212,12 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
         memcpy(&dmin16, b + 2, 2);
         uint32_t u[4];
         unpack_k4_scales(b + 4, u);
-        const __m128i sm = _mm_loadu_si128((const __m128i*)u);  // 8 scales, 8 mins
+        const __m128i sm = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);  // 8 scales, 8 mins
         const uint8_t* qs = b + qs_off;
         __m256i hm = _mm256_setzero_si256();
         if constexpr (Q5) hm = load256(b + offsetof(block_q5_K, qh));
         __m256i sumi = _mm256_setzero_si256();
+        STRATA_UNROLL
         for (int c = 0; c < 4; ++c) {
             const __m256i qv = load256(qs + 32 * c);
             __m256i lo = _mm256_and_si256(qv, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
@@ -257,6 +283,7 @@ float dot_q6_K(const block_q6_K* w, const block_q8_256* x, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
         const __m128i sc = _mm_loadu_si128((const __m128i*)w[i].scales);
         __m256i sumi = _mm256_setzero_si256();
+        STRATA_UNROLL
         for (int h = 0; h < 2; ++h) {
             const __m256i ql0 = load256(w[i].ql + 64 * h), ql1 = load256(w[i].ql + 64 * h + 32);
             const __m256i qh = load256(w[i].qh + 32 * h);
@@ -304,10 +331,9 @@ float dot_iq4_xs(const block_iq4_xs* w, const block_q8_256* x, int64_t nb) {
     const __m256i table = iq4nl_table();
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; ++i) {
-        int8_t ls[16] = {0};
-        unpack_iq4_xs_scales(w[i], ls);
-        const __m128i sc = _mm_loadu_si128((const __m128i*)ls);
+        const __m128i sc = _mm_sub_epi8(_mm_cvtsi64_si128((long long)iq4_xs_scale_word(w[i])), _mm_set1_epi8(32));
         __m256i sumi = _mm256_setzero_si256();
+        STRATA_UNROLL
         for (int j = 0; j < 8; ++j) {
             const __m256i wv = _mm256_shuffle_epi8(table, unpack_nibbles(w[i].qs + 16 * j));
             sumi = _mm256_add_epi32(sumi, dot_s8_s8_scaled(wv, load256(x[i].qs + 32 * j), scale_pair(sc, j, j)));
