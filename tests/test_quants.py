@@ -11,21 +11,32 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import strata
 from gguf import GGMLQuantizationType
 from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize as gguf_dequantize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import strata
+from ops.harness import OpHarness
 from strata import _core
 from strata.quant_types import SUPPORTED_WEIGHT_TYPES
 
-from ops.harness import OpHarness
-
 TYPES = [
-    "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-    "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+    "F32",
+    "F16",
+    "BF16",
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+    "IQ4_NL",
+    "IQ4_XS",
 ]
 ISAS = list(_core.cpu_isas())
 SIMD_ISAS = [i for i in ISAS if i != "scalar"]
@@ -33,16 +44,25 @@ SIMD_ISAS = [i for i in ISAS if i != "scalar"]
 # Byte offsets of the fp16 scale fields (d, and m / dmin where the format has one) inside
 # one block, as laid out in ggml-common.h.
 FP16_FIELDS = {
-    "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "Q8_0": (0,), "IQ4_NL": (0,),
-    "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
+    "Q4_0": (0,),
+    "Q4_1": (0, 2),
+    "Q5_0": (0,),
+    "Q5_1": (0, 2),
+    "Q8_0": (0,),
+    "IQ4_NL": (0,),
+    "Q2_K": (80, 82),
+    "Q3_K": (108,),
+    "Q4_K": (0, 2),
+    "Q5_K": (0, 2),
+    "Q6_K": (208,),
     "IQ4_XS": (0,),
 }
 # Elements per block of the activation format the kernels quantize the input to for this
 # weight type (None: the input stays fp32).
 ACT_BLOCK = {
-    "F32": None, "F16": None, "BF16": None,
-    "Q4_0": 32, "Q4_1": 32, "Q5_0": 32, "Q5_1": 32, "Q8_0": 32, "IQ4_NL": 32,
-    "Q2_K": 256, "Q3_K": 256, "Q4_K": 256, "Q5_K": 256, "Q6_K": 256, "IQ4_XS": 256,
+    **dict.fromkeys(["F32", "F16", "BF16"]),
+    **dict.fromkeys(["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL"], 32),
+    **dict.fromkeys(["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"], 256),
 }
 
 
@@ -73,8 +93,24 @@ def test_every_supported_type_is_tested() -> None:
 # elements (inf * 0 = NaN, inf - inf = NaN, ...). NaNs are compared as "both NaN", since
 # the payload of a computed NaN is the hardware's, not part of the GGUF format; every
 # other value, signed zeros included, must match bit for bit.
-SPECIAL_HALFS = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x7BFF, 0xFBFF,
-                 0x3C00, 0xBC00, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0xFFFF]
+SPECIAL_HALFS = [
+    0x0000,
+    0x8000,
+    0x0001,
+    0x8001,
+    0x03FF,
+    0x83FF,
+    0x0400,
+    0x7BFF,
+    0xFBFF,
+    0x3C00,
+    0xBC00,
+    0x7C00,
+    0xFC00,
+    0x7E00,
+    0x7C01,
+    0xFFFF,
+]
 halfs = st.one_of(st.sampled_from(SPECIAL_HALFS), st.integers(0, 0xFFFF))
 
 
@@ -85,20 +121,23 @@ def assert_same_floats(got: np.ndarray, want: np.ndarray) -> None:
     ok = nan_got | (got.view(np.uint32) == want.view(np.uint32))
     if not ok.all():
         i = int(np.argmin(ok))
-        raise AssertionError(f"{int((~ok).sum())} elements differ; first at {i}: {got[i]!r} vs {want[i]!r}")
+        raise AssertionError(
+            f"{int((~ok).sum())} elements differ; first at {i}: {got[i]!r} vs {want[i]!r}"
+        )
 
 
 @st.composite
 def raw_blocks(draw, name: str) -> np.ndarray:
     block, size = sizes(name)
     n_blocks = draw(st.integers(1, 4)) * (64 if block == 1 else 1)
-    raw = np.frombuffer(draw(st.binary(min_size=n_blocks * size, max_size=n_blocks * size)),
-                        dtype=np.uint8).copy()
+    raw = np.frombuffer(
+        draw(st.binary(min_size=n_blocks * size, max_size=n_blocks * size)), dtype=np.uint8
+    ).copy()
     if name == "F16":
         raw.view(np.uint16)[:] = draw(st.lists(halfs, min_size=n_blocks, max_size=n_blocks))
     for off in FP16_FIELDS.get(name, ()):
         vals = np.array(draw(st.lists(halfs, min_size=n_blocks, max_size=n_blocks)), np.uint16)
-        raw.reshape(n_blocks, size)[:, off:off + 2] = vals.view(np.uint8).reshape(n_blocks, 2)
+        raw.reshape(n_blocks, size)[:, off : off + 2] = vals.view(np.uint8).reshape(n_blocks, 2)
     return raw
 
 
@@ -125,13 +164,16 @@ def random_weights(name: str, rows: int, width: int, rng: np.random.Generator) -
     if name == "F16":
         return rng.standard_normal(rows * width).astype(np.float16).view(np.uint8)
     if name == "BF16":
-        return (rng.standard_normal(rows * width).astype(np.float32).view(np.uint32) >> 16).astype(
-            np.uint16).view(np.uint8)
+        return (
+            (rng.standard_normal(rows * width).astype(np.float32).view(np.uint32) >> 16)
+            .astype(np.uint16)
+            .view(np.uint8)
+        )
     n_blocks = rows * width // block
     raw = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
     for off in FP16_FIELDS[name]:
         d = rng.uniform(1e-3, 1e-1, n_blocks) * rng.choice([-1.0, 1.0], n_blocks)
-        raw[:, off:off + 2] = d.astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
+        raw[:, off : off + 2] = d.astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
     return raw.ravel()
 
 
@@ -143,7 +185,7 @@ def random_input(width: int, rng: np.random.Generator) -> np.ndarray:
     x[rng.integers(0, width, k)] *= rng.uniform(5, 30, k)
     if width >= 64 and rng.random() < 0.5:
         z = rng.integers(0, width // 32) * 32
-        x[z:z + 32] = 0.0
+        x[z : z + 32] = 0.0
     return x.astype(np.float32)
 
 
@@ -207,7 +249,9 @@ def test_matvec_against_float64(name: str, data) -> None:
     outs = {isa: _core.cpu_matvec(int(qtype(name)), raw, width, rows, x, isa) for isa in ISAS}
     for isa, got in outs.items():
         err = np.abs(got.astype(np.float64) - want)
-        assert (err <= bound).all(), f"{isa}: error {err.max():.3g} > bound {bound[err.argmax()]:.3g}"
+        assert (err <= bound).all(), (
+            f"{isa}: error {err.max():.3g} > bound {bound[err.argmax()]:.3g}"
+        )
     # (c) every SIMD build agrees with the scalar reference.
     for isa in SIMD_ISAS:
         diff = np.abs(outs[isa].astype(np.float64) - outs["scalar"])

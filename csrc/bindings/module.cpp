@@ -55,7 +55,7 @@ NB_MODULE(_core, m) {
         .value("layer_norm", Op::LayerNorm).value("matmul", Op::MatMul).value("add", Op::Add)
         .value("mul", Op::Mul).value("scale", Op::Scale).value("activation", Op::Activation)
         .value("glu", Op::Glu).value("rope", Op::Rope).value("attention", Op::Attention)
-        .value("last_row", Op::LastRow);
+        .value("last_row", Op::LastRow).value("slice", Op::Slice);
     nb::enum_<Activation>(m, "Activation")
         .value("silu", Activation::Silu).value("gelu", Activation::Gelu).value("gelu_tanh", Activation::GeluTanh);
     nb::enum_<RopeMode>(m, "RopeMode").value("normal", RopeMode::Normal).value("neox", RopeMode::Neox);
@@ -67,7 +67,9 @@ NB_MODULE(_core, m) {
         .def_rw("head_dim", &OpParams::head_dim).def_rw("n_rot", &OpParams::n_rot)
         .def_rw("rope_mode", &OpParams::rope_mode).def_rw("rope_base", &OpParams::rope_base)
         .def_rw("rope_freq_scale", &OpParams::rope_freq_scale).def_rw("window", &OpParams::window)
-        .def_rw("softcap", &OpParams::softcap).def_ro("kv_slot", &OpParams::kv_slot);
+        .def_rw("softcap", &OpParams::softcap)
+        .def_rw("offset", &OpParams::offset).def_rw("width", &OpParams::width)
+        .def_rw("rope_attn_factor", &OpParams::rope_attn_factor).def_ro("kv_slot", &OpParams::kv_slot);
 
     nb::class_<Graph>(m, "Graph")
         .def(nb::init<>())
@@ -77,6 +79,7 @@ NB_MODULE(_core, m) {
                  return g.weight(name, static_cast<DType>(type), offset, nbytes, width, rows);
              }, "name"_a, "type"_a, "offset"_a, "nbytes"_a, "width"_a, "rows"_a)
         .def("tokens", &Graph::tokens)
+        .def("positions", &Graph::positions)
         .def("add", &Graph::add, "op"_a, "inputs"_a, "params"_a)
         .def("set_output", &Graph::set_output)
         .def("width", [](const Graph& g, int32_t v) { return g.values().at(v).width; })

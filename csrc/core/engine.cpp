@@ -34,12 +34,19 @@ Engine::Engine(Graph graph, std::unique_ptr<Backend> backend, const uint8_t* fil
     vocab_limit_ = std::numeric_limits<int32_t>::max();
     bool has_embedding = false;
     for (const Node& n : graph_.nodes())
-        if (n.op == Op::Embedding) {
+        if (n.op == Op::Embedding && n.in[1] == graph_.tokens_value()) {
             const WeightRef& w = graph_.weights()[graph_.values()[n.in[0]].weight];
             vocab_limit_ = std::min(vocab_limit_, w.rows);
             has_embedding = true;
         }
     if (!has_embedding) vocab_limit_ = n_vocab_;
+    for (const Node& n : graph_.nodes())
+        if (n.op == Op::Embedding && n.in[1] == graph_.positions_value()) {
+            const WeightRef& w = graph_.weights()[graph_.values()[n.in[0]].weight];
+            if (cfg_.n_ctx > w.rows)
+                throw StrataError("n_ctx = " + std::to_string(cfg_.n_ctx) + " exceeds the " +
+                                  std::to_string(w.rows) + " learned positions of " + w.name);
+        }
     plan_ = make_plan(graph_, cfg_.n_batch);
     backend_->prepare(graph_, plan_, file, file_size, cfg_.n_ctx);
     last_logits_.assign(n_vocab_, 0.0f);

@@ -18,6 +18,7 @@ const char* op_name(Op op) {
         case Op::Rope: return "rope";
         case Op::Attention: return "attention";
         case Op::LastRow: return "last_row";
+        case Op::Slice: return "slice";
     }
     return "?";
 }
@@ -40,6 +41,13 @@ int32_t Graph::tokens() {
     values_.push_back({ValueKind::Tokens, 1, false, -1});
     tokens_ = (int32_t)values_.size() - 1;
     return tokens_;
+}
+
+int32_t Graph::positions() {
+    if (positions_ >= 0) throw StrataError("a graph has one positions input");
+    values_.push_back({ValueKind::Positions, 1, false, -1});
+    positions_ = (int32_t)values_.size() - 1;
+    return positions_;
 }
 
 void Graph::set_output(int32_t v) {
@@ -82,7 +90,9 @@ int32_t Graph::add(Op op, const std::vector<int32_t>& inputs, OpParams p) {
         case Op::Embedding: {
             need(2, 2);
             const WeightRef& w = wgt(0);
-            if (value(inputs[1], "embedding").kind != ValueKind::Tokens) throw StrataError(where + ": input 1 must be the tokens");
+            const ValueKind k = value(inputs[1], "embedding").kind;
+            if (k != ValueKind::Tokens && k != ValueKind::Positions)
+                throw StrataError(where + ": input 1 must be the tokens or the positions");
             out.width = w.width;
             break;
         }
@@ -134,6 +144,15 @@ int32_t Graph::add(Op op, const std::vector<int32_t>& inputs, OpParams p) {
             const Value& x = act(0);
             out.width = x.width;
             out.single_row = op == Op::LastRow ? true : x.single_row;
+            break;
+        }
+        case Op::Slice: {
+            need(1, 1);
+            const Value& x = act(0);
+            if (p.offset < 0 || p.width <= 0 || (int64_t)p.offset + p.width > x.width)
+                throw StrataError(where + ": columns out of range");
+            out.width = p.width;
+            out.single_row = x.single_row;
             break;
         }
         case Op::Rope: {

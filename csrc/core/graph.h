@@ -29,7 +29,9 @@ enum class Op : uint8_t {
     Rope,        // in: x (n_head * head_dim wide), [freq factors: n_rot/2 divisors of each angle]
     Attention,   // in: q, k, v (rope already applied)  -> softmax(q k^T * scale) v over the KV cache
     LastRow,     // in: x                               -> its last row (all rows when asked)
+    Slice,       // in: x                               -> columns [p.offset, p.offset + p.width)
 };
+constexpr int kNumOps = 13;
 
 enum class Activation : uint8_t { Silu = 0, Gelu = 1, GeluTanh = 2 };
 enum class RopeMode : uint8_t { Normal = 0, Neox = 1 };  // adjacent pairs vs. halves
@@ -51,9 +53,12 @@ struct OpParams {
     int32_t window = 0;          // Attention: sliding window in tokens (0 = full causal)
     float softcap = 0.0f;        // Attention: logit soft-cap (0 = off)
     int32_t kv_slot = -1;        // Attention: which KV cache slot (set by the graph)
+    int32_t offset = 0;          // Slice: first column
+    int32_t width = 0;           // Slice: number of columns
+    float rope_attn_factor = 1.0f;  // Rope: scales cos and sin (LongRoPE / YaRN magnitude)
 };
 
-enum class ValueKind : uint8_t { Weight, Tokens, Activation };
+enum class ValueKind : uint8_t { Weight, Tokens, Positions, Activation };
 
 // A weight lives in the model file, read in place: [offset, offset + nbytes) of the mapping.
 struct WeightRef {
@@ -86,6 +91,9 @@ public:
                    int64_t width, int64_t rows);
     // The step's token ids (int32, one row per token). At most one per graph.
     int32_t tokens();
+    // The step's absolute positions n_past + row (int32), e.g. for learned position
+    // embeddings. At most one per graph.
+    int32_t positions();
     // Appends a node, checks its inputs' shapes and returns its output value.
     int32_t add(Op op, const std::vector<int32_t>& inputs, OpParams p);
     void set_output(int32_t value);
@@ -95,6 +103,7 @@ public:
     const std::vector<WeightRef>& weights() const { return weights_; }
     int32_t output() const { return output_; }
     int32_t tokens_value() const { return tokens_; }
+    int32_t positions_value() const { return positions_; }
     int32_t n_kv_slots() const { return n_kv_slots_; }
 
 private:
@@ -103,6 +112,7 @@ private:
     std::vector<Node> nodes_;
     std::vector<WeightRef> weights_;
     int32_t tokens_ = -1;
+    int32_t positions_ = -1;
     int32_t output_ = -1;
     int32_t n_kv_slots_ = 0;
 };

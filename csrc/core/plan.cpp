@@ -61,6 +61,7 @@ Plan make_plan(const Graph& g, int64_t max_rows, int64_t max_single_rows) {
     };
 
     if (g.tokens_value() >= 0) take_slot(g.tokens_value(), -1);
+    if (g.positions_value() >= 0) take_slot(g.positions_value(), -1);
     for (int32_t i = 0; i < (int32_t)nodes.size(); ++i) {
         take_slot(nodes[i].out, i);
         plan.max_width = std::max(plan.max_width, values[nodes[i].out].width);

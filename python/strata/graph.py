@@ -58,6 +58,10 @@ class GraphBuilder:
         """The step's token ids."""
         return self.graph.tokens()
 
+    def positions(self) -> Value:
+        """The step's absolute positions (for learned position embeddings)."""
+        return self.graph.positions()
+
     # -- ops ---------------------------------------------------------------------------
     def _op(self, op: _core.Op, inputs: list[Value | None], **params: object) -> Value:
         p = _core.OpParams()
@@ -114,6 +118,7 @@ class GraphBuilder:
         n_rot: int = 0,
         freq_scale: float = 1.0,
         freq_factors: Value | None = None,
+        attn_factor: float = 1.0,
     ) -> Value:
         mode = _core.RopeMode.neox if neox else _core.RopeMode.normal
         return self._op(
@@ -125,6 +130,7 @@ class GraphBuilder:
             rope_base=base,
             rope_mode=mode,
             rope_freq_scale=freq_scale,
+            rope_attn_factor=attn_factor,
         )
 
     def attention(
@@ -151,6 +157,10 @@ class GraphBuilder:
             window=window,
             softcap=softcap,
         )
+
+    def slice(self, x: Value, offset: int, width: int) -> Value:
+        """Columns [offset, offset + width) of each row (splits fused qkv / gate_up)."""
+        return self._op(_core.Op.slice, [x], offset=offset, width=width)
 
     def last_row(self, x: Value) -> Value:
         """The last token's row (every row when the step asks for all logits)."""

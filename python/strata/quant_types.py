@@ -49,10 +49,23 @@ QUANT_TYPES_BY_NAME: dict[str, QuantType] = {q.name: q for q in QUANT_TYPES.valu
 """The same table keyed by name ("Q4_0", "F16", ...)."""
 
 SUPPORTED_WEIGHT_TYPES: frozenset[str] = frozenset(
-    {
-        "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-        "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
-    }
+    [
+        "F32",
+        "F16",
+        "BF16",
+        "Q4_0",
+        "Q4_1",
+        "Q5_0",
+        "Q5_1",
+        "Q8_0",
+        "Q2_K",
+        "Q3_K",
+        "Q4_K",
+        "Q5_K",
+        "Q6_K",
+        "IQ4_NL",
+        "IQ4_XS",
+    ]
 )
 """Type names strata's core can compute with. The native core extends this set."""
 

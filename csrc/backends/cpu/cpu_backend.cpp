@@ -66,7 +66,7 @@ public:
                                            ", which the CPU backend does not support yet");
             } else {
                 data_[v] = arena_.get() + plan.offset[v];
-                type_[v] = val.kind == ValueKind::Tokens ? DType::I32 : DType::F32;
+                type_[v] = val.kind == ValueKind::Activation ? DType::F32 : DType::I32;
                 max_act_width = std::max(max_act_width, val.width);
             }
         }
@@ -116,6 +116,7 @@ public:
         ex_.barrier = [](void* pool) { static_cast<ThreadPool*>(pool)->barrier(); };
         ex_.pool = &pool_;
         tokens_value_ = g.tokens_value();
+        positions_value_ = g.positions_value();
         output_value_ = g.output();
         max_rows_ = plan.max_rows;
     }
@@ -124,6 +125,10 @@ public:
         if (step.n_rows <= 0 || step.n_rows > max_rows_) throw StrataError("step larger than planned");
         if (step.n_past < 0 || step.n_past + step.n_rows > n_ctx_) throw ContextOverflow("step past the KV cache");
         if (tokens_value_ >= 0) std::memcpy(data_[tokens_value_], step.tokens, sizeof(int32_t) * step.n_rows);
+        if (positions_value_ >= 0) {
+            int32_t* pos = reinterpret_cast<int32_t*>(data_[positions_value_]);
+            for (int64_t i = 0; i < step.n_rows; ++i) pos[i] = (int32_t)(step.n_past + i);
+        }
         ex_.n_rows = step.n_rows;
         ex_.n_past = step.n_past;
         ex_.all_rows = step.all_rows;
@@ -182,7 +187,7 @@ private:
     std::vector<KvSlot> kv_slots_;
     std::vector<int32_t> act_q_value_, act_q_format_;
     int64_t n_ctx_ = 0, scratch_floats_ = 0, max_rows_ = 0, out_rows_ = 0;
-    int32_t tokens_value_ = -1, output_value_ = -1;
+    int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;
     Exec ex_{};
 };
 

@@ -59,7 +59,7 @@ using NodeKernel = void (*)(Exec& ex, const Node& node, int ith, int nth);
 
 struct KernelTable {
     const char* isa;
-    NodeKernel op[12];  // indexed by Op
+    NodeKernel op[kNumOps];  // indexed by Op
     // Exposed for tests and tools: dequantize `n` elements, and y = W x for one row set.
     void (*dequantize_row)(DType t, const void* src, float* dst, int64_t n);
     // out[r] = dot(row r of W, x) for rows [r0, r1), x quantized as the type requires.

@@ -1,6 +1,6 @@
 // Row-wise elementwise ops: add, mul (with a broadcast per-channel vector), scale,
 // activations and gated activations, and last_row. Work is split over all elements so
-// a single decode row still uses every thread.
+// a single decode row still uses every thread. slice copies a column range (fused qkv).
 #include "kernel_common.h"
 
 namespace strata::cpu::STRATA_ISA {
@@ -67,6 +67,15 @@ void op_last_row(Exec& ex, const Node& n, int ith, int nth) {
     int64_t i0, i1;
     split_range((ex.n_rows - first) * W, ith, nth, &i0, &i1);
     memcpy(y + i0, x + i0, sizeof(float) * (i1 - i0));
+}
+
+void op_slice(Exec& ex, const Node& n, int ith, int nth) {
+    const int64_t W = ex.width[n.in[0]], w = n.p.width, T = rows_of(ex, n.in[0]);
+    const float* x = f32_of(ex, n.in[0]) + n.p.offset;
+    float* y = f32_of(ex, n.out);
+    int64_t t0, t1;
+    split_range(T, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; ++t) memcpy(y + t * w, x + t * W, sizeof(float) * w);
 }
 
 }  // namespace strata::cpu::STRATA_ISA

@@ -80,6 +80,7 @@ void op_glu(Exec& ex, const Node& n, int ith, int nth);
 void op_rope(Exec& ex, const Node& n, int ith, int nth);
 void op_attention(Exec& ex, const Node& n, int ith, int nth);
 void op_last_row(Exec& ex, const Node& n, int ith, int nth);
+void op_slice(Exec& ex, const Node& n, int ith, int nth);
 
 // quant_dot.cpp
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);

@@ -6,7 +6,9 @@
 // offset is applied through the activation's sums per 16. Two fp32 multiplies per
 // super-block remain (d * xd and dmin * xd), which is as close to exact as llama.cpp's q8_K
 // path, with the activation scale kept in fp32. Each type has a scalar reference and an
-// AVX2 path (which the AVX-512 build also uses, with VNNI where dot_u8_s8 allows).
+// AVX2 path, which the AVX-512 build compiles too. Products are u8 * s8 pairs summed to
+// int16 (maddubs) and weighted by the sub-block scales to int32 (madd): the unsigned
+// quants stay below 64 (iq4_xs: |kvalue| <= 127 via the sign trick), so nothing saturates.
 #include <stddef.h>
 
 #include "quant_simd.h"
@@ -114,11 +116,12 @@ float dot_q2_K(const block_q2_K* w, const block_q8_256* x, int64_t nb) {
         for (int h = 0; h < 2; ++h) {
             const __m256i qv = load256(w[i].qs + 32 * h);
             const int8_t* xs = x[i].qs + 128 * h;
-            const int g = 8 * h;
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(_mm256_and_si256(qv, m3), load256(xs), scale_pair(scl, g, g + 1)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(_mm256_and_si256(_mm256_srli_epi16(qv, 2), m3), load256(xs + 32), scale_pair(scl, g + 2, g + 3)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(_mm256_and_si256(_mm256_srli_epi16(qv, 4), m3), load256(xs + 64), scale_pair(scl, g + 4, g + 5)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(_mm256_and_si256(_mm256_srli_epi16(qv, 6), m3), load256(xs + 96), scale_pair(scl, g + 6, g + 7)));
+            STRATA_UNROLL
+            for (int s = 0; s < 4; ++s) {  // elements 128h + 32s + l: bits 2s of qs[32h + l]
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * s), m3);
+                const int g = 8 * h + 2 * s;
+                sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(q, load256(xs + 32 * s), scale_pair(scl, g, g + 1)));
+            }
         }
         const __m256i msum = _mm256_madd_epi16(load256(x[i].bsums), _mm256_cvtepu8_epi16(mins));
         const float xd = x[i].d;
@@ -130,12 +133,12 @@ float dot_q2_K(const block_q2_K* w, const block_q8_256* x, int64_t nb) {
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
         int isum = 0, msum = 0;
-        for (int g = 0; g < 16; ++g) {
+        for (int g = 0; g < 16; ++g) {  // group g: elements 16g.., 2-bit field s of qs[32h + l]
+            const int h = g / 8, sh = 2 * ((g / 2) & 3), l0 = 16 * (g & 1);
+            const uint8_t* q = w[i].qs + 32 * h;
+            const int8_t* xs = x[i].qs + 16 * g - l0;
             int s = 0;
-            for (int l = 0; l < 16; ++l) {
-                const int e = 16 * g + l;
-                s += ((w[i].qs[32 * (e / 128) + (e & 31)] >> (2 * ((e / 32) & 3))) & 3) * x[i].qs[e];
-            }
+            for (int l = l0; l < l0 + 16; ++l) s += ((q[l] >> sh) & 3) * xs[l];
             isum += (w[i].scales[g] & 0x0F) * s;
             msum += (w[i].scales[g] >> 4) * x[i].bsums[g];
         }
@@ -181,14 +184,13 @@ float dot_q3_K(const block_q3_K* w, const block_q8_256* x, int64_t nb) {
         int8_t sc[16];
         unpack_q3_K_scales(w[i].scales, sc);
         int isum = 0;
-        for (int g = 0; g < 16; ++g) {
+        for (int g = 0; g < 16; ++g) {  // as q2_K, plus bit j = g / 2 of hmask[l]
+            const int h = g / 8, j = g / 2, sh = 2 * (j & 3), l0 = 16 * (g & 1);
+            const uint8_t* q = w[i].qs + 32 * h;
+            const int8_t* xs = x[i].qs + 16 * g - l0;
             int s = 0;
-            for (int l = 0; l < 16; ++l) {
-                const int e = 16 * g + l;
-                const int lo = (w[i].qs[32 * (e / 128) + (e & 31)] >> (2 * ((e / 32) & 3))) & 3;
-                const int hb = (w[i].hmask[e & 31] >> (e / 32)) & 1;
-                s += (lo | (hb << 2)) * x[i].qs[e];
-            }
+            for (int l = l0; l < l0 + 16; ++l)
+                s += (((q[l] >> sh) & 3) | (((w[i].hmask[l] >> j) & 1) << 2)) * xs[l];
             isum += sc[g] * (s - 4 * x[i].bsums[g]);
         }
         acc += fp16_to_f32(w[i].d) * x[i].d * (float)isum;
@@ -310,13 +312,15 @@ float dot_q6_K(const block_q6_K* w, const block_q8_256* x, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
         int isum = 0;
         for (int g = 0; g < 16; ++g) {
+            // Element 128h + 32s + l: low 4 bits from ql[64h + 32(s & 1) + l] (nibble s / 2),
+            // high 2 bits from qh[32h + l] (field s).
+            const int h = g / 8, sq = (g / 2) & 3, l0 = 16 * (g & 1);
+            const uint8_t* ql = w[i].ql + 64 * h + 32 * (sq & 1);
+            const uint8_t* qh = w[i].qh + 32 * h;
+            const int shl = 4 * (sq >> 1), shh = 2 * sq;
+            const int8_t* xs = x[i].qs + 16 * g - l0;
             int s = 0;
-            for (int l = 0; l < 16; ++l) {
-                const int e = 16 * g + l, h = e / 128, k = e & 127;
-                const int lo = (w[i].ql[64 * h + (k & 63)] >> (4 * (k / 64))) & 0x0F;
-                const int hi = (w[i].qh[32 * h + (k & 31)] >> (2 * (k / 32))) & 3;
-                s += (lo | (hi << 4)) * x[i].qs[e];
-            }
+            for (int l = l0; l < l0 + 16; ++l) s += (((ql[l] >> shl) & 0x0F) | (((qh[l] >> shh) & 3) << 4)) * xs[l];
             isum += w[i].scales[g] * (s - 32 * x[i].bsums[g]);
         }
         acc += fp16_to_f32(w[i].d) * x[i].d * (float)isum;

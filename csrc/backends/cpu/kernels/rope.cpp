@@ -23,8 +23,8 @@ void op_rope(Exec& ex, const Node& n, int ith, int nth) {
         for (int32_t i = 0; i < half; ++i) {
             double theta = pos * std::pow((double)n.p.rope_base, -2.0 * i / n_rot);
             if (factors) theta /= factors[i];
-            cs[2 * i] = (float)std::cos(theta);
-            cs[2 * i + 1] = (float)std::sin(theta);
+            cs[2 * i] = (float)(std::cos(theta) * n.p.rope_attn_factor);
+            cs[2 * i + 1] = (float)(std::sin(theta) * n.p.rope_attn_factor);
         }
         for (int32_t h = 0; h < n_head; ++h) {
             const float* x = X + t * W + (int64_t)h * hd;
