@@ -3,9 +3,9 @@
 
     python benchmarks/bench_cpu.py [MODEL.gguf ...] --threads 2 --repeats 3 --json out.json
 
-A thin wrapper around ``strata.bench`` (the same code ``strata bench`` runs). When the
-installed strata predates ``strata.bench``, the module is loaded from this checkout's
-python/strata/bench.py, still measuring the installed strata.
+A thin wrapper around ``strata.bench`` (the code ``strata bench`` runs). It uses this
+checkout's python/strata/bench.py when there is one, else the installed ``strata.bench``;
+either way it measures the installed strata (``import strata``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,17 @@ import sys
 
 
 def _bench_module():
-    try:
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.normpath(os.path.join(here, os.pardir, "python", "strata", "bench.py"))
+    spec = importlib.util.spec_from_file_location("strata_bench_checkout", path)
+    if not os.path.isfile(path) or spec is None or spec.loader is None:
         from strata import bench
 
         return bench
-    except ImportError:
-        here = os.path.dirname(os.path.abspath(__file__))
-        path = os.path.join(here, os.pardir, "python", "strata", "bench.py")
-        spec = importlib.util.spec_from_file_location("strata_bench_checkout", path)
-        if spec is None or spec.loader is None:
-            raise
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod  # dataclasses look their module up here
-        spec.loader.exec_module(mod)
-        return mod
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up here
+    spec.loader.exec_module(mod)
+    return mod
 
 
 if __name__ == "__main__":

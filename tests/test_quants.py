@@ -202,7 +202,7 @@ def error_bound(name: str, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     fp32 arithmetic: scales, per-block partial sums and the accumulation across blocks are
     fp32. With products of magnitude at most S = sum |w_i x_i| + max|w| * sum |x_i| (the
     second term covers formats that compute q * x and the offset/minimum separately), a
-    sum of n terms is within n * 2^-24 * S; we allow (n_blocks + 64) * 2^-22 * S.
+    sum of n terms is within n * 2^-24 * S; we allow (width / 32 + 64) * 2^-22 * S.
     """
     width = x.size
     ax = np.abs(x.astype(np.float64))

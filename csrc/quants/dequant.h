@@ -83,9 +83,10 @@ static inline void dequantize_row_iq4_nl(const block_iq4_nl* b, float* y, int64_
 // ---- super-block formats --------------------------------------------------------------
 // The arithmetic follows gguf.quants (and ggml) operation by operation: sub-block scale
 // first (d * sc), then times the quant, then minus the sub-block minimum, all in fp32, so
-// the results are identical bit for bit. A compiler may fuse `a * q - m` into an FMA;
-// that changes nothing here, because a * q is exact in fp32 (an fp16 d has 11 significant
-// bits, sc at most 6 and q at most 5, 22 in all), so the single rounding is the same.
+// the results are identical bit for bit. A compiler may fuse `dl * q - ml` (q2_K, q4_K,
+// q5_K) into an FMA; that changes nothing, because dl * q is exact in fp32 (an fp16 d has
+// at most 11 significant bits, sc at most 6 and q at most 5: 22 in all), so the single
+// rounding is the same. The other formats only multiply.
 
 // Unpack the 8 six-bit scales and 8 six-bit mins of a q4_K / q5_K block.
 static inline void get_scale_min_k4(const uint8_t* s, uint8_t* sc, uint8_t* m) {

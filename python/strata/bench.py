@@ -49,6 +49,7 @@ __all__ = [
     "LlamaCppRunner",
     "StrataRunner",
     "add_arguments",
+    "cpu_pressure_us",
     "file_info",
     "format_tables",
     "machine_info",
@@ -491,6 +492,20 @@ def measure_read_bandwidth(threads: int, mib: int = 256, repeats: int = 5) -> fl
     return a.nbytes / best / 1e9
 
 
+def cpu_pressure_us() -> int | None:
+    """Linux PSI: total microseconds during which some task waited for a CPU (None where
+    /proc/pressure/cpu is missing). Its growth over a timed run divided by the run's length
+    is the share of the run during which the CPUs were contended."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some"):
+                    return int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         for line in f:
@@ -776,6 +791,7 @@ def _bench_model(
             runners[eng].decode(toks[:TG_PROMPT_TOKENS], 8)
 
         samples: dict[str, dict[str, list[float]]] = {t: {e: [] for e in live} for t in timed}
+        pressure: dict[str, dict[str, list[float]]] = {t: {e: [] for e in live} for t in timed}
         greedy: dict[str, dict[str, list[int]]] = {}
         last = None
         for r in range(repeats):
@@ -788,6 +804,7 @@ def _bench_model(
                         time.sleep(settle)  # let the other engine's spinning threads sleep
                     last = eng
                     run = runners[eng]
+                    p0, w0 = cpu_pressure_us(), time.perf_counter()
                     if test.startswith("pp"):
                         samples[test][eng].append(n / run.prefill(toks[:n]))
                     elif test.startswith("ttft"):
@@ -796,6 +813,9 @@ def _bench_model(
                         dt, out = run.decode(toks[:TG_PROMPT_TOKENS], n)
                         samples[test][eng].append(n / dt)
                         greedy.setdefault(test, {})[eng] = out
+                    p1, w1 = cpu_pressure_us(), time.perf_counter()
+                    if p0 is not None and p1 is not None:
+                        pressure[test][eng].append((p1 - p0) / 1e6 / (w1 - w0))
                     prog.step(f"{short} {test} {eng} #{r + 1}")
 
         for test in timed:
@@ -803,6 +823,9 @@ def _bench_model(
                 "unit": "ms" if test.startswith("ttft") else "tok/s",
                 **{eng: _summary(samples[test][eng]) for eng in live},
             }
+            for eng in live:
+                if pressure[test][eng]:
+                    entry[eng]["cpu_pressure"] = pressure[test][eng]
             if len(live) == 2:
                 a, b = entry["strata"].get("median"), entry["llama.cpp"].get("median")
                 if a and b:
@@ -1015,6 +1038,14 @@ def format_tables(result: dict[str, Any]) -> str:
          f"{''.join(f', {k}={v}' for k, v in st.get('env', {}).items())}; "
          f"load average {mi.get('loadavg_start')} at start, {mi.get('loadavg_end')} at end."),
     ]
+    pr = [x for m in result["models"] for e in m.get("tests", {}).values()
+          for eng in ENGINES for x in (e.get(eng) or {}).get("cpu_pressure", [])]
+    if pr:
+        notes.append(
+            "CPU contention during the timed runs (Linux PSI cpu 'some': share of the time a "
+            f"task waited for a CPU): median {100 * statistics.median(pr):.0f}% "
+            f"({100 * min(pr):.0f}–{100 * max(pr):.0f}%); near 0% on an idle machine."
+        )
     bw = mi.get("read_bandwidth_gb_s")
     if bw:
         notes.append(

@@ -157,6 +157,8 @@ class Tokenizer:
         bos_id, eos_id: ids of the BOS/EOS tokens, or None where the vocabulary has none.
         eog_ids: the ids that end generation (EOS, EOT, ``<|im_end|>``, ...), by llama.cpp's rule.
         add_bos, add_eos: whether ``encode(..., add_special=True)`` adds BOS/EOS.
+        add_space_prefix: whether a space is put before the text (SentencePiece vocabularies,
+            ``tokenizer.ggml.add_space_prefix``; False for the other kinds).
         chat_template: ``tokenizer.chat_template``, or None.
     """
 
@@ -230,6 +232,7 @@ class Tokenizer:
         ids.update(self._default_special_ids)
         self.add_bos: bool = False
         self.add_eos: bool = False
+        self.add_space_prefix: bool = False
         self._configure(md, ids)
 
         for name, value in ids.items():  # defaults out of range are disabled
@@ -499,9 +502,7 @@ class Tokenizer:
         space of the *first* token's piece is dropped (none if that token is a hidden special
         token, e.g. BOS with ``skip_special``).
         """
-        pieces = [
-            b"" if skip_special and self.is_special(i) else self.token_bytes(i) for i in ids
-        ]
+        pieces = [b"" if skip_special and self.is_special(i) else self.token_bytes(i) for i in ids]
         if self._strip_first_space and pieces and pieces[0][:1] == b" ":
             pieces[0] = pieces[0][1:]
         return b"".join(pieces)
@@ -836,7 +837,7 @@ class SPMTokenizer(Tokenizer):
         self.add_bos = True
         self.add_eos = False
         prefix = md.get(_P + "add_space_prefix")
-        self.add_space_prefix: bool = True if prefix is None else bool(prefix)
+        self.add_space_prefix = True if prefix is None else bool(prefix)
         scores = md.get(_P + "scores")
         if scores is None:
             self._scores: list[float] = [0.0] * self.vocab_size
@@ -854,8 +855,7 @@ class SPMTokenizer(Tokenizer):
         # llama.cpp's byte_to_token: "<0xXX>", else the byte itself as a one-byte token
         # (only possible for ASCII here; NUL never, an empty text is no token).
         self._byte_ids: list[int | None] = [
-            tti.get(f"<0x{b:02X}>", tti.get(chr(b)) if 0 < b < 0x80 else None)
-            for b in range(256)
+            tti.get(f"<0x{b:02X}>", tti.get(chr(b)) if 0 < b < 0x80 else None) for b in range(256)
         ]
         # Score per vocabulary string, for the merge loop's single dictionary lookup.
         scores = self._scores

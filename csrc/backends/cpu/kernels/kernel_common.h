@@ -90,6 +90,10 @@ void quantize_act_row(ActFormat f, const float* x, uint8_t* dst, int64_t n);
 // out[r - r0] for rows [r0, r1) of W against one activation row `xq` (format per type).
 void dot_rows(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1,
               const void* xq, float* out, int64_t out_stride);
+// Four activation rows (xrb bytes apart) against rows [r0, r1): out[j * ldo + r - r0].
+// Returns false where this ISA has no such kernel for the type.
+bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const uint8_t* xq,
+                 int64_t xrb, float* out, int64_t ldo);
 void matvec(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const float* x,
             float* out, uint8_t* act_scratch);
 

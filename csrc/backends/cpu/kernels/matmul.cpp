@@ -44,7 +44,10 @@ void op_matmul(Exec& ex, const Node& n, int ith, int nth) {
     }
     for (int64_t rt = r0; rt < r1; rt += kRowTile) {
         const int64_t re = min_i64(rt + kRowTile, r1);
-        for (int64_t t = 0; t < T; ++t) dot_rows(wt, W, K, rt, re, XQ + t * xrb, Y + t * R + rt, 1);
+        int64_t t = 0;
+        for (; t + 4 <= T; t += 4)
+            if (!dot_rows_x4(wt, W, K, rt, re, XQ + t * xrb, xrb, Y + t * R + rt, R)) break;
+        for (; t < T; ++t) dot_rows(wt, W, K, rt, re, XQ + t * xrb, Y + t * R + rt, 1);
     }
 }
 

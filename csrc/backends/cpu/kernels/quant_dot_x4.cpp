@@ -1,0 +1,108 @@
+// Prefill micro-kernel: one weight row against four activation rows at a time.
+//
+// In prefill the same weight block meets every token; unpacking its nibbles once and
+// multiplying it with four tokens' int8 blocks quarters the unpack work and the weight
+// loads per product. Only for the 32-element block formats, and only where the ISA has
+// 8-bit integer dot products; dot_rows_x4 returns false otherwise and the caller falls back
+// to one token at a time.
+#include "kernel_common.h"
+
+namespace strata::cpu::STRATA_ISA {
+
+using namespace quants;
+
+#if defined(__AVX2__)
+namespace {
+
+inline __m256i dot_u8_s8_x(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+inline __m256i nibbles(const uint8_t* qs) {
+    const __m128i t = _mm_loadu_si128((const __m128i*)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+}
+
+inline __m256i high_bits(const uint8_t* qh) {
+    uint32_t x;
+    memcpy(&x, qh, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
+    b = _mm256_cmpeq_epi8(_mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
+}
+
+// Unsigned-nibble formats (q4_0, q4_1, q5_0, q5_1): see dot_q_nibbles in quant_dot.cpp.
+template <typename Block, int Offset, bool HasMin, bool Has5thBit>
+void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    float acc_s[4] = {0, 0, 0, 0};
+    const block_q8_act* x[4];
+    for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
+    for (int64_t i = 0; i < nb; ++i) {
+        __m256i q = nibbles(w[i].qs);
+        if constexpr (Has5thBit) q = _mm256_or_si256(q, high_bits(w[i].qh));
+        const float dw = fp16_to_f32(w[i].d);
+        float m = 0.0f;
+        if constexpr (HasMin) m = fp16_to_f32(w[i].m);
+        for (int j = 0; j < 4; ++j) {
+            const __m256i y = _mm256_loadu_si256((const __m256i*)x[j][i].qs);
+            const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8_x(q, y));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), p, acc[j]);
+            if constexpr (HasMin) acc_s[j] += m * x[j][i].s;
+            else acc_s[j] -= Offset * dw * x[j][i].s;
+        }
+    }
+    for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]) + acc_s[j];
+}
+
+void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const block_q8_act* x[4];
+    for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
+    for (int64_t i = 0; i < nb; ++i) {
+        const __m256i q = _mm256_loadu_si256((const __m256i*)w[i].qs);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dw = fp16_to_f32(w[i].d);
+        for (int j = 0; j < 4; ++j) {
+            const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)x[j][i].qs), q);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), _mm256_cvtepi32_ps(dot_u8_s8_x(aq, y)), acc[j]);
+        }
+    }
+    for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]);
+}
+
+}  // namespace
+#endif
+
+bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const uint8_t* xq,
+                 int64_t xrb, float* out, int64_t ldo) {
+#if defined(__AVX2__)
+    const int64_t nb = width / 32;
+    switch (t) {
+#define STRATA_X4(BLOCK, CALL)                                                       \
+    for (int64_t r = r0; r < r1; ++r) {                                              \
+        const BLOCK* wr = (const BLOCK*)(w + r * (int64_t)sizeof(BLOCK) * nb);       \
+        CALL(wr, xq, xrb, nb, out + (r - r0), ldo);                                  \
+    }                                                                                \
+    return true;
+        case DType::Q4_0: STRATA_X4(block_q4_0, (row_x4_nibbles<block_q4_0, 8, false, false>))
+        case DType::Q4_1: STRATA_X4(block_q4_1, (row_x4_nibbles<block_q4_1, 0, true, false>))
+        case DType::Q5_0: STRATA_X4(block_q5_0, (row_x4_nibbles<block_q5_0, 16, false, true>))
+        case DType::Q5_1: STRATA_X4(block_q5_1, (row_x4_nibbles<block_q5_1, 0, true, true>))
+        case DType::Q8_0: STRATA_X4(block_q8_0, row_x4_q8_0)
+#undef STRATA_X4
+        default: return false;
+    }
+#else
+    (void)t, (void)w, (void)width, (void)r0, (void)r1, (void)xq, (void)xrb, (void)out, (void)ldo;
+    return false;
+#endif
+}
+
+}  // namespace strata::cpu::STRATA_ISA
