@@ -202,3 +202,18 @@ def test_every_cpu_kernel_set_generates_the_same_greedy_text(smollm2_file):
         # Float sums in another order flip a few 8-bit activation roundings, whose effect
         # grows through 30 layers: the same noise level as llama.cpp vs exact math.
         assert np.sqrt(((lg - base) ** 2).mean()) < 0.3, isa
+
+
+def test_decode_steps_allocate_nothing(smollm2):
+    """The native decode loop (graph step + sampling) does not grow the heap."""
+    smollm2.logits([1, 2, 3])  # a cache state to decode from
+    assert smollm2._engine.heap_growth_over_decode(5, 50) == 0
+
+
+def test_profile_reports_every_op(smollm2):
+    smollm2.set_profiling(True)
+    smollm2.generate("Hello", max_tokens=4, temperature=0)
+    rows = {op: (n, s) for op, n, s in smollm2.profile()}
+    smollm2.set_profiling(False)
+    assert rows["matmul"][0] == 30 * 7 + 1 and rows["matmul"][1] > 0
+    assert {"attention", "rms_norm", "rope", "glu", "embedding"} <= set(rows)

@@ -3,7 +3,10 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/vector.h>
+
+#include <malloc.h>
 
 #include <cstring>
 
@@ -131,6 +134,27 @@ NB_MODULE(_core, m) {
                  return out;
              })
         .def("truncate", [](PyEngine& e, int64_t n) { e.engine->truncate(n); })
+        .def("set_profiling", [](PyEngine& e, bool on) { e.engine->set_profiling(on); })
+        .def("profile", [](PyEngine& e) {
+                 // [(op name, seconds)] per node, in graph order.
+                 std::vector<std::pair<std::string, double>> rows;
+                 const auto secs = e.engine->backend().node_seconds();
+                 const auto& nodes = e.engine->graph().nodes();
+                 for (size_t i = 0; i < secs.size() && i < nodes.size(); ++i) rows.emplace_back(op_name(nodes[i].op), secs[i]);
+                 return rows;
+             })
+        .def("heap_growth_over_decode", [](PyEngine& e, int32_t token, int n_steps) {
+                 // Test hook for "nothing is allocated per token": heap bytes in use
+                 // (mallinfo2) before and after n native decode steps, GIL held so no
+                 // other Python thread allocates meanwhile. Returns the difference.
+                 SamplingParams greedy;
+                 greedy.temperature = 0.0f;
+                 std::vector<int32_t> none;
+                 int32_t t = e.engine->step_sample(token, greedy, none);  // warm-up
+                 const size_t before = mallinfo2().uordblks;
+                 for (int i = 0; i < n_steps; ++i) t = e.engine->step_sample(t, greedy, none);
+                 return (int64_t)mallinfo2().uordblks - (int64_t)before;
+             })
         .def("seed", [](PyEngine& e, uint64_t s) { e.engine->seed(s); })
         .def_prop_ro("n_past", [](PyEngine& e) { return e.engine->n_past(); })
         .def_prop_ro("n_ctx", [](PyEngine& e) { return e.engine->n_ctx(); })

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "graph.h"
 #include "plan.h"
@@ -33,6 +34,9 @@ public:
     // Whether the cache, holding positions [0, n_past), still has what a continuation from
     // position n needs (sliding-window ring buffers forget old positions).
     virtual bool can_truncate(int64_t n_past, int64_t n) const { return true; }
+    // STRATA_PROFILE: per-node wall time summed over steps (empty where unsupported).
+    virtual void set_profiling(bool on) {}
+    virtual std::vector<double> node_seconds() const { return {}; }
 };
 
 }  // namespace strata

@@ -48,6 +48,8 @@ public:
     int64_t tokens_evaluated() const { return tokens_evaluated_; }
     const Backend& backend() const { return *backend_; }
     const Plan& plan() const { return plan_; }
+    const Graph& graph() const { return graph_; }
+    void set_profiling(bool on) { backend_->set_profiling(on); }
 
 private:
     void check_tokens(std::span<const int32_t> tokens) const;

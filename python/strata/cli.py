@@ -1,8 +1,9 @@
-"""The `strata` command: generate | chat | info | perplexity."""
+"""The `strata` command: generate | chat | info | perplexity | bench."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -46,6 +47,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
     from .generate import Completion
 
     m = _load(a)
+    profiling = os.environ.get("STRATA_PROFILE", "") not in ("", "0")
+    if profiling:
+        m.set_profiling(True)
     done = Completion()
     t0 = time.perf_counter()
     sys.stdout.write(a.prompt)
@@ -58,7 +62,20 @@ def cmd_generate(a: argparse.Namespace) -> int:
     if a.verbose:
         print(f"[{len(done.token_ids)} tokens in {dt:.2f} s, finish: {done.finish_reason}, "
               f"{m.description}]", file=sys.stderr)
+    if profiling:
+        _print_profile(m, steps=max(1, len(done.token_ids)))
     return 0
+
+
+def _print_profile(m, steps: int) -> None:
+    rows = m.profile()
+    total = sum(s for _, _, s in rows) or 1.0
+    print(f"\nSTRATA_PROFILE: native time per op over {steps} steps (prefill included)",
+          file=sys.stderr)
+    print(f"{'op':<12} {'nodes':>6} {'ms total':>10} {'ms/step':>9} {'share':>7}", file=sys.stderr)
+    for op, n, s in rows:
+        print(f"{op:<12} {n:>6} {s * 1e3:>10.2f} {s * 1e3 / steps:>9.3f} {s / total:>6.1%}",
+              file=sys.stderr)
 
 
 def cmd_chat(a: argparse.Namespace) -> int:
@@ -160,7 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=512)
     p.set_defaults(func=cmd_perplexity)
 
-    a = parser.parse_args(argv)
+    b = sub.add_parser("bench", help="tokens/s side by side with llama.cpp (see benchmarks/)",
+                       add_help=False)
+    b.set_defaults(func=None)
+
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "bench":  # its own argument parser (strata.bench)
+        from .bench import main as bench_main
+
+        return bench_main(args[1:])
+    a = parser.parse_args(args)
     try:
         return a.func(a)
     except StrataError as e:

@@ -99,6 +99,20 @@ class Model:
         """Total tokens run through the model since load (prompt caching saves these)."""
         return int(self._engine.tokens_evaluated)
 
+    def set_profiling(self, on: bool = True) -> None:
+        """Start (or stop) timing every op of every step; read with :meth:`profile`."""
+        self._engine.set_profiling(on)
+
+    def profile(self) -> list[tuple[str, int, float]]:
+        """(op, node count, seconds) summed over the steps since set_profiling(True),
+        slowest first."""
+        totals: dict[str, list[float]] = {}
+        for op, secs in self._engine.profile():
+            t = totals.setdefault(op, [0, 0.0])
+            t[0] += 1
+            t[1] += secs
+        return sorted(((op, int(n), s) for op, (n, s) in totals.items()), key=lambda r: -r[2])
+
     # -- tokens ------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
         """Token ids of ``text``, exactly as llama.cpp gives them.

@@ -1,5 +1,6 @@
 #include "cpu_backend.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -137,10 +138,17 @@ public:
             [](void* ctx, int ith, int nth) {
                 auto* self = static_cast<CpuBackend*>(ctx);
                 Exec& ex = self->ex_;
+                const bool timed = ith == 0 && self->profiling_;
+                auto t0 = std::chrono::steady_clock::now();
                 for (int32_t i = 0; i < ex.n_nodes; ++i) {
                     const Node& node = ex.nodes[i];
                     self->table_->op[(int)node.op](ex, node, ith, nth);
                     self->pool_.barrier();
+                    if (timed) {  // node i ends at the barrier: time between barriers
+                        const auto t1 = std::chrono::steady_clock::now();
+                        self->node_seconds_[i] += std::chrono::duration<double>(t1 - t0).count();
+                        t0 = t1;
+                    }
                 }
             },
             this);
@@ -153,6 +161,12 @@ public:
     }
 
     int64_t kv_cache_bytes() const override { return kv_.bytes; }
+
+    void set_profiling(bool on) override {
+        profiling_ = on;
+        node_seconds_.assign(nodes_.size(), 0.0);
+    }
+    std::vector<double> node_seconds() const override { return node_seconds_; }
 
     bool can_truncate(int64_t n_past, int64_t n) const override {
         // A ring buffer has overwritten positions before n_past - capacity; the next token
@@ -188,6 +202,8 @@ private:
     std::vector<int32_t> act_q_value_, act_q_format_;
     int64_t n_ctx_ = 0, scratch_floats_ = 0, max_rows_ = 0, out_rows_ = 0;
     int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;
+    bool profiling_ = false;
+    std::vector<double> node_seconds_;  // per node, summed over profiled steps
     Exec ex_{};
 };
 
