@@ -1,6 +1,10 @@
-// Run-time choice of the CPU kernel build, from CPUID (x86-64) or the compile target (arm64).
+// Run-time choice of the CPU kernel build, from CPUID (x86-64) or the hwcaps (arm64).
 #include <cstdlib>
 #include <string>
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "../../core/errors.h"
 #include "cpu_backend.h"
@@ -22,6 +26,22 @@ STRATA_DECLARE_ISA(neon)
 #endif
 STRATA_DECLARE_ISA(scalar)
 
+#if defined(STRATA_HAVE_ISA_neon)
+// The `neon` build is compiled for armv8.2-a+dotprod+fp16 (the baseline arm64 build,
+// `scalar`, serves CPUs without the 8-bit dot product, e.g. Cortex-A53/A72).
+static bool cpu_has_neon_dotprod() {
+#if defined(__aarch64__) && defined(__linux__)
+    constexpr unsigned long kFphp = 1ul << 9, kAsimdhp = 1ul << 10, kAsimddp = 1ul << 20;  // asm/hwcap.h
+    const unsigned long hw = getauxval(AT_HWCAP);
+    return (hw & kAsimddp) && (hw & kFphp) && (hw & kAsimdhp);
+#elif defined(__APPLE__)
+    return true;  // every Apple Silicon Mac has both
+#else
+    return false;
+#endif
+}
+#endif
+
 std::vector<const KernelTable*> available_kernel_tables() {
     std::vector<const KernelTable*> tables;
 #if defined(__x86_64__)
@@ -38,7 +58,7 @@ std::vector<const KernelTable*> available_kernel_tables() {
 #endif
 #endif
 #if defined(STRATA_HAVE_ISA_neon)
-    tables.push_back(neon::kernel_table());
+    if (cpu_has_neon_dotprod()) tables.push_back(neon::kernel_table());
 #endif
     tables.push_back(scalar::kernel_table());
     return tables;

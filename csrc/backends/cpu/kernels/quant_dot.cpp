@@ -63,6 +63,12 @@ static void quantize_row_q8_32(const float* x, block_q8_act* y, int64_t n) {
 #if defined(__AVX2__)
         const float d = act_scale(amax_f32(x, 32));
         _mm256_storeu_si256((__m256i*)y[b].qs, quantize32(x, _mm256_set1_ps(act_inv_scale(d))));
+#elif defined(STRATA_NEON)
+        const float d = act_scale(amax_f32(x, 32));
+        const float32x4_t id = vdupq_n_f32(act_inv_scale(d));
+        const int8x16_t q0 = quantize16(x, id), q1 = quantize16(x + 16, id);
+        vst1q_s8(y[b].qs, q0);
+        vst1q_s8(y[b].qs + 16, q1);
 #else
         float amax = 0.0f;
         for (int j = 0; j < 32; ++j) amax = fmaxf(amax, fabsf(x[j]));
@@ -104,6 +110,24 @@ static inline float dot_q_nibbles(const Block* w, const block_q8_act* x, int64_t
         else acc_s -= Offset * dw * x[i].s;
     }
     return hsum_ps256(acc) + acc_s;
+#elif defined(STRATA_NEON)
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    float acc_s = 0.0f;
+    for (int64_t i = 0; i < nb; ++i) {
+        int8x16_t lo, hi;
+        unpack_nibbles_neon(w[i].qs, &lo, &hi);
+        if constexpr (Has5thBit) {
+            int8x16_t h0, h1;
+            fifth_bits_neon(w[i].qh, &h0, &h1);
+            lo = vorrq_s8(lo, h0);
+            hi = vorrq_s8(hi, h1);
+        }
+        const float dw = fp16_scale(w[i].d);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(dot_s8x32(lo, hi, x[i].qs)), dw * x[i].d);
+        if constexpr (HasMin) acc_s += fp16_scale(w[i].m) * x[i].s;
+        else acc_s -= Offset * dw * x[i].s;
+    }
+    return vaddvq_f32(acc) + acc_s;
 #else
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -138,6 +162,13 @@ static inline float dot_q8_0(const block_q8_0* w, const block_q8_act* x, int64_t
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(p), acc);
     }
     return hsum_ps256(acc);
+#elif defined(STRATA_NEON)
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < nb; ++i) {
+        const int32x4_t p = dot_s8x32(vld1q_s8(w[i].qs), vld1q_s8(w[i].qs + 16), x[i].qs);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), fp16_scale(w[i].d) * x[i].d);
+    }
+    return vaddvq_f32(acc);
 #else
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -159,6 +190,17 @@ static inline float dot_iq4_nl(const block_iq4_nl* w, const block_q8_act* x, int
         acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(p), acc);
     }
     return hsum_ps256(acc);
+#elif defined(STRATA_NEON)
+    const int8x16_t table = vld1q_s8(kvalues_iq4nl);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < nb; ++i) {
+        int8x16_t lo, hi;
+        unpack_nibbles_neon(w[i].qs, &lo, &hi);
+        lo = vqtbl1q_s8(table, vreinterpretq_u8_s8(lo));
+        hi = vqtbl1q_s8(table, vreinterpretq_u8_s8(hi));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(dot_s8x32(lo, hi, x[i].qs)), fp16_scale(w[i].d) * x[i].d);
+    }
+    return vaddvq_f32(acc);
 #else
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -181,6 +223,13 @@ static inline float dot_f32(const float* w, const float* x, int64_t n) {
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
     }
     acc = hsum_ps256(_mm256_add_ps(a0, a1));
+#elif defined(STRATA_NEON)
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    for (; i + 8 <= n; i += 8) {
+        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+    }
+    acc = vaddvq_f32(vaddq_f32(a0, a1));
 #endif
     for (; i < n; ++i) acc += w[i] * x[i];
     return acc;
@@ -198,6 +247,14 @@ static inline float dot_f16(const uint16_t* w, const float* x, int64_t n) {
         a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
     }
     acc = hsum_ps256(_mm256_add_ps(a0, a1));
+#elif defined(STRATA_NEON)
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
+    }
+    acc = vaddvq_f32(vaddq_f32(a0, a1));
 #endif
     for (; i < n; ++i) acc += fp16_to_f32(w[i]) * x[i];
     return acc;
@@ -214,6 +271,14 @@ static inline float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
         a0 = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + i), a0);
     }
     acc = hsum_ps256(a0);
+#elif defined(STRATA_NEON)
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+    for (; i + 8 <= n; i += 8) {
+        const uint16x8_t b = vld1q_u16(w + i);
+        a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(b), 16)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vreinterpretq_f32_u32(vshll_high_n_u16(b, 16)), vld1q_f32(x + i + 4));
+    }
+    acc = vaddvq_f32(vaddq_f32(a0, a1));
 #endif
     for (; i < n; ++i) acc += bf16_to_fp32(w[i]) * x[i];
     return acc;

@@ -3,9 +3,9 @@
 // In prefill the same weight block meets every token; unpacking its nibbles once and
 // multiplying it with four tokens' int8 blocks quarters the unpack work and the weight
 // loads per product. Only for the 32-element block formats, and only where the ISA has
-// 8-bit integer dot products; dot_rows_x4 returns false otherwise and the caller falls back
+// 8-bit integer dot products (AVX2 and up, NEON); dot_rows_x4 returns false otherwise and the caller falls back
 // to one token at a time.
-#include "kernel_common.h"
+#include "quant_simd.h"
 
 namespace strata::cpu::STRATA_ISA {
 
@@ -78,11 +78,56 @@ void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb
 }
 
 }  // namespace
+#elif defined(STRATA_NEON)
+namespace {
+
+// Unsigned-nibble formats: as dot_q_nibbles in quant_dot.cpp, four activation rows.
+template <typename Block, int Offset, bool HasMin, bool Has5thBit>
+void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    float acc_s[4] = {0, 0, 0, 0};
+    const block_q8_act* x[4];
+    for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
+    for (int64_t i = 0; i < nb; ++i) {
+        int8x16_t lo, hi;
+        unpack_nibbles_neon(w[i].qs, &lo, &hi);
+        if constexpr (Has5thBit) {
+            int8x16_t h0, h1;
+            fifth_bits_neon(w[i].qh, &h0, &h1);
+            lo = vorrq_s8(lo, h0);
+            hi = vorrq_s8(hi, h1);
+        }
+        const float dw = fp16_scale(w[i].d);
+        float m = 0.0f;
+        if constexpr (HasMin) m = fp16_scale(w[i].m);
+        for (int j = 0; j < 4; ++j) {
+            acc[j] = vfmaq_n_f32(acc[j], vcvtq_f32_s32(dot_s8x32(lo, hi, x[j][i].qs)), dw * x[j][i].d);
+            if constexpr (HasMin) acc_s[j] += m * x[j][i].s;
+            else acc_s[j] -= Offset * dw * x[j][i].s;
+        }
+    }
+    for (int j = 0; j < 4; ++j) out[j * ldo] = vaddvq_f32(acc[j]) + acc_s[j];
+}
+
+void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
+    float32x4_t acc[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    const block_q8_act* x[4];
+    for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
+    for (int64_t i = 0; i < nb; ++i) {
+        const int8x16_t q0 = vld1q_s8(w[i].qs), q1 = vld1q_s8(w[i].qs + 16);
+        const float dw = fp16_scale(w[i].d);
+        for (int j = 0; j < 4; ++j)
+            acc[j] = vfmaq_n_f32(acc[j], vcvtq_f32_s32(dot_s8x32(q0, q1, x[j][i].qs)), dw * x[j][i].d);
+    }
+    for (int j = 0; j < 4; ++j) out[j * ldo] = vaddvq_f32(acc[j]);
+}
+
+}  // namespace
 #endif
 
 bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const uint8_t* xq,
                  int64_t xrb, float* out, int64_t ldo) {
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(STRATA_NEON)
     const int64_t nb = width / 32;
     switch (t) {
 #define STRATA_X4(BLOCK, CALL)                                                       \

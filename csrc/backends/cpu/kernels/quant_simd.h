@@ -6,6 +6,14 @@
 
 #include "kernel_common.h"
 
+// NEON paths (AArch64, where Advanced SIMD is baseline): the `neon` build has the 8-bit dot
+// product instructions (armv8.2-a+dotprod), the baseline arm64 build (`scalar`, for CPUs
+// without them) widens with vmull/vpadal instead. STRATA_SCALAR_REFERENCE compiles only
+// the scalar reference (the kernel self-test builds one to compare both against).
+#if defined(__ARM_NEON) && defined(__aarch64__) && !defined(STRATA_SCALAR_REFERENCE)
+#define STRATA_NEON 1
+#endif
+
 namespace strata::cpu::STRATA_ISA {
 
 using quants::block_q8_256;
@@ -52,7 +60,77 @@ static inline __m256i quantize32(const float* x, __m256 id) {
 }
 #endif
 
+#if defined(STRATA_NEON)
+// Largest |x| over n floats (n a multiple of 32).
+static inline float amax_f32(const float* x, int64_t n) {
+    float32x4_t m0 = vdupq_n_f32(0.0f), m1 = vdupq_n_f32(0.0f);
+    for (int64_t i = 0; i < n; i += 8) {
+        m0 = vmaxq_f32(m0, vabsq_f32(vld1q_f32(x + i)));
+        m1 = vmaxq_f32(m1, vabsq_f32(vld1q_f32(x + i + 4)));
+    }
+    return vmaxvq_f32(vmaxq_f32(m0, m1));
+}
+// 16 floats times id, rounded to nearest even (as nearbyintf), to 16 int8 in order.
+static inline int8x16_t quantize16(const float* x, float32x4_t id) {
+    const int32x4_t a = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x), id));
+    const int32x4_t b = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 4), id));
+    const int32x4_t c = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 8), id));
+    const int32x4_t d = vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 12), id));
+    const int16x8_t ab = vcombine_s16(vqmovn_s32(a), vqmovn_s32(b));
+    const int16x8_t cd = vcombine_s16(vqmovn_s32(c), vqmovn_s32(d));
+    return vcombine_s8(vqmovn_s16(ab), vqmovn_s16(cd));
+}
+// fp16 -> fp32 of one block scale (exact, as fp16_to_f32; FCVT is baseline AArch64).
+static inline float fp16_scale(uint16_t h) {
+    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+}
+#endif
+
 // ---- integer dot products ------------------------------------------------------------
+#if defined(STRATA_NEON)
+// acc + 4 int32 partial sums of 16 s8 * s8 products (which lane holds which products
+// differs between the two paths; only their total is meant).
+static inline int32x4_t dot_s8x16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+    return vpadalq_s16(acc, vmull_high_s8(a, b));
+#endif
+}
+// Two 16-byte halves of a 32-element block against 32 activation quants.
+static inline int32x4_t dot_s8x32(int8x16_t a0, int8x16_t a1, const int8_t* x) {
+    return dot_s8x16(dot_s8x16(vdupq_n_s32(0), a0, vld1q_s8(x)), a1, vld1q_s8(x + 16));
+}
+// 16 nibbles -> low nibbles (elements 0..15) and high nibbles (16..31), as int8 0..15.
+static inline void unpack_nibbles_neon(const uint8_t* qs, int8x16_t* lo, int8x16_t* hi) {
+    const uint8x16_t v = vld1q_u8(qs);
+    *lo = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F)));
+    *hi = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+}
+// 32 bits -> 32 bytes, 0x10 where the bit is set (the 5th bit of q5 values): bits 0..15
+// to `lo`, 16..31 to `hi`.
+static inline void fifth_bits_neon(const uint8_t* qh, int8x16_t* lo, int8x16_t* hi) {
+    uint32_t x;
+    memcpy(&x, qh, 4);
+    const uint8x16_t bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040201008040201ull));
+    const uint8x16_t b0 = vcombine_u8(vdup_n_u8((uint8_t)x), vdup_n_u8((uint8_t)(x >> 8)));
+    const uint8x16_t b1 = vcombine_u8(vdup_n_u8((uint8_t)(x >> 16)), vdup_n_u8((uint8_t)(x >> 24)));
+    const uint8x16_t m = vdupq_n_u8(0x10);
+    *lo = vreinterpretq_s8_u8(vandq_u8(vtstq_u8(b0, bit), m));
+    *hi = vreinterpretq_s8_u8(vandq_u8(vtstq_u8(b1, bit), m));
+}
+// sum_g s[g] * bsums[g] over 16 groups (int16 sums of 16 activation quants, int8 scales).
+static inline int dot_bsums16(const int16_t* bsums, int8x16_t s) {
+    const int16x8_t b0 = vld1q_s16(bsums), b1 = vld1q_s16(bsums + 8);
+    int32x4_t r = vmull_s16(vget_low_s16(b0), vget_low_s16(vmovl_s8(vget_low_s8(s))));
+    r = vmlal_high_s16(r, b0, vmovl_s8(vget_low_s8(s)));
+    r = vmlal_s16(r, vget_low_s16(b1), vget_low_s16(vmovl_high_s8(s)));
+    r = vmlal_high_s16(r, b1, vmovl_high_s8(s));
+    return vaddvq_s32(r);
+}
+#endif
+
 #if defined(__AVX2__)
 // 8 int32 partial sums of u8 * s8 over 32 byte pairs.
 static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
