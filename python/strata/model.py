@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from . import _core
 from .chat import render_chat
-from .errors import ContextOverflowError, StrataValueError, UnsupportedModelError
+from .errors import ContextOverflowError, StrataError, StrataValueError, UnsupportedModelError
 from .generate import Completion, check_stop, run_generation
 from .gguf import GGUFFile
 from .graph import GraphBuilder
@@ -20,11 +21,19 @@ from .sampling import SamplingSettings
 from .tokenizer import Tokenizer
 
 BACKENDS = ("auto", "cpu", "cuda", "metal")
+DEFAULT_N_CTX = 4096
 
 
 def available_backends() -> list[str]:
-    """Backends compiled into this build that can run here, best first."""
-    return ["cpu"]
+    """Backends compiled into this build that can run here, best first.
+
+    "cuda" is listed when the build has the CUDA backend and the CUDA runtime finds a
+    device (checked once per process); "cpu" always.
+    """
+    if not hasattr(available_backends, "_cuda"):
+        probe = getattr(_core, "cuda_available", None)
+        available_backends._cuda = bool(probe()) if probe is not None else False  # type: ignore[attr-defined]
+    return ["cuda", "cpu"] if available_backends._cuda else ["cpu"]  # type: ignore[attr-defined]
 
 
 class Model:
@@ -48,33 +57,60 @@ class Model:
             backend = available_backends()[0]
         if backend not in available_backends():
             raise UnsupportedModelError(f"backend {backend!r} is not available in this build")
-        if n_ctx is not None and (not isinstance(n_ctx, int) or n_ctx <= 0):
-            raise StrataValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        if n_ctx is not None and (not isinstance(n_ctx, int) or not 0 < n_ctx < 2**63):
+            raise StrataValueError(f"n_ctx must be a positive integer below 2**63, got {n_ctx!r}")
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads <= 0):
             raise StrataValueError(f"n_threads must be a positive integer, got {n_threads!r}")
         if not isinstance(n_batch, int) or n_batch <= 0:
             raise StrataValueError(f"n_batch must be a positive integer, got {n_batch!r}")
 
         self.path = os.fspath(path)
-        self.gguf = GGUFFile(self.path)
+        # Our own descriptor on the file, to notice it being truncated or rewritten in place
+        # after load (see _check_file and docs/security.md).
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._close_fd = weakref.finalize(self, os.close, self._fd)
         try:
+            self._stat = os.fstat(self._fd)
+            self.gguf = GGUFFile(self.path)
+        except BaseException:
+            self._close_fd()
+            raise
+        try:
+            if (self.gguf.file_size, self.gguf.mmap.size()) != (self._stat.st_size,) * 2:
+                raise StrataError(f"{self.path} changed on disk while it was being loaded")
             self.config = architecture(self.gguf.arch).from_gguf(self.gguf)
             self._check_weight_types()
             self.tokenizer = Tokenizer.from_gguf(self.gguf)
+            self.n_ctx = self._context_size(n_ctx)
+            self.config.n_ctx = self.n_ctx  # e.g. phi3 LongRoPE picks its factors from it
             builder = GraphBuilder(self.gguf)
             self.config.build(builder)
             mapping = np.frombuffer(self.gguf.mmap, dtype=np.uint8)
-            self.n_ctx = n_ctx if n_ctx is not None else self.config.n_ctx_train
             self._engine = _core.Engine(
                 builder.graph, mapping, n_ctx=self.n_ctx, n_batch=n_batch,
                 n_threads=n_threads or 0, backend=backend,
             )
         except BaseException:
             self.gguf.close()
+            self._close_fd()
             raise
         self.backend = backend
         self._lock = threading.Lock()
         self._cached: list[int] = []  # tokens whose K/V are in the cache, in order
+
+    def _context_size(self, n_ctx: int | None) -> int:
+        """n_ctx as asked (None: the training context). Models with learned positions
+        (gpt2) cannot go past them: the default 4096 is lowered, an explicit value refused."""
+        limit = self.config.max_positions
+        if n_ctx is None:
+            return self.config.n_ctx_train
+        if limit is not None and n_ctx > limit:
+            if n_ctx == DEFAULT_N_CTX:
+                return limit
+            raise StrataValueError(
+                f"n_ctx = {n_ctx} exceeds the {limit} positions this {self.config.arch} model has"
+            )
+        return n_ctx
 
     def _check_weight_types(self) -> None:
         for t in self.gguf.tensors.values():
@@ -83,6 +119,24 @@ class Model:
                     f"{self.path}: tensor {t.name!r} has type {t.type_name}, which strata "
                     f"does not support yet (supported: {', '.join(sorted(SUPPORTED_WEIGHT_TYPES))})"
                 )
+
+    def _check_file(self) -> None:
+        """Raises StrataError if the mapped file was truncated or modified since load.
+
+        The weights are read in place from the map: reading a page past a truncated end
+        kills the process with SIGBUS, so a change is detected (one fstat) before every
+        evaluation and after every generated token. A file *replaced* (renamed over, or
+        deleted) is harmless: the map keeps the old contents alive.
+        """
+        if self._engine is None:
+            raise StrataValueError(f"{self.path}: the model is closed")
+        st = os.fstat(self._fd)
+        if st.st_size != self._stat.st_size or st.st_mtime_ns != self._stat.st_mtime_ns:
+            raise StrataError(
+                f"{self.path} changed on disk after load (size {self._stat.st_size} -> "
+                f"{st.st_size} bytes, modified time changed: "
+                f"{st.st_mtime_ns != self._stat.st_mtime_ns}); load it again"
+            )
 
     # -- info --------------------------------------------------------------------------
     @property
@@ -138,6 +192,7 @@ class Model:
         """
         ids = self._check_ids(token_ids)
         with self._lock:
+            self._check_file()
             self._cached = []
             self._engine.truncate(0)
             out = self._engine.eval(np.asarray(ids, dtype=np.int32), all_logits=True)
@@ -208,12 +263,14 @@ class Model:
             limit = min(len(self._cached), len(ids) - 1)
             while n_cached < limit and self._cached[n_cached] == ids[n_cached]:
                 n_cached += 1
+            self._check_file()
             self._cached = []  # unknown until this generation finishes cleanly
             try:
                 for piece in run_generation(
                     self._engine, self.tokenizer, ids, n_cached, max_tokens, settings.native(),
                     settings.resolved_seed(), settings.penalty_last_n, stops, result,
                 ):
+                    self._check_file()
                     if on_token is not None:
                         on_token(piece)
                     yield piece
@@ -256,6 +313,7 @@ class Model:
         """Free the engine and unmap the file. The Model is unusable afterwards."""
         with self._lock:
             self._engine = None
+            self._close_fd()
             self.gguf.close()
 
     def __repr__(self) -> str:

@@ -39,4 +39,4 @@ def supported_architectures() -> list[str]:
 
 
 def _load_all() -> None:
-    from . import gemma3, llama  # noqa: F401  (each registers itself)
+    from . import gemma3, gpt2, llama, phi3, qwen2, qwen3  # noqa: F401  (each registers itself)

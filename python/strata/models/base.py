@@ -18,6 +18,11 @@ class ModelDef:
     n_vocab: int
     n_ctx_train: int
 
+    @property
+    def max_positions(self) -> int | None:
+        """The most positions the model can take (learned position embeddings), or None."""
+        return None
+
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> ModelDef:
         raise NotImplementedError
@@ -64,3 +69,47 @@ def lm_head(g: GraphBuilder, x: Value) -> Value:
     """Logits from the last hidden state: output.weight, or the tied token embedding."""
     w = "output.weight" if g.has("output.weight") else "token_embd.weight"
     return g.matmul(x, g.weight(w))
+
+
+def rope_freq_scale(gguf: GGUFFile) -> float:
+    """llama.cpp's rope frequency scale: 1 / ``rope.scaling.factor`` (or the older
+    ``rope.scale_linear``) under linear scaling, which llama.cpp assumes when
+    ``rope.scaling.type`` is absent; 1 for "none" or no factor.
+
+    Raises:
+        UnsupportedModelError: YaRN (or another unsupported) rope scaling.
+    """
+    scaling = str(gguf.arch_key("rope.scaling.type", "linear"))
+    if scaling == "none":
+        return 1.0
+    if scaling not in ("linear", "longrope"):  # longrope: factors come as tensors
+        raise UnsupportedModelError(f"{gguf.path}: rope scaling {scaling!r} is not supported")
+    factor = meta_float(gguf, "rope.scaling.factor", 0.0) or meta_float(gguf, "rope.scale_linear", 0.0)
+    return 1.0 / factor if factor > 0 else 1.0
+
+
+def attn_qkv(
+    g: GraphBuilder, x: Value, prefix: str, n_q: int, n_k: int, n_v: int
+) -> tuple[Value, Value, Value]:
+    """Q, K and V (widths n_q, n_k, n_v) of ``x``, from a fused ``attn_qkv`` (columns in
+    that order) or separate ``attn_q/k/v`` weights, each with its bias if the file has one."""
+    if not g.has(f"{prefix}.attn_qkv.weight"):
+        return tuple(  # type: ignore[return-value]
+            g.linear(x, f"{prefix}.attn_{n}.weight", f"{prefix}.attn_{n}.bias") for n in "qkv"
+        )
+    qkv = g.linear(x, f"{prefix}.attn_qkv.weight", f"{prefix}.attn_qkv.bias")
+    q = g.slice(qkv, 0, n_q)
+    k = g.slice(qkv, n_q, n_k)
+    v = g.slice(qkv, n_q + n_k, n_v)
+    if not g.has(f"{prefix}.attn_qkv.bias"):  # a fused weight with separate biases
+        biases = [g.optional_weight(f"{prefix}.attn_{n}.bias") for n in "qkv"]
+        if all(b is not None for b in biases):
+            q, k, v = (g.add(t, b) for t, b in zip((q, k, v), biases))  # type: ignore[arg-type]
+    return q, k, v
+
+
+def fused_swiglu_ffn(g: GraphBuilder, x: Value, prefix: str, n_ff: int) -> Value:
+    """down(silu(gate) * up) where ``ffn_up`` holds gate (first n_ff columns) then up."""
+    gate_up = g.linear(x, f"{prefix}.ffn_up.weight")
+    gate, up = g.slice(gate_up, 0, n_ff), g.slice(gate_up, n_ff, n_ff)
+    return g.linear(g.glu(gate, up, "silu"), f"{prefix}.ffn_down.weight")

@@ -1,8 +1,13 @@
-"""Llama (SmolLM2, TinyLlama, Llama 2/3, and Mistral without sliding window).
+"""Llama (SmolLM2, TinyLlama, Llama 2/3, Mistral).
 
 Pre-norm decoder: x += attn(rms_norm(x)); x += swiglu(rms_norm(x)). Grouped-query
 attention with rotary embeddings in llama.cpp's "normal" layout (adjacent pairs: the GGUF
 converter permutes Q/K rows so that this matches the original model).
+
+Attention is always over the whole context: llama.cpp's llama architecture (which Mistral
+GGUFs use) ignores ``llama.attention.sliding_window``, and strata follows it so that logits
+match llama.cpp's (Mistral 7B v0.1 was trained with a 4096 window: the two differ only
+past 4096 tokens).
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ class Llama(ModelDef):
     rms_eps: float
     rope_base: float
     rope_freq_scale: float
-    sliding_window: int
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> Llama:
@@ -49,7 +53,6 @@ class Llama(ModelDef):
             rms_eps=meta_float(gguf, "attention.layer_norm_rms_epsilon", 1e-5),
             rope_base=meta_float(gguf, "rope.freq_base", 10000.0),
             rope_freq_scale=1.0 / factor if scaling == "linear" and factor > 0 else 1.0,
-            sliding_window=meta_int(gguf, "attention.sliding_window", 0),
         )
 
     def build(self, g: GraphBuilder) -> None:
@@ -65,8 +68,7 @@ class Llama(ModelDef):
                         freq_factors=freq_factors)
             q = g.rope(q, self.n_head, self.head_dim, **rope)
             k = g.rope(k, self.n_head_kv, self.head_dim, **rope)
-            a = g.attention(q, k, v, self.n_head, self.n_head_kv, self.head_dim,
-                            window=self.sliding_window)
+            a = g.attention(q, k, v, self.n_head, self.n_head_kv, self.head_dim)
             x = g.add(x, g.linear(a, f"{p}.attn_output.weight", f"{p}.attn_output.bias"))
             h = g.rms_norm(x, g.weight(f"{p}.ffn_norm.weight"), self.rms_eps)
             x = g.add(x, swiglu_ffn(g, h, p))
