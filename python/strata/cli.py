@@ -1,4 +1,4 @@
-"""The `strata` command: generate | chat | info | perplexity | bench."""
+"""The `strata` command: generate | chat | info | perplexity | bench | serve."""
 
 from __future__ import annotations
 
@@ -149,6 +149,16 @@ def cmd_perplexity(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    try:
+        from .server import serve
+    except ImportError as e:
+        raise StrataError(f"the server needs its extra: pip install 'strata[server]' ({e})") from e
+    serve(a.model, host=a.host, port=a.port, n_ctx=a.n_ctx, n_threads=a.threads,
+          backend=a.backend, model_id=a.model_id, max_queue=a.max_queue)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="strata", description="Fast local LLM inference from GGUF files.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="tokens/s side by side with llama.cpp (see benchmarks/)",
                        add_help=False)
     b.set_defaults(func=None)
+
+    s = sub.add_parser("serve", help="OpenAI-compatible HTTP server (needs strata[server])")
+    s.add_argument("model", nargs="?", help="GGUF file (default: SmolLM2-135M-Instruct Q4_1)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--n-ctx", type=int, default=4096, help="context size in tokens")
+    s.add_argument("--threads", "-t", type=int, default=None, help="CPU threads")
+    s.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda", "metal"])
+    s.add_argument("--model-id", default=None, help="name clients use (default: file name)")
+    s.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait")
+    s.set_defaults(func=cmd_serve)
 
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "bench":  # its own argument parser (strata.bench)
