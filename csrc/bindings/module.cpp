@@ -11,6 +11,9 @@
 #include <cstring>
 
 #include "../backends/cpu/cpu_backend.h"
+#if defined(STRATA_HAVE_CUDA)
+#include "../backends/cuda/cuda_backend.h"
+#endif
 #include "../core/engine.h"
 #include "../core/errors.h"
 #include "../core/thread_pool.h"
@@ -45,6 +48,9 @@ struct PyEngine {
 
 std::unique_ptr<Backend> make_backend(const std::string& name, int n_threads, const std::string& isa) {
     if (name == "cpu") return cpu::make_cpu_backend(n_threads, isa);
+#if defined(STRATA_HAVE_CUDA)
+    if (name == "cuda") return cuda::make_cuda_backend();
+#endif
     throw UnsupportedError("backend '" + name + "' is not built into this strata");
 }
 
@@ -171,6 +177,13 @@ NB_MODULE(_core, m) {
         for (const auto* t : cpu::available_kernel_tables()) names.push_back(t->isa);
         return names;
     }, "Kernel builds this CPU can run, best first.");
+    m.def("cuda_available", [] {
+#if defined(STRATA_HAVE_CUDA)
+        return cuda::cuda_available();
+#else
+        return false;
+#endif
+    }, "Whether this build has the CUDA backend and the CUDA runtime finds a device.");
     m.def("default_threads", &ThreadPool::default_threads);
     m.def("cpu_dequantize", [](uint32_t type, ByteArray data, int64_t n, const std::string& isa) {
         const int64_t need = row_bytes(static_cast<DType>(type), n);

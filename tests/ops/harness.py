@@ -64,6 +64,7 @@ class OpHarness:
         n_threads: int = 2,
         chunks: list[int] | None = None,
         n_batch: int = 64,
+        backend: str = "cpu",
     ) -> np.ndarray:
         """Evaluate tokens 0..n_tokens-1 (in the given chunk sizes) and return all rows."""
         self.graph.set_output(out)
@@ -74,7 +75,7 @@ class OpHarness:
             n_ctx=n_ctx,
             n_batch=n_batch,
             n_threads=n_threads,
-            backend="cpu",
+            backend=backend,
             isa=isa,
         )
         ids = np.arange(n_tokens, dtype=np.int32)

@@ -1,0 +1,225 @@
+// attention against the fp16 KV cache, as csrc/backends/cpu/kernels/attention.cpp:
+// append the step's K and V rows at positions n_past.. (row p % capacity: sliding-window
+// layers keep a ring buffer of window + max_rows - 1 rows), then for each (row, head)
+// softmax(scale * q.k_j, soft-capped if asked) over the visible positions j, times v_j.
+// Causal: row t at position p = n_past + t sees j <= p, and with a window only j > p - window.
+// GQA: head h reads KV head h / (n_head / n_head_kv).
+//
+// One warp per (row, head, split): the lanes hold the head's dimensions (pairs 2 lane +
+// 64 c, c < NC), every key's dot is a warp all-reduce, and the softmax is online (running
+// max and sum, rescaling the accumulator), four keys per round for memory parallelism. A
+// block's 4 warps are 4 consecutive heads of one row, which share KV heads under GQA.
+// Decode (one row) splits the keys over n_split warps (flash-decoding) and a second kernel
+// merges the partial results; prefill runs one split and writes the output directly.
+// n_past is read from device memory (StepParams), so a captured decode graph stays valid.
+#include "common.cuh"
+
+namespace strata::cuda {
+
+namespace {
+
+constexpr int kHeadsPerBlock = 4;
+
+__global__ void kv_append_kernel(const float* __restrict__ k, const float* __restrict__ v, __half* __restrict__ kc,
+                                 __half* __restrict__ vc, int64_t n, int64_t kvw, int64_t capacity,
+                                 const StepParams* __restrict__ sp) {
+    const int64_t n_past = sp->n_past;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / kvw, c = i - t * kvw;
+        const int64_t dst = ((n_past + t) % capacity) * kvw + c;
+        kc[dst] = __float2half_rn(k[i]);
+        vc[dst] = __float2half_rn(v[i]);
+    }
+}
+
+template <int NC>
+__global__ void __launch_bounds__(kHeadsPerBlock * 32)
+    attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
+                     const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
+                     const StepParams* __restrict__ sp) {
+    const int lane = threadIdx.x & 31;
+    const int t = blockIdx.x;
+    const int h = blockIdx.y * kHeadsPerBlock + (threadIdx.x >> 5);
+    const int z = blockIdx.z, n_split = gridDim.z;
+    if (h >= a.n_head) return;  // whole warps; no block-wide synchronisation below
+    const int hd = a.head_dim;
+    const int64_t qw = (int64_t)a.n_head * hd, kvw = (int64_t)a.n_head_kv * hd;
+    const int cap = (int)a.capacity;
+
+    const int pos = sp->n_past + t;
+    const int lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
+    const int len = pos - lo + 1;
+    const int chunk = (len + n_split - 1) / n_split;
+    const int j0 = lo + z * chunk;
+    const int j1 = min(pos + 1, j0 + chunk);
+
+    const int64_t koff = (int64_t)(h / (a.n_head / a.n_head_kv)) * hd;
+    const float* qp = q + (int64_t)t * qw + (int64_t)h * hd;
+    float2 qv[NC], acc[NC];
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+        const int d = 2 * lane + 64 * c;
+        qv[c] = d < hd ? *(const float2*)(qp + d) : make_float2(0.0f, 0.0f);
+        acc[c] = make_float2(0.0f, 0.0f);
+    }
+    float m = -INFINITY, l = 0.0f;
+
+    int j = j0;
+    int r = j0 < j1 ? j0 % cap : 0;  // cache row of position j
+    for (; j + 4 <= j1; j += 4) {
+        int64_t off[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            off[u] = (int64_t)r * kvw + koff;
+            r = r + 1 == cap ? 0 : r + 1;
+        }
+        float dot[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            dot[u] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < NC; ++c) {
+                const int d = 2 * lane + 64 * c;
+                if (d < hd) {
+                    const float2 kf = __half22float2(*(const __half2*)(kc + off[u] + d));
+                    dot[u] += qv[c].x * kf.x + qv[c].y * kf.y;
+                }
+            }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int u = 0; u < 4; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], o);
+        float s[4], mn = m;
+#pragma unroll
+        for (int u = 0; u < 4; ++u) {
+            s[u] = a.scale * dot[u];
+            if (a.softcap > 0.0f) s[u] = a.softcap * tanhf(s[u] / a.softcap);
+            mn = fmaxf(mn, s[u]);
+        }
+        const float corr = expf(m - mn);  // 0 while m is -inf
+        float p[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) p[u] = expf(s[u] - mn);
+        l = l * corr + ((p[0] + p[1]) + (p[2] + p[3]));
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+            const int d = 2 * lane + 64 * c;
+            if (d < hd) {
+                float2 o2 = make_float2(acc[c].x * corr, acc[c].y * corr);
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const float2 vf = __half22float2(*(const __half2*)(vc + off[u] + d));
+                    o2.x = fmaf(p[u], vf.x, o2.x);
+                    o2.y = fmaf(p[u], vf.y, o2.y);
+                }
+                acc[c] = o2;
+            }
+        }
+        m = mn;
+    }
+    for (; j < j1; ++j) {
+        const int64_t off = (int64_t)r * kvw + koff;
+        r = r + 1 == cap ? 0 : r + 1;
+        float dot = 0.0f;
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+            const int d = 2 * lane + 64 * c;
+            if (d < hd) {
+                const float2 kf = __half22float2(*(const __half2*)(kc + off + d));
+                dot += qv[c].x * kf.x + qv[c].y * kf.y;
+            }
+        }
+        dot = warp_sum(dot);
+        float s = a.scale * dot;
+        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
+        const float mn = fmaxf(m, s);
+        const float corr = expf(m - mn), p = expf(s - mn);
+        l = l * corr + p;
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+            const int d = 2 * lane + 64 * c;
+            if (d < hd) {
+                const float2 vf = __half22float2(*(const __half2*)(vc + off + d));
+                acc[c].x = fmaf(p, vf.x, acc[c].x * corr);
+                acc[c].y = fmaf(p, vf.y, acc[c].y * corr);
+            }
+        }
+        m = mn;
+    }
+
+    if (n_split == 1) {
+        const float inv = 1.0f / l;  // l >= 1: the row sees at least its own position
+        float* op = out + (int64_t)t * qw + (int64_t)h * hd;
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+            const int d = 2 * lane + 64 * c;
+            if (d < hd) *(float2*)(op + d) = make_float2(acc[c].x * inv, acc[c].y * inv);
+        }
+    } else {
+        float* pp = partial + (((int64_t)t * a.n_head + h) * n_split + z) * (hd + 2);
+        if (lane == 0) {
+            pp[0] = m;
+            pp[1] = l;  // 0 for an empty split
+        }
+#pragma unroll
+        for (int c = 0; c < NC; ++c) {
+            const int d = 2 * lane + 64 * c;
+            if (d < hd) {
+                pp[2 + d] = acc[c].x;
+                pp[3 + d] = acc[c].y;
+            }
+        }
+    }
+}
+
+__global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
+                                       float* __restrict__ out) {
+    const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
+    const float* pp = partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2);
+    float M = -INFINITY;
+    for (int z = 0; z < n_split; ++z)
+        if (pp[z * (hd + 2) + 1] > 0.0f) M = fmaxf(M, pp[z * (hd + 2)]);
+    float L = 0.0f;
+    for (int z = 0; z < n_split; ++z) {
+        const float lz = pp[z * (hd + 2) + 1];
+        if (lz > 0.0f) L += lz * expf(pp[z * (hd + 2)] - M);
+    }
+    const float inv = 1.0f / L;
+    float* op = out + (int64_t)t * a.n_head * hd + (int64_t)h * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int z = 0; z < n_split; ++z) {
+            const float lz = pp[z * (hd + 2) + 1];
+            if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
+        }
+        op[d] = o * inv;
+    }
+}
+
+}  // namespace
+
+void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc, int64_t rows,
+                      const StepParams* sp, cudaStream_t s) {
+    const int64_t kvw = (int64_t)a.n_head_kv * a.head_dim, n = rows * kvw;
+    const unsigned blocks = (unsigned)std::min<int64_t>(ceil_div(n, 256), 65535);
+    kv_append_kernel<<<blocks, 256, 0, s>>>(k, v, kc, vc, n, kvw, a.capacity, sp);
+}
+
+bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
+
+void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
+                      int n_split, float* partial, const StepParams* sp, cudaStream_t s) {
+    const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
+    const int threads = kHeadsPerBlock * 32;
+    if (a.head_dim <= 64)
+        attention_kernel<1><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+    else if (a.head_dim <= 128)
+        attention_kernel<2><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+    else
+        attention_kernel<4><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+    if (n_split > 1)
+        attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(a, n_split, partial, out);
+}
+
+}  // namespace strata::cuda

@@ -1,0 +1,120 @@
+// Shared by the CUDA backend's sources: error checks, the per-step parameters that live in
+// device memory, small warp helpers, and the launchers each kernel file provides.
+//
+// Every launcher only enqueues work on the given stream and never throws: the host side
+// (cuda_backend.cu) checks cudaGetLastError after each node, and a failure becomes a
+// StrataError carrying cudaGetErrorString's text.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <algorithm>
+
+#include "../../core/dtype.h"
+#include "../../core/graph.h"
+
+namespace strata::cuda {
+
+// Per-step values that kernels read from device memory, so that a captured decode graph
+// stays valid for every step: the host copies a new StepParams in before each launch.
+struct StepParams {
+    int32_t n_past;  // position of the step's first token
+    int32_t pad[3];
+};
+
+// An activation matrix quantized to 8 bits for the integer (dp4a) matvec: per row, K int8
+// values; per 32 of them an fp32 scale d (x ~= d * q, d = amax / 127, rounded to nearest
+// even exactly as the CPU backend's block_q8_act) and the sums of the first and second
+// 16 quants, packed as two int16 in one int32 (low half first).
+struct ActQ8 {
+    int8_t* q;   // rows x K
+    float* d;    // rows x K/32
+    int32_t* s;  // rows x K/32
+};
+
+// ---- device helpers --------------------------------------------------------------------
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ double warp_sum_d(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// ---- launchers -------------------------------------------------------------------------
+// elementwise.cu
+// out[t, :] = row ids[t] of the table, dequantized to f32 (`width` elements of `type`).
+void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64_t table_rows,
+                      int64_t width, const int32_t* ids, int64_t rows, float* out, cudaStream_t s);
+// pos[t] = n_past + t
+void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStream_t s);
+// `groups` independent groups of W elements (rows, or heads of rows), optional weight[W].
+void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps,
+                     cudaStream_t s);
+void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows,
+                       int64_t W, float eps, cudaStream_t s);
+enum class Binary : int { Add = 0, Mul = 1, Glu = 2 };
+// y = a op b over rows x W; b is one row of W broadcast to every row when `broadcast`.
+void launch_binary(Binary op, Activation act, const float* a, const float* b, bool broadcast,
+                   float* y, int64_t rows, int64_t W, cudaStream_t s);
+void launch_scale(const float* x, float* y, int64_t n, float scale, cudaStream_t s);
+void launch_activation(Activation act, const float* x, float* y, int64_t n, cudaStream_t s);
+// y[t, 0:w] = x[t, col0:col0 + w] for `rows` rows (x rows are x_width wide): slice, last_row.
+void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, int64_t w,
+                      int64_t rows, cudaStream_t s);
+
+// rope.cu
+struct RopeArgs {
+    int32_t n_head, head_dim, n_rot;
+    int32_t neox;  // RopeMode::Neox
+    float base, freq_scale, attn_factor;
+};
+void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
+                 const StepParams* sp, cudaStream_t s);
+
+// attention.cu
+struct AttnArgs {
+    int32_t n_head, n_head_kv, head_dim;
+    int32_t window;      // 0 = full causal
+    int64_t capacity;    // cache rows (position p lives in row p % capacity)
+    float scale, softcap;
+};
+// Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
+void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,
+                      int64_t rows, const StepParams* sp, cudaStream_t s);
+// out = softmax(scale * q k^T) v over each row's visible cache positions. With n_split > 1
+// each (row, head) is split over that many stretches of keys, written to `partial`
+// (rows * n_head * n_split * (head_dim + 2) floats) and merged by a second kernel.
+bool attention_supported(int32_t head_dim);
+void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
+                      float* out, int64_t rows, int n_split, float* partial,
+                      const StepParams* sp, cudaStream_t s);
+
+// matvec.cu (decode: one activation row per weight row pass, or a few)
+void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s);
+bool matvec_q8_supported(DType t);
+void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
+                      ActQ8 x, int64_t rows, float* y, cudaStream_t s);
+void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
+                       const float* x, int64_t rows, float* y, cudaStream_t s);
+
+// matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
+// tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded
+// to f16) on WMMA with f32 accumulation; otherwise f32 FMA throughout.
+bool matmul_tc_exact_enough(DType t);
+void launch_matmul(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
+                   int64_t rows, float* y, bool tensor_cores, cudaStream_t s);
+
+}  // namespace strata::cuda

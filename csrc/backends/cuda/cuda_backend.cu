@@ -1,0 +1,554 @@
+// The CUDA backend: weights uploaded once into one device allocation, the activation
+// arena and the fp16 KV cache on the device, every kernel on one stream, and the decode
+// step (one row) captured once as a CUDA graph and replayed.
+//
+// The graph is constant: what changes per step (n_past, the token ids) is copied into
+// device memory before each launch, and kernels read n_past from there (StepParams). Row
+// counts are fixed per captured graph (1), so only decode steps use it; prefill steps
+// launch the same kernels directly. Output rows are copied to a pinned host buffer.
+//
+// Environment switches (read when a backend is made; for tests and first-contact debugging):
+//   STRATA_CUDA_DEVICE=n      device index (default 0)
+//   STRATA_CUDA_GRAPH=0       launch decode steps kernel by kernel instead of a CUDA graph
+//   STRATA_CUDA_SYNC=1        synchronise after every node and name the node in any error
+//   STRATA_CUDA_MMA=0         prefill matmuls in f32 FMA instead of f16 tensor cores
+//   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
+//   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
+#include "cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../core/errors.h"
+#include "../../quants/blocks.h"
+#include "common.cuh"
+#include "quant.cuh"
+#include "runtime.cuh"
+
+namespace strata::cuda {
+
+namespace {
+
+struct KvSlot {
+    __half* k = nullptr;
+    __half* v = nullptr;
+    int64_t width = 0;
+    int64_t capacity = 0;
+};
+
+bool supported_weight_type(DType t) {
+    switch (t) {
+        case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1:
+        case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q2_K: case DType::Q3_K:
+        case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_NL: case DType::IQ4_XS:
+            return true;
+        default: return false;
+    }
+}
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(int device) : device_(device) {
+        check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+        check(cudaGetDeviceProperties(&props_, device_), "cudaGetDeviceProperties");
+        check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+        use_graphs_ = env("STRATA_CUDA_GRAPH") != "0";
+        sync_debug_ = env("STRATA_CUDA_SYNC") == "1";
+        if (sync_debug_) use_graphs_ = false;
+        use_tc_ = env("STRATA_CUDA_MMA") != "0";
+        matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
+        forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
+    }
+
+    ~CudaBackend() override {
+        cudaSetDevice(device_);
+        if (stream_) cudaStreamSynchronize(stream_);
+        for (cudaEvent_t e : events_) cudaEventDestroy(e);
+        if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+        if (stream_) cudaStreamDestroy(stream_);
+        cudaGetLastError();
+    }
+
+    std::string name() const override { return "cuda"; }
+
+    std::string describe() const override {
+        std::string s = std::string("cuda (") + props_.name + ", sm_" + std::to_string(props_.major) +
+                        std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
+                        " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") + ", prefill " +
+                        (use_tc_ ? "f16 tensor cores" : "f32") + ", graphs " + (use_graphs_ ? "on" : "off");
+        if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
+        return s + ")";
+    }
+
+    void prepare(const Graph& g, const Plan& plan, const uint8_t* file, int64_t file_size, int64_t n_ctx) override {
+        check(cudaSetDevice(device_), "cudaSetDevice");
+        if (std::memcmp(kIq4nlValues, quants::kvalues_iq4nl, sizeof kIq4nlValues) != 0)
+            throw StrataError("internal: the CUDA iq4_nl table differs from csrc/quants/blocks.h");
+        const auto& values = g.values();
+        const auto& weights = g.weights();
+        const size_t nv = values.size();
+        nodes_ = g.nodes();
+        n_ctx_ = n_ctx;
+        max_rows_ = plan.max_rows;
+        tokens_value_ = g.tokens_value();
+        positions_value_ = g.positions_value();
+        output_value_ = g.output();
+
+        // ---- what this graph needs, checked before anything is allocated ----
+        if (n_ctx > (int64_t)INT32_MAX - plan.max_rows)
+            throw UnsupportedError("n_ctx = " + std::to_string(n_ctx) +
+                                   " is too large for the CUDA backend (positions are 32-bit)");
+        for (const WeightRef& w : weights)
+            if (!supported_weight_type(w.type))
+                throw UnsupportedError("tensor " + w.name + " has type " + dtype_name(w.type) +
+                                       ", which the CUDA backend does not support");
+        int64_t max_q8_k = 0, partial_floats = 0;
+        for (const Node& n : nodes_) {
+            if (n.op == Op::Attention) {
+                if (!attention_supported(n.p.head_dim))
+                    throw UnsupportedError("the CUDA backend's attention needs an even head_dim of at most 256, got " +
+                                           std::to_string(n.p.head_dim));
+                partial_floats = std::max<int64_t>(partial_floats, (int64_t)n.p.n_head * (n.p.head_dim + 2));
+            }
+            if (n.op == Op::MatMul) {
+                const WeightRef& w = weights[values[n.in[1]].weight];
+                if (matvec_q8_supported(w.type)) max_q8_k = std::max(max_q8_k, w.width);
+            }
+        }
+        decode_splits_ = forced_splits_ > 0 ? forced_splits_ : (int)std::clamp<int64_t>(n_ctx / 256, 1, 32);
+        decode_splits_ = std::min(decode_splits_, 64);
+
+        // Weights: each unique file range once, at a 256-byte aligned offset.
+        std::map<std::pair<int64_t, int64_t>, int64_t> placed;
+        std::vector<int64_t> weight_offset(weights.size());
+        int64_t weight_bytes = 0;
+        for (size_t i = 0; i < weights.size(); ++i) {
+            const WeightRef& w = weights[i];
+            if (w.offset < 0 || w.nbytes < 0 || w.offset > file_size || w.nbytes > file_size - w.offset)
+                throw StrataError("weight " + w.name + " lies outside the model file");
+            auto it = placed.find({w.offset, w.nbytes});
+            if (it != placed.end()) {
+                weight_offset[i] = it->second;
+                continue;
+            }
+            weight_offset[i] = weight_bytes;
+            placed[{w.offset, w.nbytes}] = weight_bytes;
+            weight_bytes = checked_add(weight_bytes, align_up(w.nbytes, 256), "weight size");
+        }
+        kv_slots_.assign(g.n_kv_slots(), KvSlot{});
+        int64_t kv_bytes = 0;
+        for (const Node& n : nodes_)
+            if (n.op == Op::Attention) {
+                KvSlot& s = kv_slots_[n.p.kv_slot];
+                s.width = (int64_t)n.p.n_head_kv * n.p.head_dim;
+                s.capacity = n.p.window > 0 ? std::min<int64_t>(n_ctx, n.p.window + plan.max_rows - 1) : n_ctx;
+                const int64_t b = checked_mul(checked_mul(4, s.capacity, "KV cache"), s.width, "KV cache");
+                kv_bytes = checked_add(kv_bytes, align_up(b, 256), "KV cache");
+            }
+        const int64_t q8_rows = 1;  // the int8 matvec serves single-row matmuls
+        const int64_t q8_bytes =
+            max_q8_k > 0 ? align_up(q8_rows * max_q8_k, 256) + 2 * align_up(q8_rows * max_q8_k / 8, 256) : 0;
+        const int64_t partial_bytes = decode_splits_ > 1 ? partial_floats * decode_splits_ * 4 : 0;
+        const int64_t arena_bytes = std::max<int64_t>(plan.arena_bytes, 64);
+        int64_t total = 256;
+        for (int64_t part : {weight_bytes, kv_bytes, arena_bytes, q8_bytes, partial_bytes})
+            total = checked_add(total, part, "device memory");
+
+        size_t free_b = 0, total_b = 0;
+        check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
+        if ((uint64_t)total > (uint64_t)free_b)
+            throw StrataError("out of GPU memory: the model needs " + std::to_string(total) + " bytes on the device (" +
+                              gib(total) + ": weights " + gib(weight_bytes) + ", KV cache " + gib(kv_bytes) +
+                              " for n_ctx = " + std::to_string(n_ctx) + ", activations " + gib(arena_bytes) +
+                              "), and " + props_.name + " has " + std::to_string(free_b) + " bytes free (" +
+                              gib((int64_t)free_b) + " of " + gib((int64_t)total_b) + ")");
+
+        weights_.allocate(weight_bytes, "the weights", total);
+        kv_.allocate(kv_bytes, "the KV cache", total);
+        arena_.allocate(arena_bytes, "the activations", total);
+        q8_.allocate(q8_bytes, "the quantized activations", total);
+        partial_.allocate(partial_bytes, "attention partials", total);
+        params_.allocate(sizeof(StepParams), "step parameters", total);
+        kv_bytes_ = kv_bytes;
+
+        upload_weights(placed, file);
+        check(cudaMemsetAsync(kv_.get(), 0, (size_t)kv_.bytes(), stream_), "cudaMemset (KV cache)");
+        check(cudaMemsetAsync(arena_.get(), 0, (size_t)arena_.bytes(), stream_), "cudaMemset (activations)");
+
+        uint8_t* kvp = kv_.get();
+        for (KvSlot& s : kv_slots_) {
+            if (s.capacity == 0) continue;
+            s.k = reinterpret_cast<__half*>(kvp);
+            s.v = s.k + s.capacity * s.width;
+            kvp += align_up(4 * s.capacity * s.width, 256);
+        }
+        if (max_q8_k > 0) {
+            q8_act_.q = reinterpret_cast<int8_t*>(q8_.get());
+            q8_act_.d = reinterpret_cast<float*>(q8_.get() + align_up(q8_rows * max_q8_k, 256));
+            q8_act_.s = reinterpret_cast<int32_t*>(q8_.get() + align_up(q8_rows * max_q8_k, 256) +
+                                                   align_up(q8_rows * max_q8_k / 8, 256));
+        }
+
+        // Per value: device pointer, type, width, weight rows and row bytes, single row.
+        data_.assign(nv, nullptr);
+        type_.assign(nv, DType::F32);
+        width_.assign(nv, 0);
+        weight_rows_.assign(nv, 0);
+        row_bytes_.assign(nv, 0);
+        single_row_.assign(nv, 0);
+        is_weight_.assign(nv, 0);
+        names_.assign(nv, std::string());
+        for (size_t v = 0; v < nv; ++v) {
+            const Value& val = values[v];
+            width_[v] = val.width;
+            single_row_[v] = val.single_row;
+            if (val.kind == ValueKind::Weight) {
+                const WeightRef& w = weights[val.weight];
+                data_[v] = weights_.get() + weight_offset[val.weight];
+                type_[v] = w.type;
+                weight_rows_[v] = w.rows;
+                row_bytes_[v] = row_bytes(w.type, w.width);
+                is_weight_[v] = 1;
+                names_[v] = w.name;
+            } else {
+                data_[v] = arena_.get() + plan.offset[v];
+                type_[v] = val.kind == ValueKind::Activation ? DType::F32 : DType::I32;
+            }
+        }
+
+        const Value& out = values[output_value_];
+        const int64_t out_rows = out.single_row ? plan.max_single_rows : plan.max_rows;
+        host_out_.allocate(checked_mul(out_rows, out.width * 4, "output"), "output");
+        host_tokens_.allocate(plan.max_rows * 4, "tokens");
+        host_params_.allocate(sizeof(StepParams), "step parameters");
+        check(cudaStreamSynchronize(stream_), "loading the model");
+    }
+
+    void run(const StepShape& step) override {
+        if (step.n_rows <= 0 || step.n_rows > max_rows_) throw StrataError("step larger than planned");
+        if (step.n_past < 0 || step.n_past + step.n_rows > n_ctx_) throw ContextOverflow("step past the KV cache");
+        check(cudaSetDevice(device_), "cudaSetDevice");
+        const int64_t T = step.n_rows;
+        StepParams* hp = reinterpret_cast<StepParams*>(host_params_.get());
+        *hp = StepParams{};
+        hp->n_past = (int32_t)step.n_past;
+        check(cudaMemcpyAsync(params_.get(), hp, sizeof(StepParams), cudaMemcpyHostToDevice, stream_),
+              "copying step parameters");
+        if (tokens_value_ >= 0) {
+            std::memcpy(host_tokens_.get(), step.tokens, sizeof(int32_t) * T);
+            check(cudaMemcpyAsync(data_[tokens_value_], host_tokens_.get(), sizeof(int32_t) * T,
+                                  cudaMemcpyHostToDevice, stream_),
+                  "copying tokens");
+        }
+        const bool graph = T == 1 && use_graphs_ && !profiling_;
+        if (graph && !graph_exec_) capture_decode_graph();
+        if (graph && graph_exec_) {
+            check(cudaGraphLaunch(graph_exec_, stream_), "cudaGraphLaunch (decode step)");
+        } else {
+            enqueue(T, step.all_rows);
+        }
+        out_rows_ = (single_row_[output_value_] && !step.all_rows) ? 1 : T;
+        check(cudaMemcpyAsync(host_out_.get(), data_[output_value_], sizeof(float) * out_rows_ * width_[output_value_],
+                              cudaMemcpyDeviceToHost, stream_),
+              "copying the output");
+        check(cudaStreamSynchronize(stream_), "running a step");
+        if (profiling_) {
+            for (size_t i = 0; i < nodes_.size(); ++i) {
+                float ms = 0.0f;
+                check(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]), "cudaEventElapsedTime");
+                node_seconds_[i] += 1e-3 * ms;
+            }
+        }
+    }
+
+    // STRATA_PROFILE: device time of every node (events around each), decode steps launched
+    // one by one rather than as a graph while profiling.
+    void set_profiling(bool on) override {
+        check(cudaSetDevice(device_), "cudaSetDevice");
+        if (on && events_.size() != nodes_.size() + 1) {
+            for (cudaEvent_t e : events_) cudaEventDestroy(e);
+            events_.assign(nodes_.size() + 1, nullptr);
+            for (cudaEvent_t& e : events_) check(cudaEventCreate(&e), "cudaEventCreate");
+        }
+        profiling_ = on;
+        node_seconds_.assign(nodes_.size(), 0.0);
+    }
+    std::vector<double> node_seconds() const override { return node_seconds_; }
+
+    const float* output(int64_t* rows) override {
+        *rows = out_rows_;
+        return reinterpret_cast<const float*>(host_out_.get());
+    }
+
+    int64_t kv_cache_bytes() const override { return kv_bytes_; }
+
+    bool can_truncate(int64_t n_past, int64_t n) const override {
+        for (const Node& node : nodes_) {
+            if (node.op != Op::Attention || node.p.window <= 0) continue;
+            const KvSlot& s = kv_slots_[node.p.kv_slot];
+            if (std::max<int64_t>(0, n - node.p.window + 1) < n_past - s.capacity) return false;
+        }
+        return true;
+    }
+
+private:
+    void upload_weights(const std::map<std::pair<int64_t, int64_t>, int64_t>& placed, const uint8_t* file) {
+        // Two pinned staging buffers: the CPU copies (and page-faults in) the next chunk of
+        // the mapping while the previous one is on its way to the device.
+        int64_t largest = 1;
+        for (const auto& entry : placed) largest = std::max(largest, entry.first.second);
+        const int64_t kChunk = std::min<int64_t>(64 << 20, align_up(largest, 4096));
+        PinnedBuffer staging[2];
+        cudaEvent_t done[2] = {nullptr, nullptr};
+        for (int i = 0; i < 2; ++i) {
+            staging[i].allocate(kChunk, "upload staging");
+            check(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "cudaEventCreate");
+        }
+        bool pending[2] = {false, false};
+        int which = 0;
+        try {
+            for (const auto& [range, dev_off] : placed) {
+                const auto [file_off, nbytes] = range;
+                for (int64_t done_b = 0; done_b < nbytes; done_b += kChunk) {
+                    const int64_t n = std::min(kChunk, nbytes - done_b);
+                    if (pending[which]) check(cudaEventSynchronize(done[which]), "uploading weights");
+                    std::memcpy(staging[which].get(), file + file_off + done_b, (size_t)n);
+                    check(cudaMemcpyAsync(weights_.get() + dev_off + done_b, staging[which].get(), (size_t)n,
+                                          cudaMemcpyHostToDevice, stream_),
+                          "uploading weights");
+                    check(cudaEventRecord(done[which], stream_), "cudaEventRecord");
+                    pending[which] = true;
+                    which ^= 1;
+                }
+            }
+            check(cudaStreamSynchronize(stream_), "uploading weights");
+        } catch (...) {
+            cudaStreamSynchronize(stream_);
+            for (auto& e : done) cudaEventDestroy(e);
+            throw;
+        }
+        for (auto& e : done) cudaEventDestroy(e);
+    }
+
+    void capture_decode_graph() {
+        cudaGraph_t graph = nullptr;
+        check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        try {
+            enqueue(1, false);
+        } catch (...) {
+            cudaStreamEndCapture(stream_, &graph);
+            if (graph) cudaGraphDestroy(graph);
+            cudaGetLastError();
+            throw;
+        }
+        cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+        if (e == cudaSuccess) e = cudaGraphInstantiate(&graph_exec_, graph, 0);
+        if (graph) cudaGraphDestroy(graph);
+        if (e != cudaSuccess) {
+            // Run without graphs rather than fail: the same kernels, launched one by one.
+            cudaGetLastError();
+            graph_exec_ = nullptr;
+            use_graphs_ = false;
+            graph_note_ = "capture failed: " + cuda_message(e);
+        }
+    }
+
+    int64_t rows_of(int32_t v, int64_t T, bool all_rows) const { return (single_row_[v] && !all_rows) ? 1 : T; }
+    float* f32(int32_t v) const { return reinterpret_cast<float*>(data_[v]); }
+    const float* opt_f32(int32_t v) const { return v >= 0 ? reinterpret_cast<const float*>(data_[v]) : nullptr; }
+
+    // Enqueues one step of T rows on the stream (also what a decode graph captures).
+    void enqueue(int64_t T, bool all_rows) {
+        const StepParams* sp = reinterpret_cast<const StepParams*>(params_.get());
+        int32_t q8_value = -1;  // the value whose int8 copy the q8 buffer holds
+        if (positions_value_ >= 0) {
+            launch_positions(reinterpret_cast<int32_t*>(data_[positions_value_]), T, sp, stream_);
+            after_launch(-1, "positions");
+        }
+        for (size_t i = 0; i < nodes_.size(); ++i) {
+            const Node& n = nodes_[i];
+            const int32_t x = n.in[0];
+            if (profiling_) check(cudaEventRecord(events_[i], stream_), "cudaEventRecord");
+            switch (n.op) {
+                case Op::Embedding: {
+                    const int32_t w = n.in[0];
+                    launch_embedding(type_[w], data_[w], row_bytes_[w], weight_rows_[w], width_[w],
+                                     reinterpret_cast<const int32_t*>(data_[n.in[1]]), T, f32(n.out), stream_);
+                    break;
+                }
+                case Op::RmsNorm: {
+                    const int64_t W = n.p.head_dim > 0 ? n.p.head_dim : width_[x];
+                    launch_rms_norm(f32(x), opt_f32(n.in[1]), f32(n.out), rows_of(x, T, all_rows) * (width_[x] / W), W,
+                                    n.p.eps, stream_);
+                    break;
+                }
+                case Op::LayerNorm:
+                    launch_layer_norm(f32(x), opt_f32(n.in[1]), opt_f32(n.in[2]), f32(n.out), rows_of(x, T, all_rows),
+                                      width_[x], n.p.eps, stream_);
+                    break;
+                case Op::MatMul: {
+                    const int32_t w = n.in[1];
+                    const int64_t K = width_[x], R = weight_rows_[w], rows = rows_of(x, T, all_rows);
+                    const DType t = type_[w];
+                    // Decode steps take the matvec; every matmul of a prefill step (the
+                    // single-row lm_head too) takes the tiled kernels, so the logits of a
+                    // position do not depend on how the prompt was split into steps.
+                    if (T == 1 && !matvec_f32_ && matvec_q8_supported(t)) {
+                        if (q8_value != x) {
+                            launch_quantize_q8(f32(x), 1, K, q8_act_, stream_);
+                            after_launch((int)i, "quantize");
+                            q8_value = x;
+                        }
+                        launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), stream_);
+                    } else if (T == 1) {
+                        launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), stream_);
+                    } else {
+                        launch_matmul(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
+                                      use_tc_ && matmul_tc_exact_enough(t), stream_);
+                    }
+                    break;
+                }
+                case Op::Add:
+                case Op::Mul:
+                case Op::Glu: {
+                    const int32_t b = n.in[1];
+                    const Binary op = n.op == Op::Add ? Binary::Add : n.op == Op::Mul ? Binary::Mul : Binary::Glu;
+                    const bool broadcast = is_weight_[b] && type_[b] == DType::F32 && weight_rows_[b] == 1;
+                    launch_binary(op, n.p.act, f32(x), f32(b), broadcast, f32(n.out), rows_of(x, T, all_rows),
+                                  width_[x], stream_);
+                    break;
+                }
+                case Op::Scale:
+                    launch_scale(f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), n.p.scale, stream_);
+                    break;
+                case Op::Activation:
+                    launch_activation(n.p.act, f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), stream_);
+                    break;
+                case Op::Rope: {
+                    RopeArgs a{n.p.n_head, n.p.head_dim, n.p.n_rot, n.p.rope_mode == RopeMode::Neox ? 1 : 0,
+                               n.p.rope_base, n.p.rope_freq_scale, n.p.rope_attn_factor};
+                    launch_rope(a, f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, stream_);
+                    break;
+                }
+                case Op::Attention: {
+                    const KvSlot& s = kv_slots_[n.p.kv_slot];
+                    AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
+                               n.p.softcap};
+                    launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, stream_);
+                    after_launch((int)i, "kv append");
+                    const int splits = T == 1 ? decode_splits_ : 1;
+                    launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
+                                     reinterpret_cast<float*>(partial_.get()), sp, stream_);
+                    break;
+                }
+                case Op::LastRow: {
+                    const int64_t W = width_[x], first = all_rows ? 0 : T - 1;
+                    launch_copy_cols(f32(x) + first * W, W, 0, f32(n.out), W, T - first, stream_);
+                    break;
+                }
+                case Op::Slice:
+                    launch_copy_cols(f32(x), width_[x], n.p.offset, f32(n.out), n.p.width, rows_of(x, T, all_rows),
+                                     stream_);
+                    break;
+            }
+            after_launch((int)i, op_name(n.op));
+        }
+        if (profiling_) check(cudaEventRecord(events_[nodes_.size()], stream_), "cudaEventRecord");
+    }
+
+    // Launch errors (bad configuration) surface at once; with STRATA_CUDA_SYNC=1 so do faults.
+    void after_launch(int node, const char* what) {
+        std::string where;
+        auto describe_node = [&] {
+            where = std::string(what);
+            if (node >= 0) {
+                where += " (node " + std::to_string(node);
+                const Node& n = nodes_[node];
+                if (n.op == Op::MatMul) where += ", " + names_[n.in[1]];
+                where += ")";
+            }
+        };
+        cudaError_t e = cudaGetLastError();
+        if (e == cudaSuccess && sync_debug_) e = cudaStreamSynchronize(stream_);
+        if (e != cudaSuccess) {
+            describe_node();
+            throw StrataError("CUDA error in " + where + ": " + cuda_message(e));
+        }
+    }
+
+    int device_;
+    cudaDeviceProp props_{};
+    cudaStream_t stream_ = nullptr;
+    cudaGraphExec_t graph_exec_ = nullptr;
+    bool use_graphs_ = true, sync_debug_ = false, use_tc_ = true, matvec_f32_ = false, profiling_ = false;
+    std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
+    std::vector<double> node_seconds_;  // profiling: per node, summed over steps
+    int forced_splits_ = 0, decode_splits_ = 1;
+    std::string graph_note_;
+
+    std::vector<Node> nodes_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_;
+    PinnedBuffer host_out_, host_tokens_, host_params_;
+    ActQ8 q8_act_{};
+    std::vector<KvSlot> kv_slots_;
+    std::vector<uint8_t*> data_;
+    std::vector<DType> type_;
+    std::vector<int64_t> width_, weight_rows_, row_bytes_;
+    std::vector<uint8_t> single_row_, is_weight_;
+    std::vector<std::string> names_;
+    int64_t n_ctx_ = 0, max_rows_ = 0, out_rows_ = 0, kv_bytes_ = 0;
+    int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;
+};
+
+}  // namespace
+
+bool cuda_available() {
+    if (env("STRATA_NO_CUDA") == "1") return false;
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return n > 0;
+}
+
+std::string device_description() {
+    if (!cuda_available()) return "no CUDA device";
+    const int device = env_int("STRATA_CUDA_DEVICE", 0);
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, device) != cudaSuccess) {
+        cudaGetLastError();
+        return "CUDA device " + std::to_string(device) + " unavailable";
+    }
+    int runtime = 0, driver = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    return std::string(p.name) + ", sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
+           std::to_string(p.multiProcessorCount) + " SMs, " + gib((int64_t)p.totalGlobalMem) + ", runtime " +
+           std::to_string(runtime) + ", driver " + std::to_string(driver);
+}
+
+std::unique_ptr<Backend> make_cuda_backend() {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        throw UnsupportedError("the CUDA backend found no usable device: " + cuda_message(e));
+    }
+    const int device = env_int("STRATA_CUDA_DEVICE", 0);
+    if (device < 0 || device >= n)
+        throw UnsupportedError("STRATA_CUDA_DEVICE=" + std::to_string(device) + " but " + std::to_string(n) +
+                               " CUDA device(s) found");
+    return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace strata::cuda

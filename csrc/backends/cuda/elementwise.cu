@@ -1,0 +1,174 @@
+// Row-wise ops on the device, each mirroring its CPU kernel (csrc/backends/cpu/kernels/):
+// embedding (embedding.cpp), rms_norm and layer_norm with sums in double (norm.cpp), add,
+// mul, glu, scale and activations with the same formulas (elementwise.cpp), and the column
+// copies behind last_row and slice; plus the step's positions (n_past + row).
+#include "common.cuh"
+#include "quant.cuh"
+
+namespace strata::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+unsigned grid_for(int64_t n, int threads = kThreads) {
+    return (unsigned)std::max<int64_t>(1, std::min<int64_t>(ceil_div(n, threads), 1 << 20));
+}
+
+template <DType T>
+__global__ void embedding_kernel(const uint8_t* __restrict__ table, int64_t row_bytes, int64_t table_rows, int W,
+                                 const int32_t* __restrict__ ids, float* __restrict__ out) {
+    const int t = blockIdx.x;
+    const int32_t id = ids[t];
+    float* o = out + (int64_t)t * W;
+    const bool valid = id >= 0 && id < table_rows;  // the engine checked; never read outside
+    const uint8_t* row = table + (int64_t)(valid ? id : 0) * row_bytes;
+    for (int e = threadIdx.x * 8; e < W; e += blockDim.x * 8) {
+        float v[8];
+        load_w8<T>(row, e, W, v);
+#pragma unroll
+        for (int k = 0; k < 8; ++k)
+            if (e + k < W) o[e + k] = valid ? v[k] : 0.0f;
+    }
+}
+
+__global__ void positions_kernel(int32_t* pos, int rows, const StepParams* sp) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < rows) pos[t] = sp->n_past + t;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ double block_sum(double v) {
+    __shared__ double part[32];
+    __shared__ double total;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum_d(v);
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        double s = lane < nw ? part[lane] : 0.0;
+        s = warp_sum_d(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    const double r = total;
+    __syncthreads();  // part/total may be reused by a second call
+    return r;
+}
+
+__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
+                                int W, float eps) {
+    const float* xr = x + (int64_t)blockIdx.x * W;
+    float* yr = y + (int64_t)blockIdx.x * W;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < W; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = block_sum(ss);
+    const float scale = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
+    if (w)
+        for (int i = threadIdx.x; i < W; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+    else
+        for (int i = threadIdx.x; i < W; i += blockDim.x) yr[i] = xr[i] * scale;
+}
+
+__global__ void layer_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
+                                  const float* __restrict__ b, float* __restrict__ y, int W, float eps) {
+    const float* xr = x + (int64_t)blockIdx.x * W;
+    float* yr = y + (int64_t)blockIdx.x * W;
+    double sum = 0.0;
+    for (int i = threadIdx.x; i < W; i += blockDim.x) sum += xr[i];
+    const double mean = block_sum(sum) / (double)W;
+    double var = 0.0;
+    for (int i = threadIdx.x; i < W; i += blockDim.x) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+    var = block_sum(var);
+    const float scale = (float)(1.0 / sqrt(var / (double)W + (double)eps));
+    for (int i = threadIdx.x; i < W; i += blockDim.x) {
+        float v = (float)(xr[i] - mean) * scale;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        yr[i] = v;
+    }
+}
+
+__device__ __forceinline__ float act_apply(Activation a, float x) {
+    switch (a) {
+        case Activation::Silu: return x / (1.0f + expf(-x));
+        case Activation::Gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case Activation::GeluTanh:
+            return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * x * (1.0f + 0.044715f * x * x)));
+    }
+    return x;
+}
+
+__global__ void binary_kernel(Binary op, Activation act, const float* __restrict__ a, const float* __restrict__ b,
+                              int broadcast, float* __restrict__ y, int64_t n, int64_t W) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float bv = broadcast ? b[i % W] : b[i];
+        const float av = a[i];
+        y[i] = op == Binary::Add ? av + bv : op == Binary::Mul ? av * bv : act_apply(act, av) * bv;
+    }
+}
+
+__global__ void scale_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float s) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = x[i] * s;
+}
+
+__global__ void activation_kernel(Activation act, const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = act_apply(act, x[i]);
+}
+
+__global__ void copy_cols_kernel(const float* __restrict__ x, int64_t x_width, int64_t col0, float* __restrict__ y,
+                                 int64_t w, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / w, c = i - t * w;
+        y[i] = x[t * x_width + col0 + c];
+    }
+}
+
+}  // namespace
+
+void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64_t table_rows, int64_t width,
+                      const int32_t* ids, int64_t rows, float* out, cudaStream_t s) {
+    const int threads = (int)std::min<int64_t>(256, std::max<int64_t>(32, ceil_div(width, 8 * 32) * 32));
+    dispatch_type(type, [&]<DType T>() {
+        embedding_kernel<T><<<(unsigned)rows, threads, 0, s>>>(table, row_bytes, table_rows, (int)width, ids, out);
+    });
+}
+
+void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStream_t s) {
+    positions_kernel<<<(unsigned)ceil_div(rows, 128), 128, 0, s>>>(pos, (int)rows, sp);
+}
+
+void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps, cudaStream_t s) {
+    const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;
+    rms_norm_kernel<<<(unsigned)groups, threads, 0, s>>>(x, w, y, (int)W, eps);
+}
+
+void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t W, float eps,
+                       cudaStream_t s) {
+    const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;
+    layer_norm_kernel<<<(unsigned)rows, threads, 0, s>>>(x, w, b, y, (int)W, eps);
+}
+
+void launch_binary(Binary op, Activation act, const float* a, const float* b, bool broadcast, float* y, int64_t rows,
+                   int64_t W, cudaStream_t s) {
+    const int64_t n = rows * W;
+    binary_kernel<<<grid_for(n), kThreads, 0, s>>>(op, act, a, b, broadcast ? 1 : 0, y, n, W);
+}
+
+void launch_scale(const float* x, float* y, int64_t n, float scale, cudaStream_t s) {
+    scale_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, n, scale);
+}
+
+void launch_activation(Activation act, const float* x, float* y, int64_t n, cudaStream_t s) {
+    activation_kernel<<<grid_for(n), kThreads, 0, s>>>(act, x, y, n);
+}
+
+void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, int64_t w, int64_t rows,
+                      cudaStream_t s) {
+    const int64_t n = rows * w;
+    copy_cols_kernel<<<grid_for(n), kThreads, 0, s>>>(x, x_width, col0, y, w, n);
+}
+
+}  // namespace strata::cuda
