@@ -56,7 +56,9 @@ class Model:
         if backend == "auto":
             backend = available_backends()[0]
         if backend not in available_backends():
-            raise UnsupportedModelError(f"backend {backend!r} is not available in this build")
+            why = ("no CUDA device was found" if backend == "cuda" and hasattr(_core, "cuda_available")
+                   else "this build does not include it")
+            raise UnsupportedModelError(f"backend {backend!r} is not available here: {why}")
         if n_ctx is not None and (not isinstance(n_ctx, int) or not 0 < n_ctx < 2**63):
             raise StrataValueError(f"n_ctx must be a positive integer below 2**63, got {n_ctx!r}")
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads <= 0):

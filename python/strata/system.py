@@ -34,10 +34,13 @@ def default_model_path() -> str:
 
 
 def info() -> dict[str, object]:
-    """The native build: CPU kernel sets this machine can run (best first), threads."""
+    """The native build: CPU kernel sets this machine can run (best first), default
+    threads, and the backends that can run here (best first)."""
+    from .model import available_backends
     return {
         "cpu_kernels": list(_core.cpu_isas()),
         "cpu_kernel_selected": os.environ.get("STRATA_CPU_ISA") or _core.cpu_isas()[0],
         "default_threads": _core.default_threads(),
-        "backends": ["cpu"],
+        "backends": available_backends(),
+        "cuda_built": hasattr(_core, "cuda_available"),
     }
