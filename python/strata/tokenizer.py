@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import codecs
 import heapq
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -118,6 +119,7 @@ _SPECIAL_ID_KEYS = (
 )  # fmt: skip
 
 _P = "tokenizer.ggml."
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _get(md: Mapping[str, object], key: str, default: object = None) -> object:
@@ -127,6 +129,45 @@ def _get(md: Mapping[str, object], key: str, default: object = None) -> object:
 
 def _as_list(value: object) -> list:
     return value.tolist() if hasattr(value, "tolist") else list(value)  # type: ignore[arg-type]
+
+
+def _check_types(md: Mapping[str, object]) -> None:
+    """Refuses tokenizer metadata of the wrong type (as llama.cpp does) before it is used:
+    a hostile file may store, say, token types as floats or an id as a string."""
+
+    def bad(key: str, what: str) -> UnsupportedModelError:
+        return UnsupportedModelError(f"{_P}{key} must be {what}, not {type(md[_P + key]).__name__}")
+
+    def is_int(x: object) -> bool:  # Python or NumPy integers, not bools
+        return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+    for key in ("tokens", "merges"):
+        v = md.get(_P + key)
+        if v is not None and not (
+            isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+        ):
+            raise bad(key, "an array of strings")
+    for key, kinds in (("token_type", "iu"), ("scores", "iuf")):
+        v = md.get(_P + key)
+        if v is None:
+            continue
+        dtype = getattr(v, "dtype", None)
+        if dtype is not None:
+            ok = getattr(v, "ndim", 1) == 1 and dtype.kind in kinds
+        else:
+            ok = isinstance(v, (list, tuple)) and all(
+                is_int(x) or (kinds == "iuf" and isinstance(x, float)) for x in v
+            )
+        if not ok:
+            raise bad(key, "an array of integers" if kinds == "iu" else "an array of numbers")
+    for suffix, _ in _SPECIAL_ID_KEYS:
+        v = md.get(_P + suffix)
+        if v is not None and not is_int(v):
+            raise bad(suffix, "an integer")
+    for key in ("add_bos_token", "add_eos_token", "add_space_prefix"):
+        v = md.get(_P + key)
+        if v is not None and not (isinstance(v, bool) or is_int(v)):
+            raise bad(key, "a bool")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +241,7 @@ class Tokenizer:
 
     def __init__(self, metadata: Mapping[str, object]) -> None:
         md = metadata
+        _check_types(md)
         tokens = _get(md, _P + "tokens")
         if tokens is None:
             raise UnsupportedModelError("GGUF file has no tokenizer.ggml.tokens")
@@ -471,7 +513,11 @@ class Tokenizer:
         elif attr & _ATTR_NORMAL:
             piece = self._normal_token_bytes(text)
         elif attr & _ATTR_BYTE:
-            piece = bytes([int(text[3:5], 16)])  # "<0xAB>"
+            # "<0xAB>"; like llama.cpp's strtol, hex digits as far as they go, else 0 (a
+            # hostile file may give any text the byte type).
+            digits = text[3:5]
+            n = next((i for i, c in enumerate(digits) if c not in _HEX_DIGITS), len(digits))
+            piece = bytes([int(digits[:n], 16) if n else 0])
         else:
             piece = b""
         self._bytes_cache[token_id] = piece

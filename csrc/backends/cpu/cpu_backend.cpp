@@ -1,8 +1,13 @@
 #include "cpu_backend.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <limits>
 #include <new>
 
 #include "../../core/errors.h"
@@ -30,6 +35,19 @@ struct AlignedBuffer {
     }
     uint8_t* get() const { return ptr.get(); }
 };
+
+// Bytes of memory this process could ever get: physical RAM, or less under a cgroup v2
+// limit. An allocation larger than this would only succeed through overcommit and end in
+// the OOM killer once the pages are touched, so it is refused up front.
+int64_t memory_limit_bytes() {
+    int64_t limit = std::numeric_limits<int64_t>::max();
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page > 0 && pages <= limit / page) limit = (int64_t)pages * page;
+    std::ifstream cgroup("/sys/fs/cgroup/memory.max");  // "max" (no limit) does not parse
+    int64_t cg = 0;
+    if (cgroup >> cg && cg > 0) limit = std::min(limit, cg);
+    return limit;
+}
 
 class CpuBackend final : public Backend {
 public:
@@ -76,15 +94,30 @@ public:
         int64_t kv_halfs = 0;
         int32_t max_head_dim = 0;
         kv_slots_.assign(g.n_kv_slots(), KvSlot{});
-        for (const Node& n : nodes_)
-            if (n.op == Op::Attention) {
-                KvSlot& s = kv_slots_[n.p.kv_slot];
-                s.width = (int64_t)n.p.n_head_kv * n.p.head_dim;
-                s.capacity = n.p.window > 0 ? std::min<int64_t>(n_ctx, n.p.window + plan.max_rows - 1) : n_ctx;
-                max_head_dim = std::max(max_head_dim, n.p.head_dim);
-                kv_halfs = checked_add(kv_halfs, checked_mul(2 * s.capacity, s.width, "KV cache"), "KV cache");
-            }
-        kv_.allocate(checked_mul(kv_halfs, 2, "KV cache"), "the KV cache");
+        int64_t kv_bytes = 0, need = 0;
+        try {
+            for (const Node& n : nodes_)
+                if (n.op == Op::Attention) {
+                    KvSlot& s = kv_slots_[n.p.kv_slot];
+                    s.width = (int64_t)n.p.n_head_kv * n.p.head_dim;
+                    s.capacity = n.p.window > 0 ? std::min<int64_t>(n_ctx, n.p.window + plan.max_rows - 1) : n_ctx;
+                    max_head_dim = std::max(max_head_dim, n.p.head_dim);
+                    const int64_t halfs = checked_mul(checked_mul(2, s.capacity, "KV cache"), s.width, "KV cache");
+                    kv_halfs = checked_add(kv_halfs, halfs, "KV cache");
+                }
+            kv_bytes = checked_mul(kv_halfs, 2, "KV cache");
+            const int64_t scratch = checked_mul(checked_add(n_ctx, 4096, "scratch"), 4 * (int64_t)pool_.size(), "scratch");
+            need = checked_add(checked_add(kv_bytes, scratch, "KV cache"), plan.arena_bytes, "KV cache");
+        } catch (const StrataError&) {
+            throw StrataError("n_ctx = " + std::to_string(n_ctx) + " needs more than 2^63 bytes of KV cache");
+        }
+        // Refuse an n_ctx whose buffers cannot fit in memory before allocating anything big.
+        const int64_t have = memory_limit_bytes();
+        if (need > have)
+            throw StrataError("n_ctx = " + std::to_string(n_ctx) + " needs " + std::to_string(need) +
+                              " bytes (KV cache " + std::to_string(kv_bytes) + " bytes), more than the " +
+                              std::to_string(have) + " bytes of memory available; use a smaller n_ctx");
+        kv_.allocate(kv_bytes, "the KV cache");
         uint16_t* p = reinterpret_cast<uint16_t*>(kv_.get());
         for (KvSlot& s : kv_slots_) {
             s.k = p;

@@ -32,15 +32,24 @@ class ModelDef:
         raise NotImplementedError
 
 
+# Hyperparameters are sizes and counts: 0..2**31-1 (the native graph keeps them in 32-bit
+# fields); the ones that divide others (n_embd // n_head) must not be 0.
+_MAX_HPARAM = 2**31 - 1
+_NONZERO = frozenset({"attention.head_count"})
+
+
 def meta_int(gguf: GGUFFile, key: str, default: int | None = None) -> int:
     """An integer hyperparameter ``{arch}.{key}``; UnsupportedModelError if absent/odd."""
     v = gguf.arch_key(key, default if default is not None else ...)
     if isinstance(v, (list, tuple)) or hasattr(v, "shape"):
         raise UnsupportedModelError(f"{gguf.path}: per-layer {gguf.arch}.{key} is not supported")
     try:
-        return int(v)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        n = int(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         raise UnsupportedModelError(f"{gguf.path}: {gguf.arch}.{key} is not an integer") from None
+    if not 0 <= n <= _MAX_HPARAM or (n == 0 and key in _NONZERO):
+        raise UnsupportedModelError(f"{gguf.path}: {gguf.arch}.{key} = {n} is out of range")
+    return n
 
 
 def meta_float(gguf: GGUFFile, key: str, default: float) -> float:

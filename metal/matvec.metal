@@ -1,0 +1,135 @@
+// Decode matmul: y[t, r] = dot(W[r, :], x[t, :]) for r < R and a few activation rows t
+// (one per sequence in a decode step). Mirrors csrc/backends/cuda/matvec.cu.
+//
+// Quantized weights (Q8_0, Q4_0, Q4_1) meet activations quantized to 8 bits per 32
+// (block_q8_act: fp32 scale d and fp32 d * sum(q), exactly as the CPU and CUDA backends
+// quantize them, kernel_quantize_q8_act below) and are multiplied in integers per block.
+// F16 weights meet the f32 activations directly.
+//
+// Each simdgroup owns NR consecutive weight rows (function constant 0, STRATA_FC_NR, at
+// most 8); lane l walks blocks l, l + 32, ... of each row, so one step of the simdgroup
+// reads 32 consecutive blocks of a row; simd_sum reduces each row. Threadgroup = any
+// number of simdgroups (the host uses 2); grid = (ceil(R / (NR * simdgroups)), T).
+// References: csrc/backends/cpu/kernels/quant_dot.cpp, tests/test_quants.py.
+#include "strata_args.h"
+
+constant int NR [[function_constant(2)]];
+#define STRATA_NR_MAX 8
+
+// One simdgroup per 32-element block: amax by simd_max, d = amax / 127, q = rint(x / d)
+// (round half to even, as nearbyintf on the CPU), s = d * sum(q).
+kernel void kernel_quantize_q8_act(
+        constant MatvecArgs& args [[buffer(0)]],
+        device const float* x [[buffer(1)]],
+        device block_q8_act* q [[buffer(2)]],
+        uint tg [[threadgroup_position_in_grid]],
+        uint lane [[thread_index_in_simdgroup]],
+        uint sg [[simdgroup_index_in_threadgroup]],
+        uint nsg [[simdgroups_per_threadgroup]]) {
+    const long c = (long)tg * nsg + sg;
+    if (c >= (long)args.T * (args.K / 32)) return;  // whole simdgroups
+    const float v = x[c * 32 + lane];
+    const float amax = simd_max(fabs(v));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? precise::divide(1.0f, d) : 0.0f;
+    const int qi = (int)rint(v * id);
+    q[c].qs[lane] = (int8_t)qi;
+    const int sum = simd_sum(qi);
+    if (lane == 0) {
+        q[c].d = d;
+        q[c].s = d * (float)sum;
+    }
+}
+
+static inline float dot_q8_0(device const block_q8_0& w, device const block_q8_act& x) {
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) sum += (int)w.qs[j] * (int)x.qs[j];
+    return (float)w.d * x.d * (float)sum;
+}
+
+static inline float dot_q4_0(device const block_q4_0& w, device const block_q8_act& x) {
+    int sum = 0;  // unsigned nibbles times x; the offset 8 comes back through x.s
+    for (int j = 0; j < 16; ++j) sum += (int)(w.qs[j] & 0x0F) * (int)x.qs[j] + (int)(w.qs[j] >> 4) * (int)x.qs[j + 16];
+    const float dw = (float)w.d;
+    return dw * x.d * (float)sum - 8.0f * dw * x.s;
+}
+
+static inline float dot_q4_1(device const block_q4_1& w, device const block_q8_act& x) {
+    int sum = 0;
+    for (int j = 0; j < 16; ++j) sum += (int)(w.qs[j] & 0x0F) * (int)x.qs[j] + (int)(w.qs[j] >> 4) * (int)x.qs[j + 16];
+    return (float)w.d * x.d * (float)sum + (float)w.m * x.s;
+}
+
+#define STRATA_MATVEC_Q8(NAME, BLOCK, DOT)                                                        \
+    kernel void NAME(                                                                             \
+            constant MatvecArgs& args [[buffer(0)]],                                              \
+            device const uchar* w [[buffer(1)]],                                                  \
+            device const block_q8_act* xq [[buffer(2)]],                                          \
+            device float* y [[buffer(3)]],                                                        \
+            uint2 tg [[threadgroup_position_in_grid]],                                            \
+            uint lane [[thread_index_in_simdgroup]],                                              \
+            uint sg [[simdgroup_index_in_threadgroup]],                                           \
+            uint nsg [[simdgroups_per_threadgroup]]) {                                            \
+        const int r0 = ((int)tg.x * (int)nsg + (int)sg) * NR;                                     \
+        const int t = (int)tg.y;                                                                  \
+        if (r0 >= args.R || t >= args.T) return; /* whole simdgroups */                           \
+        const int nb = args.K / 32;                                                               \
+        device const block_q8_act* xb = xq + (long)t * nb;                                        \
+        float acc[STRATA_NR_MAX];                                                                 \
+        for (int r = 0; r < NR; ++r) acc[r] = 0.0f;                                               \
+        for (int c = (int)lane; c < nb; c += 32) {                                                \
+            for (int r = 0; r < NR; ++r) {                                                        \
+                if (r0 + r < args.R) {                                                            \
+                    device const BLOCK* wr = (device const BLOCK*)(w + (long)(r0 + r) * args.row_bytes); \
+                    acc[r] += DOT(wr[c], xb[c]);                                                  \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        for (int r = 0; r < NR; ++r) {                                                            \
+            const float s = simd_sum(acc[r]);                                                     \
+            if (lane == 0 && r0 + r < args.R) y[(long)t * args.R + r0 + r] = s;                   \
+        }                                                                                         \
+    }
+
+STRATA_MATVEC_Q8(kernel_matvec_q8_0, block_q8_0, dot_q8_0)
+STRATA_MATVEC_Q8(kernel_matvec_q4_0, block_q4_0, dot_q4_0)
+STRATA_MATVEC_Q8(kernel_matvec_q4_1, block_q4_1, dot_q4_1)
+
+// F16 weights times f32 activations. With K % 4 == 0 every row starts 8-byte aligned and
+// lanes read half4 / float4 (4 elements each, 128 per simdgroup step); otherwise scalars.
+kernel void kernel_matvec_f16(
+        constant MatvecArgs& args [[buffer(0)]],
+        device const uchar* w [[buffer(1)]],
+        device const float* x [[buffer(2)]],
+        device float* y [[buffer(3)]],
+        uint2 tg [[threadgroup_position_in_grid]],
+        uint lane [[thread_index_in_simdgroup]],
+        uint sg [[simdgroup_index_in_threadgroup]],
+        uint nsg [[simdgroups_per_threadgroup]]) {
+    const int r0 = ((int)tg.x * (int)nsg + (int)sg) * NR;
+    const int t = (int)tg.y;
+    if (r0 >= args.R || t >= args.T) return;
+    const int K = args.K;
+    device const float* xr = x + (long)t * K;
+    float acc[STRATA_NR_MAX];
+    for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
+    for (int r = 0; r < NR; ++r) {
+        if (r0 + r >= args.R) break;
+        device const half* wr = (device const half*)(w + (long)(r0 + r) * args.row_bytes);
+        if ((K & 3) == 0) {
+            device const half4* w4 = (device const half4*)wr;
+            device const float4* x4 = (device const float4*)xr;
+            for (int i = (int)lane; i < K / 4; i += 32) {
+                const half4 a = w4[i];
+                const float4 b = x4[i];
+                acc[r] += (float)a.x * b.x + (float)a.y * b.y + (float)a.z * b.z + (float)a.w * b.w;
+            }
+        } else {
+            for (int i = (int)lane; i < K; i += 32) acc[r] += (float)wr[i] * xr[i];
+        }
+    }
+    for (int r = 0; r < NR; ++r) {
+        const float s = simd_sum(acc[r]);
+        if (lane == 0 && r0 + r < args.R) y[(long)t * args.R + r0 + r] = s;
+    }
+}

@@ -1,0 +1,133 @@
+// Argument structs and quantized block layouts shared by the Metal host (Objective-C++,
+// csrc/backends/metal/) and the shaders (metal/*.metal). One header, two languages:
+// MSL-only syntax is guarded by __METAL_VERSION__ (which the Linux harness's prelude also
+// defines, so the harness compiles exactly what Metal compiles).
+//
+// Layout rules that make one struct mean the same bytes on both sides: only 4-byte scalars
+// (int32_t, uint32_t, float) in argument structs, no vectors, no bool, no pointers. Block
+// structs are transcribed from csrc/quants/blocks.h (field for field; fp16 fields are
+// `half` in MSL and uint16_t in C++); tests/metal/harness/layout_check.cpp proves at compile
+// time that every offset and size matches that header.
+#pragma once
+
+#ifdef __METAL_VERSION__
+#include <metal_stdlib>
+using namespace metal;
+typedef half strata_f16;
+#else
+#include <stdint.h>
+typedef uint16_t strata_f16;
+#endif
+
+// ---- quantized blocks (ggml layouts, 32 elements each) ---------------------------------
+#define STRATA_QK 32
+
+struct block_q4_0 {
+    strata_f16 d;       // scale
+    uint8_t qs[16];     // low nibble: element j, high nibble: element j + 16; value q - 8
+};
+struct block_q4_1 {
+    strata_f16 d;       // scale
+    strata_f16 m;       // minimum: x = d * q + m
+    uint8_t qs[16];
+};
+struct block_q8_0 {
+    strata_f16 d;
+    int8_t qs[32];
+};
+// Activations quantized per 32 (csrc/quants/blocks.h block_q8_act): fp32 scale and
+// fp32 scaled sum d * sum(qs), as the CPU and CUDA backends compute them.
+struct block_q8_act {
+    float d;
+    float s;
+    int8_t qs[32];
+};
+
+// Checked by both compilers (MSL is C++14-based and has static_assert).
+static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
+static_assert(sizeof(block_q4_1) == 20, "q4_1 layout");
+static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
+static_assert(sizeof(block_q8_act) == 40, "q8_act layout");
+
+// ---- argument structs (buffer index 0 of every kernel, `constant T& args`) -------------
+
+// rms_norm: threadgroup g normalises the W floats at x + g * W (a row, or one head of a
+// row when W = head_dim) and multiplies by w[0..W) when has_weight.
+struct RmsNormArgs {
+    int32_t n_groups;
+    int32_t W;
+    float eps;
+    int32_t has_weight;
+};
+
+// add / mul / glu: y[i] = f(a[i], b[broadcast ? i % W : i]) for i < n.
+// scale / activation: y[i] = f(a[i]) (b unused).
+struct EltwiseArgs {
+    int32_t n;
+    int32_t W;
+    int32_t broadcast;
+    float scale;
+};
+
+// Activation kinds (function constant ACT, index 0, of the glu / activation kernels).
+// Function-constant indices are unique across all shaders (one library): ACT 0,
+// ROPE_NEOX 1, NR 2 (metal/kernels.def lists them per kernel).
+#define STRATA_ACT_SILU 0
+#define STRATA_ACT_GELU_TANH 2
+
+// rope over T rows of width W = n_head * head_dim (rows at positions n_past + t).
+// Function constant ROPE_NEOX (index 1) selects the layout (0 normal pairs, 1 neox halves).
+struct RopeArgs {
+    int32_t T;
+    int32_t W;
+    int32_t n_head;
+    int32_t head_dim;
+    int32_t n_rot;
+    int32_t n_past;
+    float freq_scale;
+    float log2_base;     // log2(rope_base): theta_i = pos * freq_scale * 2^(-2i/n_rot * log2_base)
+    float attn_factor;   // multiplies cos and sin (YaRN magnitude); 1 otherwise
+    int32_t has_factors; // divide theta_i by factors[i] (Llama 3.1 rope_freqs)
+};
+
+// embedding: out[t, :] = dequant(table row tokens[t]); a token outside [0, n_vocab)
+// writes NaN (the engine validates tokens first; the kernel never reads out of bounds).
+struct EmbeddingArgs {
+    int32_t T;
+    int32_t width;
+    int32_t n_vocab;
+    int32_t row_bytes;
+};
+
+// quantize_q8_act: K-wide rows (K % 32 == 0) of T rows into block_q8_act.
+// matvec: y[t, r] = dot(W[r, :], x[t, :]) for r < R, t < T; W rows of row_bytes bytes.
+struct MatvecArgs {
+    int32_t K;
+    int32_t R;
+    int32_t T;
+    int32_t row_bytes;
+};
+
+// kv_append: rows t < T of k and v (kv_width = n_head_kv * head_dim floats) into the fp16
+// cache at row (n_past + t) % capacity.
+// attention: for row t (position n_past + t) and head h, softmax over visible cache rows.
+struct AttnArgs {
+    int32_t T;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;
+    int32_t n_past;
+    int32_t capacity;  // cache rows (ring buffer for sliding-window layers)
+    int32_t window;    // 0: full causal
+    float scale;       // usually 1/sqrt(head_dim)
+    float softcap;     // 0: off
+};
+
+// Argument struct sizes, checked by Metal's compiler, the host's and the harness's
+// (tests/metal/test_harness.py compares them with its ctypes mirrors).
+static_assert(sizeof(RmsNormArgs) == 16, "RmsNormArgs layout");
+static_assert(sizeof(EltwiseArgs) == 16, "EltwiseArgs layout");
+static_assert(sizeof(RopeArgs) == 40, "RopeArgs layout");
+static_assert(sizeof(EmbeddingArgs) == 16, "EmbeddingArgs layout");
+static_assert(sizeof(MatvecArgs) == 16, "MatvecArgs layout");
+static_assert(sizeof(AttnArgs) == 36, "AttnArgs layout");

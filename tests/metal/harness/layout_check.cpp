@@ -1,0 +1,18 @@
+// Compile-time proof that metal/strata_args.h's block structs (the C++ side of the header
+// the shaders include) match csrc/quants/blocks.h byte for byte. Compiled (syntax only) by
+// tests/metal/test_harness.py::test_block_layouts_match_csrc.
+#include <stddef.h>
+
+#include "../../../csrc/quants/blocks.h"
+#include "../../../metal/strata_args.h"
+
+#define SAME(T, F) static_assert(offsetof(T, F) == offsetof(strata::quants::T, F), #T "." #F)
+#define SIZE(T) static_assert(sizeof(T) == sizeof(strata::quants::T), #T " size")
+
+SIZE(block_q4_0); SAME(block_q4_0, d); SAME(block_q4_0, qs);
+SIZE(block_q4_1); SAME(block_q4_1, d); SAME(block_q4_1, m); SAME(block_q4_1, qs);
+SIZE(block_q8_0); SAME(block_q8_0, d); SAME(block_q8_0, qs);
+SIZE(block_q8_act); SAME(block_q8_act, d); SAME(block_q8_act, s); SAME(block_q8_act, qs);
+static_assert(STRATA_QK == strata::quants::QK8_0, "block size");
+
+int main() { return 0; }

@@ -1,0 +1,368 @@
+"""Every metal/*.metal kernel, compiled unchanged by the Linux harness (tests/metal/harness),
+against NumPy float64 references: simd width 32, several seeds (thread and threadgroup
+order, threadgroup-memory garbage), odd sizes.
+
+What passing means: the kernels' logic (indexing, bounds, reductions, barriers,
+online softmax, quantized dot products, block layouts) is right as C++ semantics of the
+MSL source. What it cannot mean: that Metal's compiler accepts the file, that its
+fast-math defaults keep these tolerances, that launches fit the GPU's limits, or anything
+about speed (docs/metal.md). Skipped when no clang++ is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from .harness import msl
+from .reference import Q8_ACT, quantize_q8_act, ref_act, ref_attention, ref_rms_norm, ref_rope
+
+CXX, _ = msl.find_cxx()
+pytestmark = [
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"),
+        reason="the MSL harness is Linux-only (ELF sections, ucontext); on macOS use Metal",
+    ),
+    pytest.mark.skipif(CXX is None, reason="clang++ not found: apt-get install clang"),
+]
+SEEDS = [0, 1, 7]
+S = msl.arg_structs() if CXX else {}
+
+
+def groups(n: int, per: int) -> int:
+    return (n + per - 1) // per
+
+
+# ---- rms_norm -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    "G,W,threads", [(1, 1, 32), (3, 7, 32), (5, 100, 96), (2, 2049, 256), (4, 64, 1024)]
+)
+@pytest.mark.parametrize("weighted", [True, False])
+def test_rms_norm(seed, G, W, threads, weighted):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(G, W)) * 3).astype(np.float32)
+    w = rng.normal(size=W).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    prog = msl.program("rms_norm.metal")
+    args = S["RmsNormArgs"](G, W, 1e-5, int(weighted))
+    prog.launch("kernel_rms_norm_f32", (G,), (threads,), [args, x, w, y], seed=seed)
+    ref = ref_rms_norm(x, w if weighted else 1.0, 1e-5)
+    np.testing.assert_allclose(y, ref, rtol=2e-5, atol=1e-6)
+
+
+def test_rms_norm_per_head_groups():
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(3, 4 * 8)) * 5).astype(np.float32)
+    w = rng.normal(size=8).astype(np.float32)
+    y = np.zeros_like(x)
+    msl.program("rms_norm.metal").launch(
+        "kernel_rms_norm_f32", (12,), (32,), [S["RmsNormArgs"](12, 8, 1e-6, 1), x, w, y], seed=2
+    )
+    xh = x.reshape(3, 4, 8).astype(np.float64)
+    ref = xh / np.sqrt((xh**2).mean(-1, keepdims=True) + 1e-6) * w
+    np.testing.assert_allclose(y, ref.reshape(3, 32), rtol=2e-5, atol=1e-6)
+
+
+# ---- elementwise ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("op", ["add", "mul", "add_broadcast", "mul_broadcast", "scale"])
+def test_binary_and_scale(seed, op):
+    rng = np.random.default_rng(seed)
+    T, W = 6, 33
+    a = rng.normal(size=(T, W)).astype(np.float32)
+    b = rng.normal(size=(T, W)).astype(np.float32)
+    v = rng.normal(size=W).astype(np.float32)
+    y = np.full_like(a, np.nan)
+    n = T * W
+    bc = op.endswith("broadcast")
+    args = S["EltwiseArgs"](n, W, int(bc), 0.37)
+    kind = op.split("_")[0]
+    other = v if bc else b
+    msl.program("elementwise.metal").launch(
+        f"kernel_{kind}_f32", (groups(n, 64),), (64,), [args, a, other, y], seed=seed
+    )
+    ref = {"add": a + other, "mul": a * other, "scale": a * np.float32(0.37)}[kind]
+    np.testing.assert_allclose(y, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("act,fc", [("silu", 0), ("gelu_tanh", 2)])
+def test_activation_and_glu(seed, act, fc):
+    rng = np.random.default_rng(seed)
+    g = (rng.normal(size=(4, 41)) * 4).astype(np.float32)
+    g[0, :4] = [-100.0, 100.0, -30.0, 30.0]  # saturated tails: no NaN from exp/tanh overflow
+    u = rng.normal(size=(4, 41)).astype(np.float32)
+    n = g.size
+    prog = msl.program("elementwise.metal", {"ACT": fc})
+    args = S["EltwiseArgs"](n, 41, 0, 1.0)
+    y = np.full_like(g, np.nan)
+    prog.launch("kernel_activation_f32", (groups(n, 32),), (32,), [args, g, None, y], seed=seed)
+    np.testing.assert_allclose(y, ref_act(act, g), rtol=1e-5, atol=1e-6)
+    y = np.full_like(g, np.nan)
+    prog.launch("kernel_glu_f32", (groups(n, 32),), (32,), [args, g, u, y], seed=seed)
+    np.testing.assert_allclose(y, ref_act(act, g) * u, rtol=1e-5, atol=1e-6)
+
+
+# ---- rope -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    "neox,n_rot,factors",
+    [(False, 16, False), (True, 16, False), (True, 8, False), (False, 16, True), (False, 6, False)],
+)
+def test_rope(seed, neox, n_rot, factors):
+    rng = np.random.default_rng(seed)
+    T, n_head, hd, n_past = 7, 3, 16, 3
+    x = rng.normal(size=(T, n_head * hd)).astype(np.float32)
+    ff = (
+        rng.uniform(1, 8, size=n_rot // 2).astype(np.float32) if factors else np.ones(1, np.float32)
+    )
+    y = np.full_like(x, np.nan)
+    args = S["RopeArgs"](
+        T, n_head * hd, n_head, hd, n_rot, n_past, 0.5, math.log2(10000.0), 1.0, int(factors)
+    )
+    msl.program("rope.metal", {"ROPE_NEOX": int(neox)}).launch(
+        "kernel_rope_f32", (groups(hd // 2, 32), n_head, T), (32, 1, 1), [args, x, ff, y], seed=seed
+    )
+    ref = ref_rope(
+        x,
+        n_head,
+        hd,
+        10000.0,
+        neox,
+        n_rot,
+        pos0=n_past,
+        freq_scale=0.5,
+        factors=ff if factors else None,
+    )
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_rope_far_positions_stay_close():
+    """Float angles (Metal has no double): at position ~30000 the CPU's double angle and the
+    GPU's float angle differ by ~1e-3 rad; the rotation error stays within that."""
+    rng = np.random.default_rng(3)
+    T, n_head, hd, n_past = 3, 2, 64, 30000
+    x = rng.normal(size=(T, n_head * hd)).astype(np.float32)
+    y = np.zeros_like(x)
+    args = S["RopeArgs"](T, n_head * hd, n_head, hd, hd, n_past, 1.0, math.log2(10000.0), 1.0, 0)
+    msl.program("rope.metal", {"ROPE_NEOX": 1}).launch(
+        "kernel_rope_f32", (1, n_head, T), (32, 1, 1), [args, x, np.ones(1, np.float32), y]
+    )
+    ref = ref_rope(x, n_head, hd, 10000.0, True, hd, pos0=n_past)
+    np.testing.assert_allclose(y, ref, atol=1e-2)
+
+
+# ---- embedding ------------------------------------------------------------------------------
+
+
+def _table(kind: str, rng, vocab: int, width: int):
+    """(raw bytes (vocab, row_bytes), dequantized float64 rows) for a table of `kind`."""
+    import gguf
+    from gguf.quants import dequantize
+
+    if kind == "f32":
+        t = rng.normal(size=(vocab, width)).astype(np.float32)
+        return t.view(np.uint8).reshape(vocab, -1), t.astype(np.float64)
+    if kind == "f16":
+        t = rng.normal(size=(vocab, width)).astype(np.float16)
+        return t.view(np.uint8).reshape(vocab, -1), t.astype(np.float64)
+    raw = random_blocks(kind, rng, vocab * width // 32).reshape(vocab, -1)
+    qt = {
+        "q8_0": gguf.GGMLQuantizationType.Q8_0,
+        "q4_0": gguf.GGMLQuantizationType.Q4_0,
+        "q4_1": gguf.GGMLQuantizationType.Q4_1,
+    }[kind]
+    return raw, dequantize(raw, qt).astype(np.float64).reshape(vocab, width)
+
+
+BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20}
+
+
+def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
+    """Random blocks: quants uniform over all bit patterns, fp16 scales of varied magnitude."""
+    nb = BLOCK_BYTES[kind]
+    raw = rng.integers(0, 256, size=(n_blocks, nb), dtype=np.uint8)
+    d = (rng.uniform(0.5, 2.0, n_blocks) * 10.0 ** rng.integers(-4, 0, n_blocks)).astype(np.float16)
+    raw[:, 0:2] = d.view(np.uint8).reshape(-1, 2)
+    if kind == "q4_1":
+        m = (rng.normal(size=n_blocks) * 0.1).astype(np.float16)
+        raw[:, 2:4] = m.view(np.uint8).reshape(-1, 2)
+    return raw
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind,width", [("f32", 37), ("f16", 37), ("q8_0", 96), ("q4_0", 160)])
+def test_embedding_rows(seed, kind, width):
+    rng = np.random.default_rng(seed)
+    vocab, T = 11, 5
+    raw, deq = _table(kind, rng, vocab, width)
+    raw = np.ascontiguousarray(raw)
+    tokens = rng.integers(0, vocab, size=T).astype(np.int32)
+    tokens[-1] = vocab  # out of range: NaN, never an out-of-bounds read
+    out = np.zeros((T, width), np.float32)
+    args = S["EmbeddingArgs"](T, width, vocab, raw.shape[1])
+    msl.program("embedding.metal").launch(
+        f"kernel_get_rows_{kind}",
+        (groups(width, 32), T),
+        (32, 1, 1),
+        [args, raw, tokens, out],
+        seed=seed,
+    )
+    np.testing.assert_array_equal(out[:-1], deq[tokens[:-1]].astype(np.float32))  # bit-exact
+    assert np.isnan(out[-1]).all()
+
+
+# ---- quantize + matvec ----------------------------------------------------------------------
+
+
+def run_quantize(x: np.ndarray, seed: int) -> np.ndarray:
+    T, K = x.shape
+    q = np.zeros(T * K // 32, Q8_ACT)
+    args = S["MatvecArgs"](K, 0, T, 0)
+    msl.program("matvec.metal").launch(
+        "kernel_quantize_q8_act",
+        (groups(T * K // 32, 4),),
+        (128,),
+        [args, x, q.view(np.uint8)],
+        seed=seed,
+    )
+    return q
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_quantize_q8_act_matches_cpu_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(3, 160)) * 10.0 ** rng.integers(-3, 3)).astype(np.float32)
+    x[0, :32] = 0.0  # an all-zero block: d = 0, q = 0
+    q = run_quantize(x, seed)
+    d, s, qs = quantize_q8_act(x)
+    np.testing.assert_array_equal(q["d"], d)
+    np.testing.assert_array_equal(q["qs"], qs)
+    np.testing.assert_array_equal(q["s"], s)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1"])
+@pytest.mark.parametrize(
+    "K,R,T,NR,sg", [(32, 1, 1, 4, 2), (96, 13, 1, 4, 2), (1088, 7, 2, 2, 3), (64, 37, 3, 8, 1)]
+)
+def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
+    rng = np.random.default_rng(seed)
+    w_raw, w = _table(kind, rng, R, K)
+    w_raw = np.ascontiguousarray(w_raw)
+    x = rng.normal(size=(T, K)).astype(np.float32)
+    xq = run_quantize(x, seed)
+    y = np.full((T, R), np.nan, np.float32)
+    args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
+    msl.program("matvec.metal", {"NR": NR}).launch(
+        f"kernel_matvec_{kind}",
+        (groups(R, NR * sg), T),
+        (32 * sg,),
+        [args, w_raw, xq.view(np.uint8), y],
+        seed=seed,
+    )
+    xd = (xq["d"][:, None].astype(np.float64) * xq["qs"]).reshape(
+        T, K
+    )  # what the kernel multiplies
+    ref = xd @ w.T
+    bound = np.abs(xd) @ np.abs(w).T  # float32 rounding scale of the sum
+    assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("K,R,T,NR,sg", [(64, 5, 1, 4, 2), (37, 9, 2, 2, 2), (1024, 3, 1, 1, 4)])
+def test_matvec_f16(seed, K, R, T, NR, sg):
+    rng = np.random.default_rng(seed)
+    w_raw, w = _table("f16", rng, R, K)
+    w_raw = np.ascontiguousarray(w_raw)
+    x = rng.normal(size=(T, K)).astype(np.float32)
+    y = np.full((T, R), np.nan, np.float32)
+    args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
+    msl.program("matvec.metal", {"NR": NR}).launch(
+        "kernel_matvec_f16", (groups(R, NR * sg), T), (32 * sg,), [args, w_raw, x, y], seed=seed
+    )
+    ref = x.astype(np.float64) @ w.T
+    bound = np.abs(x.astype(np.float64)) @ np.abs(w).T
+    assert np.all(np.abs(y - ref) <= 1e-5 * bound), np.abs(y - ref).max()
+
+
+# ---- attention ------------------------------------------------------------------------------
+
+
+def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, capacity=None):
+    """Step through `chunks` as the engine does: append K/V, then attend, per step."""
+    T = q.shape[0]
+    kvw = n_kv * hd
+    cap = capacity or T
+    kc = np.zeros((cap, kvw), np.float16)
+    vc = np.zeros((cap, kvw), np.float16)
+    out = np.full((T, n_head * hd), np.nan, np.float32)
+    prog = msl.program("attention.metal")
+    n_past = 0
+    for c in chunks:
+        sl = slice(n_past, n_past + c)
+        qs, ks, vs = (np.ascontiguousarray(a[sl]) for a in (q, k, v))
+        o = np.full((c, n_head * hd), np.nan, np.float32)
+        args = S["AttnArgs"](c, n_head, n_kv, hd, n_past, cap, window, 1.0 / math.sqrt(hd), softcap)
+        prog.launch(
+            "kernel_kv_append",
+            (groups(c * kvw, 64),),
+            (64,),
+            [args, ks, vs, kc.view(np.uint16), vc.view(np.uint16)],
+            seed=seed,
+        )
+        prog.launch(
+            "kernel_attention_f16",
+            (n_head, c),
+            (32 * nsg,),
+            [args, qs, kc.view(np.uint16), vc.view(np.uint16), o],
+            seed=seed,
+        )
+        out[sl] = o
+        n_past += c
+    return out
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    "n_head,n_kv,hd,window,softcap",
+    [
+        (4, 4, 16, 0, 0.0),
+        (6, 2, 16, 0, 0.0),
+        (4, 2, 40, 5, 0.0),
+        (2, 1, 64, 0, 3.0),
+        (2, 2, 256, 0, 0.0),
+    ],
+)
+@pytest.mark.parametrize("chunks,nsg", [([13], 1), ([1] * 13, 4), ([5, 1, 7], 3)])
+def test_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg):
+    rng = np.random.default_rng(seed)
+    T = 13
+    q = rng.normal(size=(T, n_head * hd)).astype(np.float32)
+    k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed)
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_sliding_window_ring_buffer_wraps(seed):
+    """A window of 4 with steps of at most 3 tokens keeps 6 cache rows: 20 tokens wrap it."""
+    rng = np.random.default_rng(seed)
+    T, hd = 20, 16
+    q, k, v = (rng.normal(size=(T, hd)).astype(np.float32) for _ in range(3))
+    got = run_attention(q, k, v, 1, 1, hd, 4, 0.0, [3, 1, 2, 3, 3, 3, 1, 1, 3], 2, seed, capacity=6)
+    np.testing.assert_allclose(
+        got, ref_attention(q, k, v, 1, 1, hd, window=4), rtol=1e-4, atol=1e-5
+    )
