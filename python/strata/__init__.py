@@ -28,9 +28,9 @@ __all__ = [
     "StrataError",
     "StrataValueError",
     "UnsupportedModelError",
+    "__version__",
     "available_backends",
     "default_model_path",
     "info",
     "load",
-    "__version__",
 ]

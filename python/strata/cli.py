@@ -31,9 +31,9 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling(a: argparse.Namespace) -> dict:
-    return dict(max_tokens=a.max_tokens, temperature=a.temperature, top_k=a.top_k,
-                top_p=a.top_p, min_p=a.min_p, repetition_penalty=a.repetition_penalty,
-                seed=a.seed, stop=a.stop)
+    return {"max_tokens": a.max_tokens, "temperature": a.temperature, "top_k": a.top_k,
+                "top_p": a.top_p, "min_p": a.min_p, "repetition_penalty": a.repetition_penalty,
+                "seed": a.seed, "stop": a.stop}
 
 
 def _load(a: argparse.Namespace):
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"strata: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("", file=sys.stderr)
+        print(file=sys.stderr)
         return 130
 
 

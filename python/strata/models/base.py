@@ -67,6 +67,22 @@ def vocab_size(gguf: GGUFFile) -> int:
     return meta_int(gguf, "vocab_size")
 
 
+def transformer_dims(gguf: GGUFFile, n_ctx_default: int) -> dict[str, int]:
+    """The sizes every decoder-only transformer file states, as keyword arguments:
+    n_vocab, n_ctx_train, n_layer, n_embd, n_head, n_head_kv, head_dim."""
+    n_embd = meta_int(gguf, "embedding_length")
+    n_head = meta_int(gguf, "attention.head_count")
+    return {
+        "n_vocab": vocab_size(gguf),
+        "n_ctx_train": meta_int(gguf, "context_length", n_ctx_default),
+        "n_layer": meta_int(gguf, "block_count"),
+        "n_embd": n_embd,
+        "n_head": n_head,
+        "n_head_kv": meta_int(gguf, "attention.head_count_kv", n_head),
+        "head_dim": meta_int(gguf, "attention.key_length", n_embd // n_head),
+    }
+
+
 def swiglu_ffn(g: GraphBuilder, x: Value, prefix: str, act: str = "silu") -> Value:
     """down(act(gate(x)) * up(x)), the gated feed-forward of llama-family models."""
     gate = g.linear(x, f"{prefix}.ffn_gate.weight")

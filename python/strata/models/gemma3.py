@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..gguf import GGUFFile
 from ..graph import GraphBuilder
 from . import register
-from .base import ModelDef, lm_head, meta_float, meta_int, vocab_size
+from .base import ModelDef, lm_head, meta_float, meta_int, rope_freq_scale, transformer_dims
 
 SWA_PATTERN = 6  # every 6th layer attends globally
 ROPE_BASE_SLIDING = 10000.0
@@ -37,21 +37,11 @@ class Gemma3(ModelDef):
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> Gemma3:
-        n_embd = meta_int(gguf, "embedding_length")
-        n_head = meta_int(gguf, "attention.head_count")
-        scaling = gguf.arch_key("rope.scaling.type", "none")
-        factor = meta_float(gguf, "rope.scaling.factor", 1.0)
         return cls(
-            n_vocab=vocab_size(gguf),
-            n_ctx_train=meta_int(gguf, "context_length", 32768),
-            n_layer=meta_int(gguf, "block_count"),
-            n_embd=n_embd,
-            n_head=n_head,
-            n_head_kv=meta_int(gguf, "attention.head_count_kv", n_head),
-            head_dim=meta_int(gguf, "attention.key_length", n_embd // n_head),
+            **transformer_dims(gguf, 32768),
             rms_eps=meta_float(gguf, "attention.layer_norm_rms_epsilon", 1e-6),
             rope_base=meta_float(gguf, "rope.freq_base", 1e6),
-            rope_freq_scale=1.0 / factor if scaling == "linear" and factor > 0 else 1.0,
+            rope_freq_scale=rope_freq_scale(gguf),
             sliding_window=meta_int(gguf, "attention.sliding_window", 512),
         )
 
@@ -65,11 +55,11 @@ class Gemma3(ModelDef):
         for i in range(self.n_layer):
             p = f"blk.{i}"
             sliding = self.is_sliding(i)
-            rope = dict(
-                base=ROPE_BASE_SLIDING if sliding else self.rope_base,
-                neox=True,
-                freq_scale=1.0 if sliding else self.rope_freq_scale,
-            )
+            rope = {
+                "base": ROPE_BASE_SLIDING if sliding else self.rope_base,
+                "neox": True,
+                "freq_scale": 1.0 if sliding else self.rope_freq_scale,
+            }
             h = g.rms_norm(x, g.weight(f"{p}.attn_norm.weight"), eps)
             q = g.linear(h, f"{p}.attn_q.weight")
             k = g.linear(h, f"{p}.attn_k.weight")

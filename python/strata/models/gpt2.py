@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..gguf import GGUFFile
 from ..graph import GraphBuilder, Value
 from . import register
-from .base import ModelDef, attn_qkv, lm_head, meta_float, meta_int, vocab_size
+from .base import ModelDef, attn_qkv, lm_head, meta_float, transformer_dims
 
 
 @register("gpt2")
@@ -30,16 +30,8 @@ class GPT2(ModelDef):
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> GPT2:
-        n_embd = meta_int(gguf, "embedding_length")
-        n_head = meta_int(gguf, "attention.head_count")
         return cls(
-            n_vocab=vocab_size(gguf),
-            n_ctx_train=meta_int(gguf, "context_length", 1024),
-            n_layer=meta_int(gguf, "block_count"),
-            n_embd=n_embd,
-            n_head=n_head,
-            n_head_kv=meta_int(gguf, "attention.head_count_kv", n_head),
-            head_dim=n_embd // n_head,
+            **transformer_dims(gguf, 1024),
             norm_eps=meta_float(gguf, "attention.layer_norm_epsilon", 1e-5),
         )
 

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from ..gguf import GGUFFile
 from ..graph import GraphBuilder
 from . import register
-from .base import ModelDef, lm_head, meta_float, meta_int, swiglu_ffn, vocab_size
+from .base import (
+    ModelDef,
+    lm_head,
+    meta_float,
+    meta_int,
+    rope_freq_scale,
+    swiglu_ffn,
+    transformer_dims,
+)
 
 
 @register("llama")
@@ -36,23 +44,13 @@ class Llama(ModelDef):
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> Llama:
-        n_embd = meta_int(gguf, "embedding_length")
-        n_head = meta_int(gguf, "attention.head_count")
-        head_dim = meta_int(gguf, "attention.key_length", n_embd // n_head)
-        scaling = gguf.arch_key("rope.scaling.type", "none")
-        factor = meta_float(gguf, "rope.scaling.factor", 1.0)
+        dims = transformer_dims(gguf, 4096)
         return cls(
-            n_vocab=vocab_size(gguf),
-            n_ctx_train=meta_int(gguf, "context_length", 4096),
-            n_layer=meta_int(gguf, "block_count"),
-            n_embd=n_embd,
-            n_head=n_head,
-            n_head_kv=meta_int(gguf, "attention.head_count_kv", n_head),
-            head_dim=head_dim,
-            n_rot=meta_int(gguf, "rope.dimension_count", head_dim),
+            **dims,
+            n_rot=meta_int(gguf, "rope.dimension_count", dims["head_dim"]),
             rms_eps=meta_float(gguf, "attention.layer_norm_rms_epsilon", 1e-5),
             rope_base=meta_float(gguf, "rope.freq_base", 10000.0),
-            rope_freq_scale=1.0 / factor if scaling == "linear" and factor > 0 else 1.0,
+            rope_freq_scale=rope_freq_scale(gguf),
         )
 
     def build(self, g: GraphBuilder) -> None:
@@ -64,8 +62,8 @@ class Llama(ModelDef):
             q = g.linear(h, f"{p}.attn_q.weight", f"{p}.attn_q.bias")
             k = g.linear(h, f"{p}.attn_k.weight", f"{p}.attn_k.bias")
             v = g.linear(h, f"{p}.attn_v.weight", f"{p}.attn_v.bias")
-            rope = dict(base=self.rope_base, n_rot=self.n_rot, freq_scale=self.rope_freq_scale,
-                        freq_factors=freq_factors)
+            rope = {"base": self.rope_base, "n_rot": self.n_rot, "freq_scale": self.rope_freq_scale,
+                        "freq_factors": freq_factors}
             q = g.rope(q, self.n_head, self.head_dim, **rope)
             k = g.rope(k, self.n_head_kv, self.head_dim, **rope)
             a = g.attention(q, k, v, self.n_head, self.n_head_kv, self.head_dim)

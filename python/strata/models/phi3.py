@@ -30,7 +30,7 @@ from .base import (
     meta_float,
     meta_int,
     rope_freq_scale,
-    vocab_size,
+    transformer_dims,
 )
 
 
@@ -56,20 +56,12 @@ class Phi3(ModelDef):
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> Phi3:
-        n_embd = meta_int(gguf, "embedding_length")
-        n_head = meta_int(gguf, "attention.head_count")
-        head_dim = meta_int(gguf, "attention.key_length", n_embd // n_head)
-        n_ctx_train = meta_int(gguf, "context_length", 4096)
+        dims = transformer_dims(gguf, 4096)
+        n_ctx_train = dims["n_ctx_train"]
         return cls(
-            n_vocab=vocab_size(gguf),
-            n_ctx_train=n_ctx_train,
-            n_layer=meta_int(gguf, "block_count"),
-            n_embd=n_embd,
+            **dims,
             n_ff=meta_int(gguf, "feed_forward_length"),
-            n_head=n_head,
-            n_head_kv=meta_int(gguf, "attention.head_count_kv", n_head),
-            head_dim=head_dim,
-            n_rot=meta_int(gguf, "rope.dimension_count", head_dim),
+            n_rot=meta_int(gguf, "rope.dimension_count", dims["head_dim"]),
             rms_eps=meta_float(gguf, "attention.layer_norm_rms_epsilon", 1e-5),
             rope_base=meta_float(gguf, "rope.freq_base", 10000.0),
             rope_freq_scale=rope_freq_scale(gguf),

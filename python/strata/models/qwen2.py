@@ -17,10 +17,9 @@ from .base import (
     attn_qkv,
     lm_head,
     meta_float,
-    meta_int,
     rope_freq_scale,
     swiglu_ffn,
-    vocab_size,
+    transformer_dims,
 )
 
 
@@ -39,16 +38,8 @@ class Qwen2(ModelDef):
 
     @classmethod
     def from_gguf(cls, gguf: GGUFFile) -> Qwen2:
-        n_embd = meta_int(gguf, "embedding_length")
-        n_head = meta_int(gguf, "attention.head_count")
         return cls(
-            n_vocab=vocab_size(gguf),
-            n_ctx_train=meta_int(gguf, "context_length", 32768),
-            n_layer=meta_int(gguf, "block_count"),
-            n_embd=n_embd,
-            n_head=n_head,
-            n_head_kv=meta_int(gguf, "attention.head_count_kv", n_head),
-            head_dim=meta_int(gguf, "attention.key_length", n_embd // n_head),
+            **transformer_dims(gguf, 32768),
             rms_eps=meta_float(gguf, "attention.layer_norm_rms_epsilon", 1e-6),
             rope_base=meta_float(gguf, "rope.freq_base", 10000.0),
             rope_freq_scale=rope_freq_scale(gguf),

@@ -14,29 +14,6 @@ using namespace quants;
 #if defined(__AVX2__)
 namespace {
 
-inline __m256i dot_u8_s8_x(__m256i u, __m256i s) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-#else
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-#endif
-}
-
-inline __m256i nibbles(const uint8_t* qs) {
-    const __m128i t = _mm_loadu_si128((const __m128i*)qs);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
-}
-
-inline __m256i high_bits(const uint8_t* qh) {
-    uint32_t x;
-    memcpy(&x, qh, 4);
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
-                                           0x0101010101010101, 0x0000000000000000);
-    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x), shuf);
-    b = _mm256_cmpeq_epi8(_mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
-    return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
-}
-
 // Unsigned-nibble formats (q4_0, q4_1, q5_0, q5_1): see dot_q_nibbles in quant_dot.cpp.
 template <typename Block, int Offset, bool HasMin, bool Has5thBit>
 void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
@@ -45,14 +22,14 @@ void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, 
     const block_q8_act* x[4];
     for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
     for (int64_t i = 0; i < nb; ++i) {
-        __m256i q = nibbles(w[i].qs);
-        if constexpr (Has5thBit) q = _mm256_or_si256(q, high_bits(w[i].qh));
+        __m256i q = unpack_nibbles(w[i].qs);
+        if constexpr (Has5thBit) q = _mm256_or_si256(q, fifth_bits(w[i].qh));
         const float dw = fp16_to_f32(w[i].d);
         float m = 0.0f;
         if constexpr (HasMin) m = fp16_to_f32(w[i].m);
         for (int j = 0; j < 4; ++j) {
             const __m256i y = _mm256_loadu_si256((const __m256i*)x[j][i].qs);
-            const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8_x(q, y));
+            const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8(q, y));
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), p, acc[j]);
             if constexpr (HasMin) acc_s[j] += m * x[j][i].s;
             else acc_s[j] -= Offset * dw * x[j][i].s;
@@ -71,7 +48,7 @@ void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb
         const float dw = fp16_to_f32(w[i].d);
         for (int j = 0; j < 4; ++j) {
             const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)x[j][i].qs), q);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), _mm256_cvtepi32_ps(dot_u8_s8_x(aq, y)), acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), _mm256_cvtepi32_ps(dot_u8_s8(aq, y)), acc[j]);
         }
     }
     for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]);
