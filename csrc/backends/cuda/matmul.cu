@@ -99,10 +99,28 @@ __device__ __forceinline__ void fetch_w16(const uint8_t* __restrict__ W, int64_t
                         pack_f16x2(v[14], v[15]));
 }
 
+// Quantized weights: the global lines holding the block of row n at column k, hinted into
+// L1 (prefetch.L1, generic address, no fault, no data dependence) so that the loads of
+// fetch_w16 issued after the multiply find them there. Blocks of 256 elements (K-quants,
+// iq4_xs) span up to two 128-byte lines, so first, middle and last byte are hinted.
+template <DType T>
+__device__ __forceinline__ void prefetch_w16(const uint8_t* __restrict__ W, int64_t row_bytes, int R, int K, int n,
+                                             int k) {
+    if (n >= R || k >= K) return;
+    constexpr int kBlock = (T == DType::Q2_K || T == DType::Q3_K || T == DType::Q4_K || T == DType::Q5_K ||
+                            T == DType::Q6_K || T == DType::IQ4_XS) ? 256 : 32;
+    const uint8_t* b = W + (int64_t)n * row_bytes + (int64_t)(k / kBlock) * QT<T>::kBytes;
+    asm volatile("prefetch.L1 [%0];" ::"l"(b));
+    asm volatile("prefetch.L1 [%0];" ::"l"(b + QT<T>::kBytes / 2));
+    asm volatile("prefetch.L1 [%0];" ::"l"(b + QT<T>::kBytes - 1));
+}
+
 // Two shared-memory stages: while the warps multiply the tile of step k out of one stage,
 // each thread already holds step k + 1's activations (raw f32) and weights (packed f16) in
 // registers, loaded before the multiply so that their latency overlaps it, and stores them
-// into the other stage after it; one barrier per step.
+// into the other stage after it; one barrier per step. Quantized weights are hinted into L1
+// two steps ahead and loaded and dequantized after the multiply (dequantizing needs the
+// data, so loading them before it would stall the multiply on their latency).
 //
 // TM activation rows per tile: 128, or 64 where 128-row tiles would leave SMs idle (a
 // 512-row prompt against a 4096-row weight makes only 128 tiles of 128 x 128). Warps are
@@ -144,6 +162,7 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_tc_kernel(const uint8_t* _
     };
     if (loads_x) load_x16(X, M, K, m0 + lr, 16 * part, xv);
     fetch_w16<T>(W, row_bytes, R, K, n0 + lr, 16 * part, wp);
+    if constexpr (!QT<T>::kFloat) prefetch_w16<T>(W, row_bytes, R, K, n0 + lr, BK + 16 * part);
     store_stage(0);
     __syncthreads();
 
@@ -151,10 +170,11 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_tc_kernel(const uint8_t* _
     for (int kt = 0; kt < nk; ++kt) {
         const int cur = kt & 1;
         const bool more = kt + 1 < nk;
+        const int k1 = (kt + 1) * BK + 16 * part;
         if (more) {
-            const int k1 = (kt + 1) * BK + 16 * part;
             if (loads_x) load_x16(X, M, K, m0 + lr, k1, xv);
-            fetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1, wp);
+            if constexpr (QT<T>::kFloat) fetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1, wp);
+            else prefetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1 + BK);  // two steps ahead
         }
         const __half* As = smem[cur];
         const __half* Bs = smem[cur] + TM * LDH;
@@ -172,7 +192,10 @@ __global__ void __launch_bounds__(kThreads, 2) matmul_tc_kernel(const uint8_t* _
                 for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
         // Stage cur ^ 1 was last read in step kt - 1, before the barrier that ended it.
-        if (more) store_stage(cur ^ 1);
+        if (more) {
+            if constexpr (!QT<T>::kFloat) fetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1, wp);
+            store_stage(cur ^ 1);
+        }
         __syncthreads();
     }
 
