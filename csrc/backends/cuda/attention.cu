@@ -173,11 +173,8 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     }
 }
 
-// With q8.q set (one row, head_dim % 32 == 0: each warp's d range is one 32-element chunk
-// and the loop condition is warp-uniform) the merged row is also quantized into q8, as
-// launch_quantize_q8 of out would: the decode step's input of the output projection.
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
-                                       float* __restrict__ out, ActQ8 q8) {
+                                       float* __restrict__ out) {
     const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
     const float* pp = partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2);
     float M = -INFINITY;
@@ -196,9 +193,7 @@ __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __r
             const float lz = pp[z * (hd + 2) + 1];
             if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
         }
-        const float v = o * inv;
-        op[d] = v;
-        if (q8.q) quantize_chunk32(v, threadIdx.x & 31, ((int64_t)h * hd + d) >> 5, q8);
+        op[d] = o * inv;
     }
 }
 
@@ -213,8 +208,8 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
-bool launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
-                      int n_split, float* partial, const StepParams* sp, cudaStream_t s, const ActQ8* q8) {
+void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
+                      int n_split, float* partial, const StepParams* sp, cudaStream_t s) {
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
     if (a.head_dim <= 64)
@@ -223,11 +218,8 @@ bool launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
         attention_kernel<2><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
     else
         attention_kernel<4><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
-    const bool quantize = q8 && n_split > 1 && rows == 1 && a.head_dim % 32 == 0;
     if (n_split > 1)
-        attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(
-            a, n_split, partial, out, quantize ? *q8 : ActQ8{nullptr, nullptr, nullptr});
-    return quantize;
+        attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(a, n_split, partial, out);
 }
 
 }  // namespace strata::cuda

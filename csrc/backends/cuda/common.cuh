@@ -53,25 +53,6 @@ __device__ __forceinline__ double warp_sum_d(double v) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Quantizes chunk c (32 values, v = element 32 c + lane of the flat rows) into ActQ8; the
-// whole warp calls it. Shared by the stand-alone quantize kernel (matvec.cu) and the fused
-// rms_norm (elementwise.cu), so both give the same bytes.
-__device__ __forceinline__ void quantize_chunk32(float v, int lane, int64_t c, ActQ8 out) {
-    const float amax = warp_max(fabsf(v));
-    const float dd = amax / 127.0f;  // the CPU's act_scale / act_inv_scale
-    const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
-    const int qi = __float2int_rn(v * id);  // round to nearest even, |qi| <= 127
-    out.q[c * 32 + lane] = (int8_t)qi;
-    int part = qi;
-#pragma unroll
-    for (int o = 8; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);  // per 16 lanes
-    const int lo = __shfl_sync(0xffffffffu, part, 0), hi = __shfl_sync(0xffffffffu, part, 16);
-    if (lane == 0) {
-        out.d[c] = dd;
-        out.s[c] = (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
-    }
-}
-
 // ---- launchers -------------------------------------------------------------------------
 // elementwise.cu
 // out[t, :] = row ids[t] of the table, dequantized to f32 (`width` elements of `type`).
@@ -80,17 +61,14 @@ void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64
 // pos[t] = n_past + t
 void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStream_t s);
 // `groups` independent groups of W elements (rows, or heads of rows), optional weight[W].
-// With q8 (one group, W % 32 == 0) the result is also quantized into it, as
-// launch_quantize_q8 of y would: the decode step's norm feeding an int8 matvec.
 void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps,
-                     cudaStream_t s, const ActQ8* q8 = nullptr);
+                     cudaStream_t s);
 void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows,
                        int64_t W, float eps, cudaStream_t s);
 enum class Binary : int { Add = 0, Mul = 1, Glu = 2 };
 // y = a op b over rows x W; b is one row of W broadcast to every row when `broadcast`.
-// With q8 (rows == 1, W % 32 == 0) y is also quantized into it (decode: glu before down).
 void launch_binary(Binary op, Activation act, const float* a, const float* b, bool broadcast,
-                   float* y, int64_t rows, int64_t W, cudaStream_t s, const ActQ8* q8 = nullptr);
+                   float* y, int64_t rows, int64_t W, cudaStream_t s);
 void launch_scale(const float* x, float* y, int64_t n, float scale, cudaStream_t s);
 void launch_activation(Activation act, const float* x, float* y, int64_t n, cudaStream_t s);
 // y[t, 0:w] = x[t, col0:col0 + w] for `rows` rows (x rows are x_width wide): slice, last_row.
@@ -120,11 +98,9 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 // each (row, head) is split over that many stretches of keys, written to `partial`
 // (rows * n_head * n_split * (head_dim + 2) floats) and merged by a second kernel.
 bool attention_supported(int32_t head_dim);
-// With q8, one row and n_split > 1 (and head_dim % 32 == 0) the merge also quantizes out
-// into q8 (decode: the output projection's input); returns whether it did.
-bool launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
+void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
                       float* out, int64_t rows, int n_split, float* partial,
-                      const StepParams* sp, cudaStream_t s, const ActQ8* q8 = nullptr);
+                      const StepParams* sp, cudaStream_t s);
 
 // matvec.cu (decode: one activation row per weight row pass, or a few)
 void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s);

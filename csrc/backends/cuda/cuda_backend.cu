@@ -224,22 +224,6 @@ public:
             }
         }
 
-        // rms_norm (whole rows, no head groups), add / mul / glu and attention nodes whose
-        // output some int8 matvec reads: in decode steps they quantize it themselves (launches
-        // saved; attention only where its split merge runs, launch_attention says).
-        feeds_q8_.assign(nodes_.size(), 0);
-        for (size_t i = 0; i < nodes_.size(); ++i) {
-            const Node& n = nodes_[i];
-            const bool norm = n.op == Op::RmsNorm && (n.p.head_dim <= 0 || n.p.head_dim == width_[n.in[0]]);
-            const bool binary = n.op == Op::Add || n.op == Op::Mul || n.op == Op::Glu;
-            const bool attention = n.op == Op::Attention;  // quantized by the decode merge kernel
-            if (!norm && !binary && !attention) continue;
-            if ((!attention && width_[n.out] != width_[n.in[0]]) || width_[n.out] % 32 != 0) continue;
-            for (const Node& m : nodes_)
-                if (m.op == Op::MatMul && m.in[0] == n.out && is_weight_[m.in[1]] && matvec_q8_supported(type_[m.in[1]]))
-                    feeds_q8_[i] = 1;
-        }
-
         const Value& out = values[output_value_];
         const int64_t out_rows = out.single_row ? plan.max_single_rows : plan.max_rows;
         host_out_.allocate(checked_mul(out_rows, out.width * 4, "output"), "output");
@@ -402,13 +386,8 @@ private:
                 }
                 case Op::RmsNorm: {
                     const int64_t W = n.p.head_dim > 0 ? n.p.head_dim : width_[x];
-                    const int64_t groups = rows_of(x, T, all_rows) * (width_[x] / W);
-                    // A decode step's norm that feeds an int8 matvec quantizes its row too:
-                    // one launch fewer per such norm (the matvec finds q8_value == x).
-                    const bool fuse = T == 1 && !matvec_f32_ && feeds_q8_[i] && groups == 1 && W % 32 == 0;
-                    launch_rms_norm(f32(x), opt_f32(n.in[1]), f32(n.out), groups, W, n.p.eps, stream_,
-                                    fuse ? &q8_act_ : nullptr);
-                    if (fuse) q8_value = n.out;
+                    launch_rms_norm(f32(x), opt_f32(n.in[1]), f32(n.out), rows_of(x, T, all_rows) * (width_[x] / W), W,
+                                    n.p.eps, stream_);
                     break;
                 }
                 case Op::LayerNorm:
@@ -443,11 +422,8 @@ private:
                     const int32_t b = n.in[1];
                     const Binary op = n.op == Op::Add ? Binary::Add : n.op == Op::Mul ? Binary::Mul : Binary::Glu;
                     const bool broadcast = is_weight_[b] && type_[b] == DType::F32 && weight_rows_[b] == 1;
-                    const int64_t rows = rows_of(x, T, all_rows);
-                    const bool fuse = T == 1 && !matvec_f32_ && feeds_q8_[i] && rows == 1;  // as RmsNorm
-                    launch_binary(op, n.p.act, f32(x), f32(b), broadcast, f32(n.out), rows, width_[x], stream_,
-                                  fuse ? &q8_act_ : nullptr);
-                    if (fuse) q8_value = n.out;
+                    launch_binary(op, n.p.act, f32(x), f32(b), broadcast, f32(n.out), rows_of(x, T, all_rows),
+                                  width_[x], stream_);
                     break;
                 }
                 case Op::Scale:
@@ -469,11 +445,8 @@ private:
                     launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, stream_);
                     after_launch((int)i, "kv append");
                     const int splits = T == 1 ? decode_splits_ : 1;
-                    const bool want_q8 = T == 1 && !matvec_f32_ && feeds_q8_[i];
-                    if (launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                         reinterpret_cast<float*>(partial_.get()), sp, stream_,
-                                         want_q8 ? &q8_act_ : nullptr))
-                        q8_value = n.out;
+                    launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
+                                     reinterpret_cast<float*>(partial_.get()), sp, stream_);
                     break;
                 }
                 case Op::LastRow: {
@@ -530,7 +503,6 @@ private:
     std::vector<DType> type_;
     std::vector<int64_t> width_, weight_rows_, row_bytes_;
     std::vector<uint8_t> single_row_, is_weight_;
-    std::vector<uint8_t> feeds_q8_;  // per node: a norm / binary / attention whose output an int8 matvec reads
     std::vector<std::string> names_;
     int64_t n_ctx_ = 0, max_rows_ = 0, out_rows_ = 0, kv_bytes_ = 0;
     int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;

@@ -57,7 +57,7 @@ __device__ double block_sum(double v) {
 }
 
 __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-                                int W, float eps, ActQ8 q8) {
+                                int W, float eps) {
     const float* xr = x + (int64_t)blockIdx.x * W;
     float* yr = y + (int64_t)blockIdx.x * W;
     double ss = 0.0;
@@ -68,12 +68,6 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
         for (int i = threadIdx.x; i < W; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
     else
         for (int i = threadIdx.x; i < W; i += blockDim.x) yr[i] = xr[i] * scale;
-    if (q8.q) {  // one group (block 0): quantize the row just written, a warp per chunk
-        __syncthreads();
-        const int lane = threadIdx.x & 31;
-        for (int c = threadIdx.x >> 5; c < (W >> 5); c += blockDim.x >> 5)
-            quantize_chunk32(yr[c * 32 + lane], lane, c, q8);
-    }
 }
 
 __global__ void layer_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
@@ -105,17 +99,12 @@ __device__ __forceinline__ float act_apply(Activation a, float x) {
     return x;
 }
 
-// With q8.q set (n % 32 == 0; blocks of a multiple of 32 threads, so each warp holds 32
-// consecutive elements, chunk i / 32, and the loop condition is warp-uniform) each warp also
-// quantizes the chunk it just computed, as launch_quantize_q8 of y would.
 __global__ void binary_kernel(Binary op, Activation act, const float* __restrict__ a, const float* __restrict__ b,
-                              int broadcast, float* __restrict__ y, int64_t n, int64_t W, ActQ8 q8) {
+                              int broadcast, float* __restrict__ y, int64_t n, int64_t W) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const float bv = broadcast ? b[i % W] : b[i];
         const float av = a[i];
-        const float v = op == Binary::Add ? av + bv : op == Binary::Mul ? av * bv : act_apply(act, av) * bv;
-        y[i] = v;
-        if (q8.q) quantize_chunk32(v, (int)(i & 31), i >> 5, q8);
+        y[i] = op == Binary::Add ? av + bv : op == Binary::Mul ? av * bv : act_apply(act, av) * bv;
     }
 }
 
@@ -151,11 +140,9 @@ void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStre
     positions_kernel<<<(unsigned)ceil_div(rows, 128), 128, 0, s>>>(pos, (int)rows, sp);
 }
 
-void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps, cudaStream_t s,
-                     const ActQ8* q8) {
+void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps, cudaStream_t s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;
-    const ActQ8 q = q8 && groups == 1 && W % 32 == 0 ? *q8 : ActQ8{nullptr, nullptr, nullptr};
-    rms_norm_kernel<<<(unsigned)groups, threads, 0, s>>>(x, w, y, (int)W, eps, q);
+    rms_norm_kernel<<<(unsigned)groups, threads, 0, s>>>(x, w, y, (int)W, eps);
 }
 
 void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t W, float eps,
@@ -165,10 +152,9 @@ void launch_layer_norm(const float* x, const float* w, const float* b, float* y,
 }
 
 void launch_binary(Binary op, Activation act, const float* a, const float* b, bool broadcast, float* y, int64_t rows,
-                   int64_t W, cudaStream_t s, const ActQ8* q8) {
+                   int64_t W, cudaStream_t s) {
     const int64_t n = rows * W;
-    const ActQ8 q = q8 && rows == 1 && W % 32 == 0 ? *q8 : ActQ8{nullptr, nullptr, nullptr};
-    binary_kernel<<<grid_for(n), kThreads, 0, s>>>(op, act, a, b, broadcast ? 1 : 0, y, n, W, q);
+    binary_kernel<<<grid_for(n), kThreads, 0, s>>>(op, act, a, b, broadcast ? 1 : 0, y, n, W);
 }
 
 void launch_scale(const float* x, float* y, int64_t n, float scale, cudaStream_t s) {

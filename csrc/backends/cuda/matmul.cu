@@ -75,140 +75,58 @@ __device__ __forceinline__ void store_f16x16(__half* dst, const float* v) {
                       pack_f16x2(v[14], v[15]));
 }
 
-// The tile's 16 f16 weights of row n from column k, packed (zero outside R x K). f16 rows
-// whose 16 elements are 16-byte aligned are copied as they are (f16 -> f32 -> f16 is
-// exact, so this is what dequantizing and rounding would give); everything else goes
-// through deq8 and rounds to nearest.
 template <DType T>
-__device__ __forceinline__ void fetch_w16(const uint8_t* __restrict__ W, int64_t row_bytes, int R, int K, int n, int k,
-                                          uint4* out) {
-    if constexpr (T == DType::F16) {
-        if (n < R && k + 16 <= K) {
-            const uint8_t* p = W + (int64_t)n * row_bytes + 2 * (int64_t)k;
-            if (((uintptr_t)p & 15) == 0) {
-                out[0] = ((const uint4*)p)[0];
-                out[1] = ((const uint4*)p)[1];
-                return;
-            }
-        }
-    }
-    float v[16];
-    load_w16<T>(W, row_bytes, R, K, n, k, v);
-    out[0] = make_uint4(pack_f16x2(v[0], v[1]), pack_f16x2(v[2], v[3]), pack_f16x2(v[4], v[5]), pack_f16x2(v[6], v[7]));
-    out[1] = make_uint4(pack_f16x2(v[8], v[9]), pack_f16x2(v[10], v[11]), pack_f16x2(v[12], v[13]),
-                        pack_f16x2(v[14], v[15]));
-}
-
-// Quantized weights: the global lines holding the block of row n at column k, hinted into
-// L1 (prefetch.L1, generic address, no fault, no data dependence) so that the loads of
-// fetch_w16 issued after the multiply find them there. Blocks of 256 elements (K-quants,
-// iq4_xs) span up to two 128-byte lines, so first, middle and last byte are hinted.
-template <DType T>
-__device__ __forceinline__ void prefetch_w16(const uint8_t* __restrict__ W, int64_t row_bytes, int R, int K, int n,
-                                             int k) {
-    if (n >= R || k >= K) return;
-    constexpr int kBlock = (T == DType::Q2_K || T == DType::Q3_K || T == DType::Q4_K || T == DType::Q5_K ||
-                            T == DType::Q6_K || T == DType::IQ4_XS) ? 256 : 32;
-    const uint8_t* b = W + (int64_t)n * row_bytes + (int64_t)(k / kBlock) * QT<T>::kBytes;
-    asm volatile("prefetch.L1 [%0];" ::"l"(b));
-    asm volatile("prefetch.L1 [%0];" ::"l"(b + QT<T>::kBytes / 2));
-    asm volatile("prefetch.L1 [%0];" ::"l"(b + QT<T>::kBytes - 1));
-}
-
-// Two shared-memory stages: while the warps multiply the tile of step k out of one stage,
-// each thread already holds step k + 1's activations (raw f32) and weights (packed f16) in
-// registers, loaded before the multiply so that their latency overlaps it, and stores them
-// into the other stage after it; one barrier per step. Quantized weights are hinted into L1
-// two steps ahead and loaded and dequantized after the multiply (dequantizing needs the
-// data, so loading them before it would stall the multiply on their latency).
-//
-// TM activation rows per tile: 128, or 64 where 128-row tiles would leave SMs idle (a
-// 512-row prompt against a 4096-row weight makes only 128 tiles of 128 x 128). Warps are
-// laid out (TM / 32) x (8 / (TM / 32)), each 32 rows x (16 FN) columns. Every 16 x 16
-// output fragment sees the same operands in the same K order whatever TM is and however the
-// loads are staged, so results are bit for bit those of the 128-row single-stage kernel, and
-// the choice of TM (made from R and the row count) cannot make a position's logits depend
-// on how a prompt was split.
-template <DType T, int TM>
-__global__ void __launch_bounds__(kThreads, 2) matmul_tc_kernel(const uint8_t* __restrict__ W, int64_t row_bytes,
-                                                                 int K, int R, const float* __restrict__ X, int M,
-                                                                 float* __restrict__ Y) {
+__global__ void __launch_bounds__(kThreads) matmul_tc_kernel(const uint8_t* __restrict__ W, int64_t row_bytes,
+                                                              int K, int R, const float* __restrict__ X, int M,
+                                                              float* __restrict__ Y) {
     using namespace nvcuda;
-    static_assert(TM == 64 || TM == 128);
-    constexpr int kWM = TM / 32, kWN = 8 / kWM, FN = BN / kWN / 16;
-    __shared__ __align__(128) __half smem[2][(TM + BN) * LDH];  // [stage]: A rows, then B rows; 40 or 30 KB
+    __shared__ __align__(128) __half As[BM * LDH];
+    __shared__ __align__(128) __half Bs[BN * LDH];
+    __shared__ __align__(128) float stage[kThreads / 32][16 * 16];
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int m0 = blockIdx.y * TM, n0 = blockIdx.x * BN;
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int lr = tid & 127, part = tid >> 7;  // loader: one row, 16 of the 32 columns
-    const bool loads_x = lr < TM;               // TM = 64: threads with lr < 64 load A too
-    const int wm = warp % kWM, wn = warp / kWM;  // warp tile: rows 32 wm .. +32, cols 16 FN wn ..
+    const int wm = warp & 3, wn = warp >> 2;    // warp tile: rows 32 wm .. +32, cols 64 wn .. +64
 
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][FN];
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][4];
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < FN; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+        for (int j = 0; j < 4; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-    float xv[16];
-    uint4 wp[2] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
-    auto store_stage = [&](int st) {
-        __half* As = smem[st];
-        __half* Bs = smem[st] + TM * LDH;
-        if (loads_x) store_f16x16(As + lr * LDH + 16 * part, xv);
-        uint4* d = reinterpret_cast<uint4*>(Bs + lr * LDH + 16 * part);
-        d[0] = wp[0];
-        d[1] = wp[1];
-    };
-    if (loads_x) load_x16(X, M, K, m0 + lr, 16 * part, xv);
-    fetch_w16<T>(W, row_bytes, R, K, n0 + lr, 16 * part, wp);
-    if constexpr (!QT<T>::kFloat) prefetch_w16<T>(W, row_bytes, R, K, n0 + lr, BK + 16 * part);
-    store_stage(0);
-    __syncthreads();
-
-    const int nk = (K + BK - 1) / BK;
-    for (int kt = 0; kt < nk; ++kt) {
-        const int cur = kt & 1;
-        const bool more = kt + 1 < nk;
-        const int k1 = (kt + 1) * BK + 16 * part;
-        if (more) {
-            if (loads_x) load_x16(X, M, K, m0 + lr, k1, xv);
-            if constexpr (QT<T>::kFloat) fetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1, wp);
-            else prefetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1 + BK);  // two steps ahead
-        }
-        const __half* As = smem[cur];
-        const __half* Bs = smem[cur] + TM * LDH;
+    for (int k0 = 0; k0 < K; k0 += BK) {
+        float v[16];
+        load_x16(X, M, K, m0 + lr, k0 + 16 * part, v);
+        store_f16x16(As + lr * LDH + 16 * part, v);
+        load_w16<T>(W, row_bytes, R, K, n0 + lr, k0 + 16 * part, v);
+        store_f16x16(Bs + lr * LDH + 16 * part, v);
+        __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 16) {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[FN];
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b[4];
 #pragma unroll
             for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], As + (32 * wm + 16 * i) * LDH + kk, LDH);
 #pragma unroll
-            for (int j = 0; j < FN; ++j) wmma::load_matrix_sync(b[j], Bs + (16 * FN * wn + 16 * j) * LDH + kk, LDH);
+            for (int j = 0; j < 4; ++j) wmma::load_matrix_sync(b[j], Bs + (64 * wn + 16 * j) * LDH + kk, LDH);
 #pragma unroll
             for (int i = 0; i < 2; ++i)
 #pragma unroll
-                for (int j = 0; j < FN; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
-        }
-        // Stage cur ^ 1 was last read in step kt - 1, before the barrier that ended it.
-        if (more) {
-            if constexpr (!QT<T>::kFloat) fetch_w16<T>(W, row_bytes, R, K, n0 + lr, k1, wp);
-            store_stage(cur ^ 1);
+                for (int j = 0; j < 4; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
         }
         __syncthreads();
     }
 
-    // The loop ended on a barrier: the stages are free to hold the output staging (8 KB).
-    float* st = reinterpret_cast<float*>(&smem[0][0]) + warp * 256;
+    float* st = stage[warp];
 #pragma unroll
     for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int j = 0; j < FN; ++j) {
+        for (int j = 0; j < 4; ++j) {
             wmma::store_matrix_sync(st, acc[i][j], 16, wmma::mem_row_major);
             __syncwarp();
             for (int e = lane; e < 256; e += 32) {
-                const int m = m0 + 32 * wm + 16 * i + (e >> 4), n = n0 + 16 * FN * wn + 16 * j + (e & 15);
+                const int m = m0 + 32 * wm + 16 * i + (e >> 4), n = n0 + 64 * wn + 16 * j + (e & 15);
                 if (m < M && n < R) Y[(int64_t)m * R + n] = st[e];
             }
             __syncwarp();
@@ -277,14 +195,9 @@ bool matmul_tc_exact_enough(DType t) { return t != DType::F32 && t != DType::BF1
 void launch_matmul(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x, int64_t rows,
                    float* y, bool tensor_cores, cudaStream_t s) {
     const dim3 grid((unsigned)ceil_div(R, BN), (unsigned)ceil_div(rows, BM));
-    // 64-row tiles when 128-row ones would make fewer than two per SM of a 132-SM device.
-    const bool small = grid.x * grid.y < 264;
-    const dim3 grid64((unsigned)ceil_div(R, BN), (unsigned)ceil_div(rows, 64));
     dispatch_type(t, [&]<DType T>() {
-        if (tensor_cores && small)
-            matmul_tc_kernel<T, 64><<<grid64, kThreads, 0, s>>>(w, row_bytes, (int)K, (int)R, x, (int)rows, y);
-        else if (tensor_cores)
-            matmul_tc_kernel<T, 128><<<grid, kThreads, 0, s>>>(w, row_bytes, (int)K, (int)R, x, (int)rows, y);
+        if (tensor_cores)
+            matmul_tc_kernel<T><<<grid, kThreads, 0, s>>>(w, row_bytes, (int)K, (int)R, x, (int)rows, y);
         else
             matmul_f32_kernel<T><<<grid, kThreads, 0, s>>>(w, row_bytes, (int)K, (int)R, x, (int)rows, y);
     });

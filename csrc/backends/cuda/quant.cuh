@@ -465,34 +465,17 @@ struct QT<DType::Q4_K> {
             y[4 + k] = dl * (float)((w1 >> (8 * k + sh)) & 15) - ml;
         }
     }
-    // Blocks are 16-byte aligned (144-byte blocks at the upload alignment): the header (d,
-    // dmin, scales) is one 16-byte load and the chunk's 32 quant bytes two, instead of 8 +
-    // 2 + 2-3 small loads; the same values as deq8 / scale_min_k4 read.
     __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
         const uint8_t* b = row + (c >> 3) * kBytes;
         const int j = c & 7, sh = 4 * (j & 1);
-        const uint4 hd = *(const uint4*)b;
-        const uint4 q0 = *(const uint4*)(b + 16 + 32 * (j >> 1)), q1 = *(const uint4*)(b + 32 + 32 * (j >> 1));
-        const uint32_t qw[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+        const uint8_t* q = b + 16 + 32 * (j >> 1);
         int sumi = 0;
 #pragma unroll
-        for (int k = 0; k < 8; ++k) sumi = dp4a((qw[k] >> sh) & 0x0F0F0F0Fu, x[k], sumi);
-        // byte i of scales[12] = byte 4 + i of the header (i run-time: selects, not an array)
-        auto sb = [&](int i) -> int {
-            const int o = 4 + i;
-            const uint32_t w = o < 8 ? (o < 4 ? hd.x : hd.y) : (o < 12 ? hd.z : hd.w);
-            return (int)((w >> (8 * (o & 3))) & 0xFFu);
-        };
+        for (int k = 0; k < 8; ++k) sumi = dp4a((ld32(q + 4 * k) >> sh) & 0x0F0F0F0Fu, x[k], sumi);
         int sc, m;
-        if (j < 4) {
-            sc = sb(j) & 63;
-            m = sb(j + 4) & 63;
-        } else {
-            sc = (sb(j + 4) & 0x0F) | ((sb(j - 4) >> 6) << 4);
-            m = (sb(j + 4) >> 4) | ((sb(j) >> 6) << 4);
-        }
-        return h2f(hd.x & 0xFFFFu) * xd * (float)(sc * sumi) -
-               h2f(hd.x >> 16) * xd * (float)(m * (sum_lo(xs) + sum_hi(xs)));
+        scale_min_k4(b + 4, j, &sc, &m);
+        return h2f(ld16(b)) * xd * (float)(sc * sumi) -
+               h2f(ld16(b + 2)) * xd * (float)(m * (sum_lo(xs) + sum_hi(xs)));
     }
 };
 
