@@ -1,7 +1,7 @@
 // Decode matmul: y[t, r] = dot(W[r, :], x[t, :]) for r < R and a few activation rows t
 // (one per sequence in a decode step). Mirrors csrc/backends/cuda/matvec.cu.
 //
-// Quantized weights (Q8_0, Q4_0, Q4_1) meet activations quantized to 8 bits per 32
+// Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) meet activations quantized to 8 bits per 32
 // (block_q8_act: fp32 scale d and fp32 d * sum(q), exactly as the CPU and CUDA backends
 // quantize them, kernel_quantize_q8_act below) and are multiplied in integers per block.
 // F16 weights meet the f32 activations directly.
@@ -60,6 +60,40 @@ static inline float dot_q4_1(device const block_q4_1& w, device const block_q8_a
     return (float)w.d * x.d * (float)sum + (float)w.m * x.s;
 }
 
+static inline uint qh_bits(device const uint8_t* qh) {
+    return (uint)qh[0] | ((uint)qh[1] << 8) | ((uint)qh[2] << 16) | ((uint)qh[3] << 24);
+}
+
+// 5-bit quants: the nibble plus bit j (element j) / j + 16 (element j + 16) of qh.
+static inline int dot_q5_isum(device const uint8_t* qs, uint qh, device const block_q8_act& x) {
+    int sum = 0;
+    for (int j = 0; j < 16; ++j) {
+        const int lo = (int)(qs[j] & 0x0F) | (int)(((qh >> j) & 1u) << 4);
+        const int hi = (int)(qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        sum += lo * (int)x.qs[j] + hi * (int)x.qs[j + 16];
+    }
+    return sum;
+}
+
+static inline float dot_q5_0(device const block_q5_0& w, device const block_q8_act& x) {
+    const float dw = (float)w.d;
+    return dw * x.d * (float)dot_q5_isum(w.qs, qh_bits(w.qh), x) - 16.0f * dw * x.s;
+}
+
+static inline float dot_q5_1(device const block_q5_1& w, device const block_q8_act& x) {
+    return (float)w.d * x.d * (float)dot_q5_isum(w.qs, qh_bits(w.qh), x) + (float)w.m * x.s;
+}
+
+constant int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
+
+static inline float dot_iq4_nl(device const block_iq4_nl& w, device const block_q8_act& x) {
+    int sum = 0;
+    for (int j = 0; j < 16; ++j)
+        sum += (int)kvalues_iq4nl[w.qs[j] & 0x0F] * (int)x.qs[j] + (int)kvalues_iq4nl[w.qs[j] >> 4] * (int)x.qs[j + 16];
+    return (float)w.d * x.d * (float)sum;
+}
+
 #define STRATA_MATVEC_Q8(NAME, BLOCK, DOT)                                                        \
     kernel void NAME(                                                                             \
             constant MatvecArgs& args [[buffer(0)]],                                              \
@@ -94,6 +128,9 @@ static inline float dot_q4_1(device const block_q4_1& w, device const block_q8_a
 STRATA_MATVEC_Q8(kernel_matvec_q8_0, block_q8_0, dot_q8_0)
 STRATA_MATVEC_Q8(kernel_matvec_q4_0, block_q4_0, dot_q4_0)
 STRATA_MATVEC_Q8(kernel_matvec_q4_1, block_q4_1, dot_q4_1)
+STRATA_MATVEC_Q8(kernel_matvec_q5_0, block_q5_0, dot_q5_0)
+STRATA_MATVEC_Q8(kernel_matvec_q5_1, block_q5_1, dot_q5_1)
+STRATA_MATVEC_Q8(kernel_matvec_iq4_nl, block_iq4_nl, dot_iq4_nl)
 
 // F16 weights times f32 activations. With K % 4 == 0 every row starts 8-byte aligned and
 // lanes read half4 / float4 (4 elements each, 128 per simdgroup step); otherwise scalars.

@@ -31,6 +31,21 @@ struct block_q4_1 {
     strata_f16 m;       // minimum: x = d * q + m
     uint8_t qs[16];
 };
+struct block_q5_0 {
+    strata_f16 d;
+    uint8_t qh[4];      // 5th bit of element j: bit j of the little-endian uint32 qh
+    uint8_t qs[16];     // low 4 bits, nibble layout as q4_0; value q - 16
+};
+struct block_q5_1 {
+    strata_f16 d;
+    strata_f16 m;       // x = d * q + m
+    uint8_t qh[4];
+    uint8_t qs[16];
+};
+struct block_iq4_nl {
+    strata_f16 d;
+    uint8_t qs[16];     // 4-bit indices into kvalues_iq4nl (matvec.metal), nibbles as q4_0
+};
 struct block_q8_0 {
     strata_f16 d;
     int8_t qs[32];
@@ -46,6 +61,9 @@ struct block_q8_act {
 // Checked by both compilers (MSL is C++14-based and has static_assert).
 static_assert(sizeof(block_q4_0) == 18, "q4_0 layout");
 static_assert(sizeof(block_q4_1) == 20, "q4_1 layout");
+static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
+static_assert(sizeof(block_q5_1) == 24, "q5_1 layout");
+static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl layout");
 static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 static_assert(sizeof(block_q8_act) == 40, "q8_act layout");
 
@@ -123,6 +141,12 @@ struct AttnArgs {
     float softcap;     // 0: off
 };
 
+// argmax: out[t] = first index of the largest value of row t (n floats), t < T.
+struct ArgmaxArgs {
+    int32_t n;
+    int32_t T;
+};
+
 // Argument struct sizes, checked by Metal's compiler, the host's and the harness's
 // (tests/metal/test_harness.py compares them with its ctypes mirrors).
 static_assert(sizeof(RmsNormArgs) == 16, "RmsNormArgs layout");
@@ -131,3 +155,4 @@ static_assert(sizeof(RopeArgs) == 40, "RopeArgs layout");
 static_assert(sizeof(EmbeddingArgs) == 16, "EmbeddingArgs layout");
 static_assert(sizeof(MatvecArgs) == 16, "MatvecArgs layout");
 static_assert(sizeof(AttnArgs) == 36, "AttnArgs layout");
+static_assert(sizeof(ArgmaxArgs) == 8, "ArgmaxArgs layout");

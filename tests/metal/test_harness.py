@@ -33,6 +33,7 @@ ALL_CASES = [
     "case_barrier_in_branch",
     "case_uninitialised",
     "case_shuffles",
+    "case_deadlock",
 ]
 
 
@@ -73,6 +74,11 @@ def test_lanes_that_returned_do_not_contribute():
 def test_barrier_not_reached_by_all_threads_fails():
     with pytest.raises(msl.LaunchError, match="threadgroup_barrier"):
         cases().launch("case_barrier_in_branch", (1,), (64,), [None, np.zeros(64, np.float32)])
+
+
+def test_deadlock_is_reported():
+    with pytest.raises(msl.LaunchError, match="deadlock"):
+        cases().launch("case_deadlock", (1,), (32,), [None, np.zeros(32, np.float32)])
 
 
 def test_threadgroup_memory_starts_as_garbage():

@@ -177,15 +177,11 @@ def _table(kind: str, rng, vocab: int, width: int):
         t = rng.normal(size=(vocab, width)).astype(np.float16)
         return t.view(np.uint8).reshape(vocab, -1), t.astype(np.float64)
     raw = random_blocks(kind, rng, vocab * width // 32).reshape(vocab, -1)
-    qt = {
-        "q8_0": gguf.GGMLQuantizationType.Q8_0,
-        "q4_0": gguf.GGMLQuantizationType.Q4_0,
-        "q4_1": gguf.GGMLQuantizationType.Q4_1,
-    }[kind]
+    qt = gguf.GGMLQuantizationType[kind.upper()]
     return raw, dequantize(raw, qt).astype(np.float64).reshape(vocab, width)
 
 
-BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20}
+BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "iq4_nl": 18}
 
 
 def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
@@ -194,7 +190,7 @@ def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
     raw = rng.integers(0, 256, size=(n_blocks, nb), dtype=np.uint8)
     d = (rng.uniform(0.5, 2.0, n_blocks) * 10.0 ** rng.integers(-4, 0, n_blocks)).astype(np.float16)
     raw[:, 0:2] = d.view(np.uint8).reshape(-1, 2)
-    if kind == "q4_1":
+    if kind in ("q4_1", "q5_1"):
         m = (rng.normal(size=n_blocks) * 0.1).astype(np.float16)
         raw[:, 2:4] = m.view(np.uint8).reshape(-1, 2)
     return raw
@@ -252,7 +248,7 @@ def test_quantize_q8_act_matches_cpu_bit_for_bit(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1"])
+@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"])
 @pytest.mark.parametrize(
     "K,R,T,NR,sg", [(32, 1, 1, 4, 2), (96, 13, 1, 4, 2), (1088, 7, 2, 2, 3), (64, 37, 3, 8, 1)]
 )
@@ -366,3 +362,30 @@ def test_sliding_window_ring_buffer_wraps(seed):
     np.testing.assert_allclose(
         got, ref_attention(q, k, v, 1, 1, hd, window=4), rtol=1e-4, atol=1e-5
     )
+
+
+# ---- argmax ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n,T,threads", [(1, 1, 32), (37, 2, 32), (1000, 3, 96), (49153, 1, 1024)])
+def test_argmax_first_of_the_largest(seed, n, T, threads):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(T, n)).astype(np.float32)
+    if n > 3:
+        x[0, [n // 3, n - 1]] = 10.0  # a tie: the first index wins
+        x[-1, rng.integers(0, n, 5)] = np.nan  # NaN never wins
+    out = np.full(T, -1, np.int32)
+    msl.program("argmax.metal").launch(
+        "kernel_argmax_f32", (T,), (threads,), [S["ArgmaxArgs"](n, T), x, out], seed=seed
+    )
+    np.testing.assert_array_equal(out, np.nanargmax(x, axis=1))
+
+
+def test_argmax_all_minus_infinity_is_index_zero():
+    x = np.full((1, 50), -np.inf, np.float32)
+    out = np.full(1, -1, np.int32)
+    msl.program("argmax.metal").launch(
+        "kernel_argmax_f32", (1,), (64,), [S["ArgmaxArgs"](50, 1), x, out]
+    )
+    assert out[0] == 0

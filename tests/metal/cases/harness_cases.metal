@@ -63,3 +63,12 @@ kernel void case_shuffles(
     y[2 * w + lane] = simd_broadcast(v, 7);
     y[3 * w + lane] = simd_max(v);
 }
+
+// Half the lanes wait at a simd_sum, the other half at a threadgroup barrier: on a GPU
+// this hangs or is undefined; the harness reports a deadlock.
+kernel void case_deadlock(
+        device float* y [[buffer(1)]],
+        uint lane [[thread_index_in_simdgroup]]) {
+    if (lane < 16) y[lane] = simd_sum(1.0f);
+    else threadgroup_barrier(mem_flags::mem_threadgroup);
+}

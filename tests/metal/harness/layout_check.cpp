@@ -11,6 +11,9 @@
 
 SIZE(block_q4_0); SAME(block_q4_0, d); SAME(block_q4_0, qs);
 SIZE(block_q4_1); SAME(block_q4_1, d); SAME(block_q4_1, m); SAME(block_q4_1, qs);
+SIZE(block_q5_0); SAME(block_q5_0, d); SAME(block_q5_0, qh); SAME(block_q5_0, qs);
+SIZE(block_q5_1); SAME(block_q5_1, d); SAME(block_q5_1, m); SAME(block_q5_1, qh); SAME(block_q5_1, qs);
+SIZE(block_iq4_nl); SAME(block_iq4_nl, d); SAME(block_iq4_nl, qs);
 SIZE(block_q8_0); SAME(block_q8_0, d); SAME(block_q8_0, qs);
 SIZE(block_q8_act); SAME(block_q8_act, d); SAME(block_q8_act, s); SAME(block_q8_act, qs);
 static_assert(STRATA_QK == strata::quants::QK8_0, "block size");

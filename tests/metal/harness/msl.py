@@ -33,10 +33,11 @@ _CXX_CHECK = "#if !defined(__FLT16_MAX__)\n#error no _Float16\n#endif\n_Float16 
 
 
 def find_cxx() -> tuple[str | None, bool]:
-    """(clang++ path, whether it has a native _Float16 on this host), preferring one that does."""
-    names = [os.environ.get("STRATA_MSL_CXX", "")] + [f"clang++-{v}" for v in range(20, 13, -1)]
-    names.append("clang++")
-    found = [shutil.which(n) for n in names if n and shutil.which(n)]
+    """(clang++ path, whether it has a native _Float16 on this host). STRATA_MSL_CXX forces a
+    compiler; otherwise the newest clang++ with _Float16, else any clang++."""
+    forced = os.environ.get("STRATA_MSL_CXX")
+    names = [forced] if forced else [f"clang++-{v}" for v in range(20, 13, -1)] + ["clang++"]
+    found = [shutil.which(n) for n in names if shutil.which(n)]
     for cxx in found:
         r = subprocess.run(
             [cxx, "-x", "c++", "-fsyntax-only", "-"],
