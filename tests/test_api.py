@@ -217,3 +217,8 @@ def test_profile_reports_every_op(smollm2):
     smollm2.set_profiling(False)
     assert rows["matmul"][0] == 30 * 7 + 1 and rows["matmul"][1] > 0
     assert {"attention", "rms_norm", "rope", "glu", "embedding"} <= set(rows)
+
+
+def test_info_lists_supported_architectures():
+    archs = strata.info()["architectures"]
+    assert {"llama", "gemma3", "qwen2", "qwen3", "phi3", "gpt2"} <= set(archs)

@@ -37,10 +37,12 @@ def info() -> dict[str, object]:
     """The native build: CPU kernel sets this machine can run (best first), default
     threads, and the backends that can run here (best first)."""
     from .model import available_backends
+    from .models import supported_architectures
     return {
         "cpu_kernels": list(_core.cpu_isas()),
         "cpu_kernel_selected": os.environ.get("STRATA_CPU_ISA") or _core.cpu_isas()[0],
         "default_threads": _core.default_threads(),
         "backends": available_backends(),
+        "architectures": supported_architectures(),
         "cuda_built": hasattr(_core, "cuda_available"),
     }
