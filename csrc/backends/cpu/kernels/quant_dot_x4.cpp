@@ -2,9 +2,10 @@
 //
 // In prefill the same weight block meets every token; unpacking its nibbles once and
 // multiplying it with four tokens' int8 blocks quarters the unpack work and the weight
-// loads per product. Only for the 32-element block formats, and only where the ISA has
-// 8-bit integer dot products (AVX2 and up, NEON); dot_rows_x4 returns false otherwise and the caller falls back
-// to one token at a time.
+// loads per product. For the 32-element block formats where the ISA has 8-bit integer dot
+// products (AVX2 and up, NEON), and for F32/F16/BF16 weights on AVX2 (each weight vector
+// widened once for four tokens); dot_rows_x4 returns false otherwise and the caller falls
+// back to one token at a time.
 #include "quant_simd.h"
 
 namespace strata::cpu::STRATA_ISA {
@@ -52,6 +53,40 @@ void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb
         }
     }
     for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]);
+}
+
+// Float weights (f32, f16, bf16): each 8-wide weight vector is loaded and widened once and
+// multiplied with the four activation rows.
+static inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
+static inline __m256 load8(const uint16_t* w, bool bf16) {
+    const __m128i h = _mm_loadu_si128((const __m128i*)w);
+    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+static inline float scalar_weight(const float* w, int64_t i) { return w[i]; }
+static inline float scalar_weight(const uint16_t* w, int64_t i, bool bf16) {
+    return bf16 ? bf16_to_fp32(w[i]) : fp16_to_f32(w[i]);
+}
+
+template <typename W, bool BF16>
+void row_x4_float(const W* w, const uint8_t* xq, int64_t xrb, int64_t n, float* out, int64_t ldo) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const float* x[4];
+    for (int j = 0; j < 4; ++j) x[j] = (const float*)(xq + j * xrb);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 wv;
+        if constexpr (sizeof(W) == 4) wv = load8((const float*)w + i);
+        else wv = load8((const uint16_t*)w + i, BF16);
+        for (int j = 0; j < 4; ++j) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[j] + i), acc[j]);
+    }
+    for (int j = 0; j < 4; ++j) {
+        float s = hsum_ps256(acc[j]);
+        for (int64_t k = i; k < n; ++k) {
+            if constexpr (sizeof(W) == 4) s += scalar_weight((const float*)w, k) * x[j][k];
+            else s += scalar_weight((const uint16_t*)w, k, BF16) * x[j][k];
+        }
+        out[j * ldo] = s;
+    }
 }
 
 }  // namespace
@@ -118,6 +153,17 @@ bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r
         case DType::Q5_0: STRATA_X4(block_q5_0, (row_x4_nibbles<block_q5_0, 16, false, true>))
         case DType::Q5_1: STRATA_X4(block_q5_1, (row_x4_nibbles<block_q5_1, 0, true, true>))
         case DType::Q8_0: STRATA_X4(block_q8_0, row_x4_q8_0)
+#if defined(__AVX2__)
+        case DType::F32:
+            for (int64_t r = r0; r < r1; ++r) row_x4_float<float, false>((const float*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
+            return true;
+        case DType::F16:
+            for (int64_t r = r0; r < r1; ++r) row_x4_float<uint16_t, false>((const uint16_t*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
+            return true;
+        case DType::BF16:
+            for (int64_t r = r0; r < r1; ++r) row_x4_float<uint16_t, true>((const uint16_t*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
+            return true;
+#endif
 #undef STRATA_X4
         default: return false;
     }
