@@ -221,6 +221,40 @@ def test_eight_concurrent_streaming_clients_get_the_single_client_answers(server
     assert all(text and finish in ("stop", "length") for text, finish in single)
 
 
+def test_thirty_two_concurrent_requests_in_a_bounded_loop(server, smollm2):
+    """Issue 8: 32 clients at once, a mix of streaming and plain, chat and completion,
+    each checked against the Python API's greedy answer; no crash, no deadlock (every
+    thread joins within its bound) and the server still answers afterwards."""
+    prompts = [f"Question {i}: name something {c}." for i, c in
+               enumerate(["red", "blue", "small", "large", "old", "new", "fast", "slow"] * 4)]
+    expected = [smollm2.generate(p, max_tokens=6, temperature=0) for p in prompts]
+    results: list = [None] * len(prompts)
+    barrier = threading.Barrier(len(prompts))
+
+    def client(i: int) -> None:
+        barrier.wait(timeout=60)
+        try:
+            if i % 2:
+                chunks = server.client.completions.create(
+                    model=MODEL_ID, prompt=prompts[i], max_tokens=6, stream=True, **GREEDY)
+                results[i] = "".join(c.choices[0].text for c in chunks if c.choices)
+            else:
+                r = server.client.completions.create(model=MODEL_ID, prompt=prompts[i],
+                                                     max_tokens=6, **GREEDY)
+                results[i] = r.choices[0].text
+        except Exception as e:  # noqa: BLE001 -- reported by the assertion below
+            results[i] = e
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    assert not any(t.is_alive() for t in threads), "a request never finished"
+    assert results == expected
+    assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+
+
 def test_client_disconnecting_mid_stream_frees_the_model(server):
     max_tokens = 1500  # greedy counting goes on far longer than the test waits
     cancelled_before = server.scheduler.counts["cancelled"]
