@@ -222,3 +222,19 @@ def test_profile_reports_every_op(smollm2):
 def test_info_lists_supported_architectures():
     archs = strata.info()["architectures"]
     assert {"llama", "gemma3", "qwen2", "qwen3", "phi3", "gpt2"} <= set(archs)
+
+
+def test_logprobs_of_chosen_tokens(smollm2):
+    """logprobs=True gives log softmax of the raw logits at each chosen token: the greedy
+    tokens' logprobs equal those computed from Model.logits over prompt + generation."""
+    done = strata.Completion()
+    smollm2.generate("The capital of France is", max_tokens=5, temperature=0, logprobs=True,
+                     completion=done)
+    assert len(done.logprobs) == len(done.token_ids) == 5
+    assert all(lp <= 0 for lp in done.logprobs)
+    ids = smollm2.tokenize("The capital of France is")
+    full = smollm2.logits(ids + done.token_ids[:-1]).astype(np.float64)
+    rows = full[len(ids) - 1:]
+    rows = rows - rows.max(axis=1, keepdims=True)
+    ref = rows[np.arange(5), done.token_ids] - np.log(np.exp(rows).sum(axis=1))
+    np.testing.assert_allclose(done.logprobs, ref, atol=2e-3)

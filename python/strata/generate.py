@@ -24,6 +24,16 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     prompt_tokens: int = 0
     finish_reason: str | None = None  # "stop" (EOG token or stop string) or "length"
+    # With logprobs=True: the natural-log probability of each chosen token under the model
+    # (raw logits, before temperature and penalties), one per entry of token_ids.
+    logprobs: list[float] | None = None
+
+
+def token_logprob(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], computed stably in float64."""
+    x = logits.astype(np.float64)
+    m = x.max()
+    return float(x[token] - m - np.log(np.exp(x - m).sum()))
 
 
 def check_stop(stop: str | Sequence[str] | None) -> list[str]:
@@ -80,6 +90,7 @@ def run_generation(
     penalty_window: int,
     stops: list[str],
     result: Completion,
+    logprobs: bool = False,
 ) -> Iterator[str]:
     """Evaluates the prompt (reusing the first ``n_cached`` tokens already in the KV cache)
     and yields text pieces until EOG, a stop string, max_tokens or a full context."""
@@ -96,6 +107,8 @@ def run_generation(
     decoder = StreamDecoder(tokenizer, skip_special=True)
     matcher = StopMatcher(stops)
     result.prompt_tokens = len(prompt_ids)
+    if logprobs:
+        result.logprobs = []
 
     def recent() -> np.ndarray:
         if not use_penalty:
@@ -109,6 +122,8 @@ def run_generation(
             result.finish_reason = "stop"
             break
         result.token_ids.append(token)
+        if logprobs:
+            result.logprobs.append(token_logprob(engine.last_logits(), token))
         history.append(token)
         text, hit = matcher.feed(decoder.push(token))
         if text:

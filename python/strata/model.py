@@ -226,6 +226,7 @@ class Model:
         stop: str | Sequence[str] | None = None,
         on_token: Callable[[str], None] | None = None,
         completion: Completion | None = None,
+        logprobs: bool = False,
     ) -> Iterator[str]:
         """Generate text, yielding pieces as they are decoded (never half a character).
 
@@ -233,7 +234,8 @@ class Model:
         text) or a list of token ids. temperature 0 is greedy; the same seed gives the same
         text. Generation stops at an end-of-generation token, a ``stop`` string (not
         included in the output), ``max_tokens`` new tokens, or a full context.
-        Pass a :class:`~strata.generate.Completion` to receive ids and finish_reason.
+        Pass a :class:`~strata.generate.Completion` to receive ids and finish_reason, and
+        with ``logprobs=True`` the log-probability of each chosen token (its ``logprobs``).
 
         Raises:
             StrataValueError: a bad argument (the message names it).
@@ -252,9 +254,9 @@ class Model:
                 f"prompt of {len(ids)} tokens leaves no room to generate within n_ctx = {self.n_ctx}"
             )
         result = completion if completion is not None else Completion()
-        return self._stream(ids, max_tokens, settings, stops, on_token, result)
+        return self._stream(ids, max_tokens, settings, stops, on_token, result, bool(logprobs))
 
-    def _stream(self, ids, max_tokens, settings, stops, on_token, result) -> Iterator[str]:
+    def _stream(self, ids, max_tokens, settings, stops, on_token, result, logprobs) -> Iterator[str]:
         with self._lock:
             if max_tokens == 0:
                 result.prompt_tokens = len(ids)
@@ -270,7 +272,7 @@ class Model:
             try:
                 for piece in run_generation(
                     self._engine, self.tokenizer, ids, n_cached, max_tokens, settings.native(),
-                    settings.resolved_seed(), settings.penalty_last_n, stops, result,
+                    settings.resolved_seed(), settings.penalty_last_n, stops, result, logprobs,
                 ):
                     self._check_file()
                     if on_token is not None:
