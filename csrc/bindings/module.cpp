@@ -177,6 +177,11 @@ NB_MODULE(_core, m) {
         for (const auto* t : cpu::available_kernel_tables()) names.push_back(t->isa);
         return names;
     }, "Kernel builds this CPU can run, best first.");
+#if defined(STRATA_HAVE_CUDA)
+    m.attr("cuda_built") = true;
+#else
+    m.attr("cuda_built") = false;
+#endif
     m.def("cuda_available", [] {
 #if defined(STRATA_HAVE_CUDA)
         return cuda::cuda_available();

@@ -56,7 +56,7 @@ class Model:
         if backend == "auto":
             backend = available_backends()[0]
         if backend not in available_backends():
-            why = ("no CUDA device was found" if backend == "cuda" and hasattr(_core, "cuda_available")
+            why = ("no CUDA device was found" if backend == "cuda" and getattr(_core, "cuda_built", False)
                    else "this build does not include it")
             raise UnsupportedModelError(f"backend {backend!r} is not available here: {why}")
         if n_ctx is not None and (not isinstance(n_ctx, int) or not 0 < n_ctx < 2**63):

@@ -44,5 +44,5 @@ def info() -> dict[str, object]:
         "default_threads": _core.default_threads(),
         "backends": available_backends(),
         "architectures": supported_architectures(),
-        "cuda_built": hasattr(_core, "cuda_available"),
+        "cuda_built": bool(getattr(_core, "cuda_built", False)),
     }
