@@ -26,6 +26,8 @@ from strata.chat import ChatTemplateError
 
 FUZZ_DIR = Path(__file__).resolve().parent / "fuzz"
 FUZZ_SECONDS = float(os.environ.get("STRATA_FUZZ_SECONDS", "60"))
+# auto (atheris when installed), atheris, or random (the built-in structure-aware engine).
+FUZZ_ENGINE = os.environ.get("STRATA_FUZZ_ENGINE", "auto")
 
 
 def _load_module(name: str, path: Path) -> ModuleType:
@@ -88,7 +90,8 @@ def test_fuzz_gguf_loader(tmp_path: Path) -> None:
     crash, no hang, no allocation beyond what the file justifies (see fuzz_gguf.py)."""
     artifacts = tmp_path / "artifacts"
     proc = _run_fuzzer(
-        [f"--seconds={FUZZ_SECONDS}", f"--artifacts={artifacts}"], timeout=FUZZ_SECONDS + 600
+        [f"--seconds={FUZZ_SECONDS}", f"--artifacts={artifacts}", f"--engine={FUZZ_ENGINE}"],
+        timeout=FUZZ_SECONDS + 600,
     )
     assert proc.returncode == 0, _explain(proc, artifacts)
     assert not list(artifacts.glob("crash-*")), _explain(proc, artifacts)
