@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import pytest
+from reference.numpy_ops import log_softmax
 import strata
 from gguf import GGMLQuantizationType
 from gguf import quants as gguf_quants
@@ -465,11 +466,6 @@ def smollm2_cuda(smollm2_file):
 @pytest.fixture(scope="module")
 def ref():
     return np.load(os.path.join(FIXTURES, "smollm2_q4_1_logits.npz"))
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
 def test_smollm2_logits_against_llama_cpp_and_cpu(smollm2_file, smollm2_cuda, ref):

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from reference.numpy_ops import log_softmax
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -29,11 +30,6 @@ def ref():
 @pytest.fixture(scope="module")
 def logits(gemma3, ref):
     return gemma3.logits(ref["tokens"].tolist()).astype(np.float64)
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
 def test_perplexity_within_1_percent(logits, ref):

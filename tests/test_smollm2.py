@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+from reference.numpy_ops import log_softmax
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -23,11 +24,6 @@ def ref():
 @pytest.fixture(scope="module")
 def logits(smollm2, ref):
     return smollm2.logits(ref["tokens"].tolist()).astype(np.float64)
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
 def test_perplexity_within_1_percent_of_llama_cpp(logits, ref):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -11,29 +10,11 @@ from hypothesis import strategies as st
 
 from strata import _core
 
+from reference.numpy_ops import ref_act, ref_layer_norm, ref_rms_norm
+
 from .harness import OpHarness, isas
 
 RTOL = 1e-5  # f32 kernels vs float64 NumPy: a few ulps per element
-
-
-def ref_rms_norm(x, w, eps):
-    x = x.astype(np.float64)
-    return x / np.sqrt((x * x).mean(axis=1, keepdims=True) + eps) * w
-
-
-def ref_layer_norm(x, w, b, eps):
-    x = x.astype(np.float64)
-    mu = x.mean(axis=1, keepdims=True)
-    return (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=1, keepdims=True) + eps) * w + b
-
-
-def ref_act(name, x):
-    x = x.astype(np.float64)
-    if name == "silu":
-        return x / (1 + np.exp(-x))
-    if name == "gelu":
-        return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
 @pytest.mark.parametrize("isa", isas())

@@ -8,44 +8,9 @@ import pytest
 
 from strata import _core
 
+from reference.numpy_ops import ref_attention, ref_rope
+
 from .harness import OpHarness, isas
-
-
-def ref_rope(x, n_head, hd, base, neox, n_rot, pos0=0, freq_scale=1.0, factors=None):
-    T = x.shape[0]
-    y = x.astype(np.float64).reshape(T, n_head, hd).copy()
-    half = n_rot // 2
-    inv = base ** (-2.0 * np.arange(half) / n_rot)
-    if factors is not None:
-        inv = inv / factors
-    theta = (np.arange(T)[:, None] + pos0) * freq_scale * inv[None, :]
-    c, s = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
-    if neox:
-        a, b = y[..., :half].copy(), y[..., half:n_rot].copy()
-        y[..., :half], y[..., half:n_rot] = a * c - b * s, a * s + b * c
-    else:
-        a, b = y[..., 0:n_rot:2].copy(), y[..., 1:n_rot:2].copy()
-        y[..., 0:n_rot:2], y[..., 1:n_rot:2] = a * c - b * s, a * s + b * c
-    return y.reshape(T, n_head * hd)
-
-
-def ref_attention(q, k, v, n_head, n_kv, hd, window=0, softcap=0.0):
-    T = q.shape[0]
-    k = k.astype(np.float16).astype(np.float64)  # the cache holds fp16
-    v = v.astype(np.float16).astype(np.float64)
-    out = np.zeros((T, n_head * hd))
-    for t in range(T):
-        lo = max(0, t - window + 1) if window else 0
-        for h in range(n_head):
-            g = h // (n_head // n_kv)
-            qh = q[t, h * hd : (h + 1) * hd].astype(np.float64)
-            s = k[lo : t + 1, g * hd : (g + 1) * hd] @ qh / np.sqrt(hd)
-            if softcap:
-                s = softcap * np.tanh(s / softcap)
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            out[t, h * hd : (h + 1) * hd] = p @ v[lo : t + 1, g * hd : (g + 1) * hd]
-    return out
 
 
 @pytest.mark.parametrize("isa", isas())
