@@ -97,6 +97,27 @@ def test_fuzz_gguf_loader(tmp_path: Path) -> None:
     assert not list(artifacts.glob("crash-*")), _explain(proc, artifacts)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_fuzzer_measures_its_own_peak_rss_not_its_parents() -> None:
+    """A parent that peaked at 600 MB starts the harness: getrusage reports the parent's peak
+    in the child (Linux carries it over fork + exec), the harness's own measure must not. This
+    inheritance once stopped atheris at its RSS limit inside pytest."""
+    probe = (
+        f"import runpy; g = runpy.run_path({str(FUZZ_DIR / 'fuzz_gguf.py')!r}); "
+        "print(g['_rusage_peak_rss']() >> 20, g['_peak_rss']() >> 20)"
+    )
+    parent = (
+        "import subprocess, sys, numpy as np\n"
+        "a = np.ones(600 << 17); del a\n"  # 600 MB touched, then freed
+        "print(subprocess.run([sys.executable, '-c', sys.argv[1]], capture_output=True,"
+        " text=True, check=True).stdout)"
+    )
+    out = subprocess.run([sys.executable, "-c", parent, probe], capture_output=True, text=True, check=True)
+    inherited_mb, own_mb = map(int, out.stdout.split())
+    assert inherited_mb >= 600, out.stdout
+    assert own_mb < 300, out.stdout
+
+
 def _kv(key: str, vtype: int, value: object) -> bytes:
     return mc.mb.kv(key, vtype, value)
 
