@@ -1,11 +1,12 @@
 """strata on one GPU: pp512 and tg128 per model file, llama-bench style, as JSON lines.
 
-    python benchmarks/cuda_bench.py MODEL.gguf [...] [--backend cuda] [--repeats 3]
+    python benchmarks/cuda_bench.py MODEL.gguf [...] [--backend cuda] [--repeats 3] [--profile]
 
 pp512: 512 prompt tokens evaluated from an empty cache in one call (n_batch 512).
 tg128: 128 tokens generated one at a time (greedy; graph step + sampling per call) from an
 empty cache, as llama-bench's tg128 does. Median of the repeats, tokens/s; weight bytes per
 generated token (the file's tensors minus the token-embedding table) for bandwidth.
+--profile adds the device time per op of one pp512 step and of one decode step (ms).
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ def weight_bytes_per_token(path: str) -> int:
         return total
 
 
-def bench(path: str, backend: str, repeats: int) -> dict:
+def op_profile(m, run) -> dict:
+    m.set_profiling(True)
+    run()
+    rows = m.profile()
+    m.set_profiling(False)
+    return {op: round(sec * 1e3, 3) for op, _, sec in rows}
+
+
+def bench(path: str, backend: str, repeats: int, profile: bool = False) -> dict:
     m = strata.load(path, n_ctx=1024, backend=backend)
     e = m._engine
     rng = np.random.default_rng(0)
@@ -55,9 +64,14 @@ def bench(path: str, backend: str, repeats: int) -> dict:
         tg.append(128 / (time.perf_counter() - t0))
     wb = weight_bytes_per_token(path)
     tgm = statistics.median(tg)
-    return {"model": path, "backend": m.description, "pp512": statistics.median(pp),
-            "pp512_all": pp, "tg128": tgm, "tg128_all": tg, "weight_bytes_per_token": wb,
-            "tg_bandwidth_gb_s": wb * tgm / 1e9}
+    r = {"model": path, "backend": m.description, "pp512": statistics.median(pp),
+         "pp512_all": pp, "tg128": tgm, "tg128_all": tg, "weight_bytes_per_token": wb,
+         "tg_bandwidth_gb_s": wb * tgm / 1e9}
+    if profile:
+        e.truncate(0)
+        r["pp512_ms_per_op"] = op_profile(m, lambda: e.eval(prompt))
+        r["decode_ms_per_op"] = op_profile(m, lambda: e.step_sample(1, greedy, none))
+    return r
 
 
 def main() -> None:
@@ -65,10 +79,11 @@ def main() -> None:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--backend", default="cuda")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="device time per op of one step")
     a = ap.parse_args()
     for path in a.models:
         try:
-            r = bench(path, a.backend, a.repeats)
+            r = bench(path, a.backend, a.repeats, a.profile)
         except strata.StrataError as err:
             r = {"model": path, "error": str(err)}
         print(json.dumps(r), flush=True)

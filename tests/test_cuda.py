@@ -292,6 +292,23 @@ def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("hd,window,softcap", [(64, 0, 0.0), (64, 40, 0.0), (128, 0, 30.0), (128, 45, 0.0)])
+@pytest.mark.parametrize("chunks", [[70], [33, 37], [3, 64, 3]])
+def test_prefill_attention_over_several_query_and_key_tiles(hd, window, softcap, chunks):
+    """70 rows: three 32-row query tiles of the tiled prefill kernel, windows that end inside
+    a key tile, and steps that start mid-tile."""
+    rng = np.random.default_rng(7)
+    T, n_head, n_kv = 70, 4, 2
+    q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
+    k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
+    v = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
+    h = OpHarness()
+    out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
+               n_head_kv=n_kv, head_dim=hd, window=window, softcap=softcap)
+    cpu, gpu = both(h, out, T, chunks=chunks, n_ctx=256)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=2e-5)
+
+
 def test_sliding_window_ring_buffer_wraps_against_cpu():
     rng = np.random.default_rng(6)
     T, hd = 20, 16

@@ -12,6 +12,9 @@
 // Decode (one row) splits the keys over n_split warps (flash-decoding) and a second kernel
 // merges the partial results; prefill runs one split and writes the output directly.
 // n_past is read from device memory (StepParams), so a captured decode graph stays valid.
+#include <cstdlib>
+#include <string>
+
 #include "common.cuh"
 
 namespace strata::cuda {
@@ -197,6 +200,172 @@ __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __r
     }
 }
 
+// ---- prefill: tiles of 32 query rows x 32 keys ------------------------------------------
+// One block per (32 query rows, head), 128 threads. Thread (g = tid / 8, c = tid % 8) owns
+// query rows 2g, 2g + 1: the scores of keys 4c .. 4c + 3 of each key tile, and output
+// dimensions 4c + 32 i .. + 3. Q (f32) and each K tile (fp16 -> f32) are stored transposed
+// ([dim][row]) so a thread reads its two rows or four keys per dimension with one load; V
+// tiles are row-major. Softmax is online per row, reduced over the row's 8 threads, and p is
+// passed to them by shuffles. The arithmetic is f32 as in the per-row kernel above and the
+// CPU backend; what changes is that each K/V element is read once per 32 query rows.
+constexpr int kTileQ = 32, kTileK = 32;
+
+// Eight fp16 values from the cache at element offset `off` (16-byte aligned) as f32; zeros
+// for off < 0 (a key past the block's last position).
+__device__ __forceinline__ void load_f16x8(const __half* __restrict__ cache, int64_t off, float* y) {
+    if (off < 0) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) y[e] = 0.0f;
+        return;
+    }
+    const uint4 raw = *reinterpret_cast<const uint4*>(cache + off);
+    const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        const float2 f = __half22float2(h[e]);
+        y[2 * e] = f.x;
+        y[2 * e + 1] = f.y;
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(128)
+    attention_prefill_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
+                             const __half* __restrict__ vc, float* __restrict__ out, int rows,
+                             const StepParams* __restrict__ sp) {
+    constexpr int ND = HD / 32;  // float4 chunks of output per thread and row
+    __shared__ __align__(16) float Qs[HD][kTileQ];
+    __shared__ __align__(16) float Ks[HD][kTileK];
+    __shared__ __align__(16) float Vs[kTileK][HD];
+    const int tid = threadIdx.x, g = tid >> 3, c = tid & 7;
+    const int t0 = blockIdx.x * kTileQ, h = blockIdx.y;
+    const int64_t qw = (int64_t)a.n_head * HD, kvw = (int64_t)a.n_head_kv * HD;
+    const int64_t koff = (int64_t)(h / (a.n_head / a.n_head_kv)) * HD;
+    const int cap = (int)a.capacity, n_past = sp->n_past;
+
+    for (int i = tid; i < kTileQ * HD; i += 128) {  // consecutive threads: consecutive rows
+        const int r = i % kTileQ, d = i / kTileQ;
+        Qs[d][r] = t0 + r < rows ? q[(int64_t)(t0 + r) * qw + (int64_t)h * HD + d] : 0.0f;
+    }
+
+    int pos[2];
+    float m[2], l[2];
+    float4 acc[2][ND];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        pos[i] = n_past + t0 + 2 * g + i;
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < ND; ++e) acc[i][e] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    const int last = n_past + min(t0 + kTileQ, rows) - 1;  // the block's last position
+    const int first = a.window > 0 ? max(0, n_past + t0 - a.window + 1) : 0;
+
+    for (int j0 = first; j0 <= last; j0 += kTileK) {
+        __syncthreads();  // the previous tile's K and V are no longer read
+        // K: consecutive threads take consecutive keys, so the transposed stores hit
+        // consecutive banks; V: consecutive threads take consecutive 8-half pieces of a row.
+        for (int i = tid; i < kTileK * (HD / 8); i += 128) {
+            const int jj = i % kTileK, d8 = (i / kTileK) * 8, j = j0 + jj;
+            float kf[8];
+            load_f16x8(kc, j <= last ? (int64_t)(j % cap) * kvw + koff + d8 : -1, kf);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) Ks[d8 + e][jj] = kf[e];
+        }
+        for (int i = tid; i < kTileK * (HD / 8); i += 128) {
+            const int jj = i / (HD / 8), d8 = (i % (HD / 8)) * 8, j = j0 + jj;
+            float vf[8];
+            load_f16x8(vc, j <= last ? (int64_t)(j % cap) * kvw + koff + d8 : -1, vf);
+            *reinterpret_cast<float4*>(&Vs[jj][d8]) = make_float4(vf[0], vf[1], vf[2], vf[3]);
+            *reinterpret_cast<float4*>(&Vs[jj][d8 + 4]) = make_float4(vf[4], vf[5], vf[6], vf[7]);
+        }
+        __syncthreads();
+
+        float s[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int u = 0; u < 4; ++u) s[i][u] = 0.0f;
+#pragma unroll 8
+        for (int d = 0; d < HD; ++d) {
+            const float2 qv = *reinterpret_cast<const float2*>(&Qs[d][2 * g]);
+            const float4 kv = *reinterpret_cast<const float4*>(&Ks[d][4 * c]);
+            s[0][0] = fmaf(qv.x, kv.x, s[0][0]); s[0][1] = fmaf(qv.x, kv.y, s[0][1]);
+            s[0][2] = fmaf(qv.x, kv.z, s[0][2]); s[0][3] = fmaf(qv.x, kv.w, s[0][3]);
+            s[1][0] = fmaf(qv.y, kv.x, s[1][0]); s[1][1] = fmaf(qv.y, kv.y, s[1][1]);
+            s[1][2] = fmaf(qv.y, kv.z, s[1][2]); s[1][3] = fmaf(qv.y, kv.w, s[1][3]);
+        }
+        float p[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const int j = j0 + 4 * c + u;
+                float v = a.scale * s[i][u];
+                if (a.softcap > 0.0f) v = a.softcap * tanhf(v / a.softcap);
+                const bool visible = j <= pos[i] && (a.window <= 0 || j > pos[i] - a.window);
+                s[i][u] = visible ? v : -INFINITY;
+                mx = fmaxf(mx, s[i][u]);
+            }
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            const float mn = fmaxf(m[i], mx);
+            // A row that has seen no visible key yet keeps m = -inf and adds nothing.
+            const float corr = mn == -INFINITY ? 1.0f : expf(m[i] - mn);
+            float sum = 0.0f;
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                p[i][u] = mn == -INFINITY ? 0.0f : expf(s[i][u] - mn);
+                sum += p[i][u];
+            }
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            l[i] = l[i] * corr + sum;
+            m[i] = mn;
+#pragma unroll
+            for (int e = 0; e < ND; ++e) {
+                acc[i][e].x *= corr; acc[i][e].y *= corr; acc[i][e].z *= corr; acc[i][e].w *= corr;
+            }
+        }
+        const int base = (tid & 31) & ~7;  // lane of this row group's c = 0
+#pragma unroll 4
+        for (int jj = 0; jj < kTileK; ++jj) {
+            const int src = base + (jj >> 2);
+            float pj[2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const float mine = (jj & 3) == 0 ? p[i][0] : (jj & 3) == 1 ? p[i][1] : (jj & 3) == 2 ? p[i][2] : p[i][3];
+                pj[i] = __shfl_sync(0xffffffffu, mine, src);
+            }
+#pragma unroll
+            for (int e = 0; e < ND; ++e) {
+                const float4 v = *reinterpret_cast<const float4*>(&Vs[jj][4 * c + 32 * e]);
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                    acc[i][e].x = fmaf(pj[i], v.x, acc[i][e].x);
+                    acc[i][e].y = fmaf(pj[i], v.y, acc[i][e].y);
+                    acc[i][e].z = fmaf(pj[i], v.z, acc[i][e].z);
+                    acc[i][e].w = fmaf(pj[i], v.w, acc[i][e].w);
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+        const int t = t0 + 2 * g + i;
+        if (t >= rows) continue;
+        const float inv = 1.0f / l[i];  // l >= 1: every row sees its own position
+        float* op = out + (int64_t)t * qw + (int64_t)h * HD;
+#pragma unroll
+        for (int e = 0; e < ND; ++e)
+            *reinterpret_cast<float4*>(op + 4 * c + 32 * e) =
+                make_float4(acc[i][e].x * inv, acc[i][e].y * inv, acc[i][e].z * inv, acc[i][e].w * inv);
+    }
+}
+
 }  // namespace
 
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc, int64_t rows,
@@ -206,10 +375,27 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
     kv_append_kernel<<<blocks, 256, 0, s>>>(k, v, kc, vc, n, kvw, a.capacity, sp);
 }
 
+// STRATA_CUDA_ATTN=rows keeps prefill on the per-row kernel (for comparisons).
+static bool tiled_prefill() {
+    static const bool on = [] {
+        const char* v = std::getenv("STRATA_CUDA_ATTN");
+        return !(v && std::string(v) == "rows");
+    }();
+    return on;
+}
+
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
                       int n_split, float* partial, const StepParams* sp, cudaStream_t s) {
+    if (n_split == 1 && rows > 1 && (a.head_dim == 64 || a.head_dim == 128) && tiled_prefill()) {
+        const dim3 tiles((unsigned)ceil_div(rows, kTileQ), (unsigned)a.n_head);
+        if (a.head_dim == 64)
+            attention_prefill_kernel<64><<<tiles, 128, 0, s>>>(a, q, kc, vc, out, (int)rows, sp);
+        else
+            attention_prefill_kernel<128><<<tiles, 128, 0, s>>>(a, q, kc, vc, out, (int)rows, sp);
+        return;
+    }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
     if (a.head_dim <= 64)

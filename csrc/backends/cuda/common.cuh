@@ -117,4 +117,13 @@ bool matmul_tc_exact_enough(DType t);
 void launch_matmul(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
                    int64_t rows, float* y, bool tensor_cores, cudaStream_t s);
 
+// gemm_f16.cu (prefill on mma.sync: activations and weights rounded to f16 once per matmul
+// into `scratch`, then a pipelined tensor-core GEMM). For tensor-core types with K % 32 == 0.
+bool gemm_f16_supported(DType t, int64_t K);
+// Weight rows dequantized per chunk, and the scratch (in halves) one matmul needs.
+int64_t gemm_f16_chunk_rows(int64_t K, int64_t R);
+int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows);
+void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
+                     int64_t rows, float* y, __half* scratch, int num_sms, cudaStream_t s);
+
 }  // namespace strata::cuda

@@ -12,6 +12,7 @@
 //   STRATA_CUDA_GRAPH=0       launch decode steps kernel by kernel instead of a CUDA graph
 //   STRATA_CUDA_SYNC=1        synchronise after every node and name the node in any error
 //   STRATA_CUDA_MMA=0         prefill matmuls in f32 FMA instead of f16 tensor cores
+//   STRATA_CUDA_GEMM=wmma     prefill matmuls on the WMMA kernel (matmul.cu), not gemm_f16.cu
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
 #include "cuda_backend.h"
@@ -64,6 +65,7 @@ public:
         sync_debug_ = env("STRATA_CUDA_SYNC") == "1";
         if (sync_debug_) use_graphs_ = false;
         use_tc_ = env("STRATA_CUDA_MMA") != "0";
+        use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
     }
@@ -83,7 +85,7 @@ public:
         std::string s = std::string("cuda (") + props_.name + ", sm_" + std::to_string(props_.major) +
                         std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
                         " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") + ", prefill " +
-                        (use_tc_ ? "f16 tensor cores" : "f32") + ", graphs " + (use_graphs_ ? "on" : "off");
+                        (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off");
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
     }
@@ -110,7 +112,7 @@ public:
             if (!supported_weight_type(w.type))
                 throw UnsupportedError("tensor " + w.name + " has type " + dtype_name(w.type) +
                                        ", which the CUDA backend does not support");
-        int64_t max_q8_k = 0, partial_floats = 0;
+        int64_t max_q8_k = 0, partial_floats = 0, gemm_halves = 0;
         for (const Node& n : nodes_) {
             if (n.op == Op::Attention) {
                 if (!attention_supported(n.p.head_dim))
@@ -121,6 +123,8 @@ public:
             if (n.op == Op::MatMul) {
                 const WeightRef& w = weights[values[n.in[1]].weight];
                 if (matvec_q8_supported(w.type)) max_q8_k = std::max(max_q8_k, w.width);
+                if (plan.max_rows > 1 && use_tc_ && use_gemm_ && gemm_f16_supported(w.type, w.width))
+                    gemm_halves = std::max(gemm_halves, gemm_f16_scratch_halves(w.type, w.width, w.rows, plan.max_rows));
             }
         }
         decode_splits_ = forced_splits_ > 0 ? forced_splits_ : (int)std::clamp<int64_t>(n_ctx / 256, 1, 32);
@@ -158,8 +162,9 @@ public:
             max_q8_k > 0 ? align_up(q8_rows * max_q8_k, 256) + 2 * align_up(q8_rows * max_q8_k / 8, 256) : 0;
         const int64_t partial_bytes = decode_splits_ > 1 ? partial_floats * decode_splits_ * 4 : 0;
         const int64_t arena_bytes = std::max<int64_t>(plan.arena_bytes, 64);
+        const int64_t gemm_bytes = checked_mul(gemm_halves, 2, "prefill scratch");
         int64_t total = 256;
-        for (int64_t part : {weight_bytes, kv_bytes, arena_bytes, q8_bytes, partial_bytes})
+        for (int64_t part : {weight_bytes, kv_bytes, arena_bytes, q8_bytes, partial_bytes, gemm_bytes})
             total = checked_add(total, part, "device memory");
 
         size_t free_b = 0, total_b = 0;
@@ -168,6 +173,7 @@ public:
             throw StrataError("out of GPU memory: the model needs " + std::to_string(total) + " bytes on the device (" +
                               gib(total) + ": weights " + gib(weight_bytes) + ", KV cache " + gib(kv_bytes) +
                               " for n_ctx = " + std::to_string(n_ctx) + ", activations " + gib(arena_bytes) +
+                              ", prefill scratch " + gib(gemm_bytes) +
                               "), and " + props_.name + " has " + std::to_string(free_b) + " bytes free (" +
                               gib((int64_t)free_b) + " of " + gib((int64_t)total_b) + ")");
 
@@ -176,6 +182,7 @@ public:
         arena_.allocate(arena_bytes, "the activations", total);
         q8_.allocate(q8_bytes, "the quantized activations", total);
         partial_.allocate(partial_bytes, "attention partials", total);
+        gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
         kv_bytes_ = kv_bytes;
 
@@ -410,6 +417,9 @@ private:
                         launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), stream_);
                     } else if (T == 1) {
                         launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), stream_);
+                    } else if (gemm_.get() && gemm_f16_supported(t, K)) {
+                        launch_gemm_f16(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
+                                        reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, stream_);
                     } else {
                         launch_matmul(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                       use_tc_ && matmul_tc_exact_enough(t), stream_);
@@ -488,14 +498,14 @@ private:
     cudaDeviceProp props_{};
     cudaStream_t stream_ = nullptr;
     cudaGraphExec_t graph_exec_ = nullptr;
-    bool use_graphs_ = true, sync_debug_ = false, use_tc_ = true, matvec_f32_ = false, profiling_ = false;
+    bool use_graphs_ = true, sync_debug_ = false, use_tc_ = true, use_gemm_ = true, matvec_f32_ = false, profiling_ = false;
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1;
     std::string graph_note_;
 
     std::vector<Node> nodes_;
-    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_;
     PinnedBuffer host_out_, host_tokens_, host_params_;
     ActQ8 q8_act_{};
     std::vector<KvSlot> kv_slots_;
