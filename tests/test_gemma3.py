@@ -51,22 +51,27 @@ def test_greedy_continuations(gemma3):
 
     with open(os.path.join(FIXTURES, "gemma3_270m_greedy.json")) as fh:
         cases = json.load(fh)["cases"]
-    identical, departures = 0, []
+    departures = []
     for case in cases:
         done = strata.Completion()
         gemma3.generate(case["prompt_ids"], max_tokens=32, temperature=0, completion=done)
         ours, theirs = done.token_ids, case["generated_ids"]
         n = min(len(ours), len(theirs))
         if ours[:n] == theirs[:n]:
-            identical += 1
             continue
         at = next(i for i in range(n) if ours[i] != theirs[i])
         departures.append((case["name"], at, case["top2_gaps"][at]))
-    # Gemma's 262k-way logits have many near-ties: 4 of these 8 prompts reach one within 32
-    # tokens where llama.cpp's own top-2 gap is 0.08-0.2 and the two engines' (equally
-    # exact, see tests/reference/gemma3_f64.py) roundings pick different sides. Every
-    # departure must be at such a near-tie.
-    assert identical >= 4, departures
+    # Gemma's 262k-way logits have many near-ties, and an ulp of difference anywhere flips
+    # some 8-bit activation rounding downstream; the flips cascade to ~0.15-0.2 logits rms
+    # within a few tokens. llama.cpp itself, fed these prompts one token at a time (its
+    # decode kernels instead of its batch ones), departs from its own batch continuations on
+    # 4 of the 8, each at a near-tie (`token_by_token_ids`, make_gemma3_fixtures.py). So the
+    # bar: strata departs on no more prompts than llama.cpp does from itself, every
+    # departure at a near-tie. (Matching llama.cpp's rounding rules - fp16 activation
+    # scales, an fp16 GELU table, fp16 Q and P in attention - made the first logits
+    # bit-identical but did not lower the count: the rest are summation orders.)
+    self_departing = sum(c["token_by_token_ids"] != c["generated_ids"] for c in cases)
+    assert len(departures) <= self_departing, (departures, self_departing)
     for name, at, gap in departures:
         assert gap < 0.5, (name, at, gap)
 
