@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 
 import numpy as np
 import pytest
@@ -104,3 +106,29 @@ def test_shape_errors_are_strata_errors():
         h.op(_core.Op.rms_norm, [x, h.weight("n", np.zeros(5, np.float32))])
     with pytest.raises(strata.StrataError, match="head"):
         h.op(_core.Op.rope, [x], n_head=3, head_dim=4)
+
+
+@pytest.mark.parametrize("isa", isas())
+def test_activations_over_the_whole_f32_range(isa):
+    """silu is libm's x / (1 + expf(-x)) bit for bit on every ISA (model outputs must not
+    depend on it); gelu_tanh, on its own exp, is within an ulp of exact; both saturate where
+    the exponential overflows or underflows instead of producing NaN."""
+    rng = np.random.default_rng(5)
+    mag = np.exp(rng.uniform(-20, 6, 1021)) * rng.choice([-1, 1], 1021)
+    edges = [0.0, 80.0, 88.7, 88.8, 89.0, 104.0, 110.0, 1e4, 1e20, 3e38]
+    x = np.concatenate([mag, edges, [-e for e in edges]]).astype(np.float32).reshape(1, -1)
+    h = OpHarness()
+    out = h.op(_core.Op.activation, [h.rows(x)], act=_core.Activation.silu)
+    libm_expf = ctypes.CDLL(ctypes.util.find_library("m")).expf
+    libm_expf.argtypes, libm_expf.restype = [ctypes.c_float], ctypes.c_float
+    e = np.array([libm_expf(v) for v in -x.ravel()], np.float32).reshape(x.shape)
+    np.testing.assert_array_equal(h.run(out, 1, isa=isa), x / (np.float32(1) + e))
+    h = OpHarness()
+    out = h.op(_core.Op.activation, [h.rows(x)], act=_core.Activation.gelu_tanh)
+    got = h.run(out, 1, isa=isa)
+    assert np.isfinite(got).all()
+    # x sigmoid(2u), the same function as ref_act's without its cancellation in 1 + tanh
+    xd = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        exact = xd / (1 + np.exp(-2 * np.sqrt(2 / np.pi) * (xd + 0.044715 * xd**3)))
+    np.testing.assert_allclose(got, exact, rtol=2e-7, atol=1e-45)

@@ -1,8 +1,35 @@
 // rms_norm and layer_norm over each row, with optional per-channel weight (and bias).
 // Sums are taken in double: the rows are short and this keeps the norm exact to f32.
-#include "kernel_common.h"
+#include "vec_math.h"
 
 namespace strata::cpu::STRATA_ISA {
+
+// sum over i of (x[i] - c)^2 in double (c = 0 for rms_norm): two accumulators of double
+// lanes, since one chain of dependent adds would bound the loop by add latency.
+static double sum_sq_dev(const float* x, int64_t n, double c) {
+    vdouble s0 = {}, s1 = {};
+    int64_t i = 0;
+    for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+        const vdouble d0 = vwiden(vload(x + i)) - c, d1 = vwiden(vload(x + i + kLanes)) - c;
+        s0 += d0 * d0;
+        s1 += d1 * d1;
+    }
+    for (; i < n; i += kLanes) {
+        const int64_t m = min_i64(kLanes, n - i);
+        vdouble d = vwiden(vload_part(x + i, m)) - c;
+        for (int64_t l = m; l < kLanes; ++l) d[l] = 0.0;  // the zero padding is not x - c
+        s0 += d * d;
+    }
+    return vhsum(s0 + s1);
+}
+
+static double sum(const float* x, int64_t n) {
+    vdouble s = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes) s += vwiden(vload(x + i));
+    if (i < n) s += vwiden(vload_part(x + i, n - i));
+    return vhsum(s);
+}
 
 void op_rms_norm(Exec& ex, const Node& n, int ith, int nth) {
     // A row of `width` is normalised as width / W independent groups of W (one per head for
@@ -18,11 +45,14 @@ void op_rms_norm(Exec& ex, const Node& n, int ith, int nth) {
     for (int64_t t = t0; t < t1; ++t) {
         const float* x = X + t * W;
         float* y = Y + t * W;
-        double ss = 0.0;
-        for (int64_t i = 0; i < W; ++i) ss += (double)x[i] * x[i];
+        const double ss = sum_sq_dev(x, W, 0.0);
         const float scale = (float)(1.0 / std::sqrt(ss / (double)W + (double)n.p.eps));
-        if (w) for (int64_t i = 0; i < W; ++i) y[i] = x[i] * scale * w[i];
-        else for (int64_t i = 0; i < W; ++i) y[i] = x[i] * scale;
+        int64_t i = 0;
+        for (; i + kLanes <= W; i += kLanes) {
+            const vfloat v = vload(x + i) * scale;
+            vstore(y + i, w ? v * vload(w + i) : v);
+        }
+        for (; i < W; ++i) y[i] = w ? x[i] * scale * w[i] : x[i] * scale;
     }
 }
 
@@ -37,11 +67,8 @@ void op_layer_norm(Exec& ex, const Node& n, int ith, int nth) {
     for (int64_t t = t0; t < t1; ++t) {
         const float* x = X + t * W;
         float* y = Y + t * W;
-        double sum = 0.0;
-        for (int64_t i = 0; i < W; ++i) sum += x[i];
-        const double mean = sum / (double)W;
-        double var = 0.0;
-        for (int64_t i = 0; i < W; ++i) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+        const double mean = sum(x, W) / (double)W;
+        const double var = sum_sq_dev(x, W, mean);
         const float scale = (float)(1.0 / std::sqrt(var / (double)W + (double)n.p.eps));
         for (int64_t i = 0; i < W; ++i) {
             float v = (float)(x[i] - mean) * scale;
