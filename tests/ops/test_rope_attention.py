@@ -101,6 +101,23 @@ def test_attention_prefill_tiles(isa, n_head, n_kv, hd, window, softcap, chunks)
     )
 
 
+@pytest.mark.parametrize("isa", isas())
+def test_attention_result_does_not_depend_on_the_step_split(isa):
+    """Bit-identical rows whether tokens come in one step, one at a time or mixed: a cached
+    prompt must continue exactly as an uncached one."""
+    rng = np.random.default_rng(9)
+    T, n_head, n_kv, hd = 70, 6, 2, 21
+    q, k, v = (rng.normal(size=(T, w * hd)).astype(np.float32) for w in (n_head, n_kv, n_kv))
+    runs = []
+    for chunks in ([70], [1] * 70, [33, 1, 2, 34]):
+        h = OpHarness()
+        out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
+                   n_head_kv=n_kv, head_dim=hd, window=40)
+        runs.append(h.run(out, T, isa=isa, chunks=chunks, n_batch=70))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+
+
 def test_attention_context_overflow_is_reported_before_work():
     import strata
 
