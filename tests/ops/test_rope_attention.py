@@ -68,6 +68,56 @@ def test_attention(isa, n_head, n_kv, window, softcap, chunks):
     )
 
 
+@pytest.mark.parametrize("isa", isas())
+@pytest.mark.parametrize(
+    "n_head,n_kv,hd,window,softcap,chunks",
+    [
+        (10, 2, 20, 0, 0.0, [80]),
+        (6, 3, 40, 37, 0.0, [50, 30]),
+        (30, 1, 9, 0, 0.0, [45, 1, 34]),
+        (4, 1, 24, 20, 2.0, [33, 47]),
+    ],
+)
+def test_attention_prefill_tiles(isa, n_head, n_kv, hd, window, softcap, chunks):
+    """Steps longer than a tile of positions, groups of several blocks, head sizes with tails."""
+    rng = np.random.default_rng(8)
+    T = sum(chunks)
+    q = rng.normal(size=(T, n_head * hd)).astype(np.float32) * 2
+    k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    h = OpHarness()
+    out = h.op(
+        _core.Op.attention,
+        [h.rows(q), h.rows(k), h.rows(v)],
+        n_head=n_head,
+        n_head_kv=n_kv,
+        head_dim=hd,
+        window=window,
+        softcap=softcap,
+    )
+    got = h.run(out, T, isa=isa, chunks=chunks, n_batch=max(chunks))
+    np.testing.assert_allclose(
+        got, ref_attention(q, k, v, n_head, n_kv, hd, window, softcap), rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("isa", isas())
+def test_attention_result_does_not_depend_on_the_step_split(isa):
+    """Bit-identical rows whether tokens come in one step, one at a time or mixed: a cached
+    prompt must continue exactly as an uncached one."""
+    rng = np.random.default_rng(9)
+    T, n_head, n_kv, hd = 70, 6, 2, 21
+    q, k, v = (rng.normal(size=(T, w * hd)).astype(np.float32) for w in (n_head, n_kv, n_kv))
+    runs = []
+    for chunks in ([70], [1] * 70, [33, 1, 2, 34]):
+        h = OpHarness()
+        out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
+                   n_head_kv=n_kv, head_dim=hd, window=40)
+        runs.append(h.run(out, T, isa=isa, chunks=chunks, n_batch=70))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+
+
 def test_attention_context_overflow_is_reported_before_work():
     import strata
 

@@ -106,7 +106,8 @@ public:
                     kv_halfs = checked_add(kv_halfs, halfs, "KV cache");
                 }
             kv_bytes = checked_mul(kv_halfs, 2, "KV cache");
-            const int64_t scratch = checked_mul(checked_add(n_ctx, 4096, "scratch"), 4 * (int64_t)pool_.size(), "scratch");
+            const int64_t attn_floats = (int64_t)max_head_dim * kAttnScratchPerDim + kAttnScratchFixed;
+            const int64_t scratch = checked_mul(checked_add(attn_floats, 4096, "scratch"), 4 * (int64_t)pool_.size(), "scratch");
             need = checked_add(checked_add(kv_bytes, scratch, "KV cache"), plan.arena_bytes, "KV cache");
         } catch (const StrataError&) {
             throw StrataError("n_ctx = " + std::to_string(n_ctx) + " needs more than 2^63 bytes of KV cache");
@@ -125,8 +126,9 @@ public:
             p += 2 * s.capacity * s.width;
         }
         n_ctx_ = n_ctx;
-        // Scratch per thread: attention scores (n_ctx) + one head's accumulator, rope tables.
-        scratch_floats_ = (n_ctx + max_head_dim + max_act_width + 63) / 64 * 64;
+        // Scratch per thread: one attention query block and its tiles, rope tables.
+        const int64_t attn_floats = (int64_t)max_head_dim * kAttnScratchPerDim + kAttnScratchFixed;
+        scratch_floats_ = (attn_floats + max_act_width + 63) / 64 * 64;
         scratch_.allocate(checked_mul(scratch_floats_ * 4, pool_.size(), "scratch"), "scratch");
         act_q_.allocate(checked_mul(plan.max_rows, max_act_width * 4 + 64, "activation buffer"), "activation buffer");
         act_q_value_.assign(pool_.size(), -1);

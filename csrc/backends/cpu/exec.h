@@ -22,6 +22,14 @@ struct KvSlot {
     int64_t capacity;
 };
 
+// Prefill attention (kernels/attention.cpp) runs blocks of up to kAttnQueryBlock query
+// vectors (heads of one KV group x tokens) against tiles of kAttnKeyTile cached positions;
+// per thread it needs kAttnScratchPerDim floats per head_dim element plus kAttnScratchFixed.
+inline constexpr int32_t kAttnQueryBlock = 24;
+inline constexpr int32_t kAttnKeyTile = 32;
+inline constexpr int32_t kAttnScratchPerDim = 2 * kAttnQueryBlock + 2 * kAttnKeyTile;
+inline constexpr int32_t kAttnScratchFixed = kAttnKeyTile * kAttnQueryBlock;
+
 // Activation formats for integer dot products (which one a weight type wants): none (fp32),
 // 8-bit per 32 elements (quants::block_q8_act), 8-bit per 256 (quants::block_q8_256).
 enum class ActFormat : int32_t { None = 0, Q8_32 = 1, Q8_256 = 2 };

@@ -1,38 +1,377 @@
 // attention: append this step's K and V rows to the layer's fp16 KV cache, then for each
-// (token, head) compute softmax(scale * q . k_j) over the visible positions j and the
+// query (token, head) compute softmax(scale * q . k_j) over the visible positions j and the
 // weighted sum of v_j. Causal: token t at position p sees j <= p, and with a sliding
-// window only j > p - window (kept in a ring buffer, see KvSlot). GQA: head h reads KV head h / (n_head / n_head_kv).
+// window only j > p - window (kept in a ring buffer, see KvSlot). GQA: head h reads KV head
+// h / (n_head / n_head_kv).
+//
+// Blocks of queries that share a KV head (heads of one group x a few tokens) walk the cache
+// in tiles of positions with an online softmax (a running max and sum per query,
+// accumulators rescaled when the max grows), so a block reads and converts each K and V
+// row once instead of once per query.
+//
+// A query's result does not depend on the block it is in: every score is one dot product
+// with one fixed summation order, softmax and V sums run per query in position order,
+// tiles are aligned to absolute positions, and masked positions add exact zeros. So a
+// token gives bit-identical results in prefill and in decode (one query per head), and a
+// cached prompt continues exactly as an uncached one.
+#include <float.h>
+
 #include "kernel_common.h"
 
 namespace strata::cpu::STRATA_ISA {
 
-static inline float dot_q_k(const float* q, const uint16_t* k, int32_t n) {
-    int32_t i = 0;
-    float acc = 0.0f;
-#if defined(__AVX2__) && defined(__F16C__)
-    __m256 a = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8)
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k + i))), a);
-    acc = hsum_ps256(a);
+constexpr int32_t QB = kAttnQueryBlock, KT = kAttnKeyTile;
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define STRATA_ATTN_AVX2 1
 #endif
-    for (; i < n; ++i) acc += q[i] * fp16_to_f32(k[i]);
-    return acc;
+
+#if defined(STRATA_ATTN_AVX2)
+// e^x for 8 floats: Cephes' expf (2^n e^r, |r| <= ln2 / 2, polynomial), within about 1 ulp
+// of expf. Below about -87.3 (e^-inf included) it gives 0; NaN stays NaN.
+static inline __m256 exp8(__m256 x) {
+    // max/min return their second operand when one is NaN: x goes second to keep it.
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-88.0f), x));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // n = -127 (x below about -87.3) makes the scale's bits 0, so the result is 0.
+    const __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+#endif
+
+// First position the query at position pos sees.
+static inline int64_t window_start(const Node& n, int64_t pos) {
+    return n.p.window > 0 ? max_i64(0, pos - n.p.window + 1) : 0;
 }
 
-static inline void axpy_v(float* acc, float p, const uint16_t* v, int32_t n) {
-    int32_t i = 0;
-#if defined(__AVX2__) && defined(__F16C__)
-    const __m256 pv = _mm256_set1_ps(p);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + i))),
-                                                  _mm256_loadu_ps(acc + i)));
+// A block has nq <= QB queries, column c of the score tile; the softmax runs on ncol >= nq
+// columns (whole SIMD vectors; the extra ones hold zeros and copy the last query's
+// positions, and are never stored). Scratch layouts (floats): q [QB][hd] the queries
+// scaled, o [QB][hd] accumulators, kf and vf [KT][hd] a tile of K and V, s [KT][QB] scores,
+// then probabilities.
+
+struct BlockScratch {
+    float *q, *o, *kf, *vf, *s;
+};
+
+// Rows j0 .. j0 + n - 1 (positions, wrapped into the ring) of one KV head, fp16 -> fp32.
+static void load_tile(const uint16_t* cache, const KvSlot& kv, int64_t koff, int64_t j0, int32_t n, int32_t hd,
+                      float* dst) {
+    for (int32_t r = 0; r < n; ++r) {
+        const uint16_t* src = cache + ((j0 + r) % kv.capacity) * kv.width + koff;
+        float* out = dst + (int64_t)r * hd;
+        int32_t d = 0;
+#if defined(STRATA_ATTN_AVX2)
+        for (; d + 8 <= hd; d += 8) _mm256_storeu_ps(out + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(src + d))));
 #endif
-    for (; i < n; ++i) acc[i] += p * fp16_to_f32(v[i]);
+        for (; d < hd; ++d) out[d] = fp16_to_f32(src[d]);
+    }
+}
+
+#if defined(STRATA_ATTN_AVX2)
+// The lane sums of 8 vectors, all added in one fixed order (lanes i and i + 4, then
+// i and i + 2, then i and i + 1), in the order a[0], a[2], a[4], a[6], a[1], a[3], a[5], a[7].
+static inline __m256 reduce8(const __m256* a) {
+    __m256 h[4];
+    for (int i = 0; i < 4; ++i)
+        h[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+    const __m256 w0 = _mm256_add_ps(_mm256_shuffle_ps(h[0], h[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(h[0], h[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 w1 = _mm256_add_ps(_mm256_shuffle_ps(h[2], h[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(h[2], h[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(w0, w1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// s[r][c] = q_c . k_r for NQ queries x NK rows (NQ * NK = 8): lane partial sums per pair
+// (16 lanes folded to 8 with AVX-512), then reduce8, then the scalar tail, the same for
+// either shape.
+template <int NQ, int NK>
+static inline void dots(const float* q, const float* k, int32_t hd, float* s) {
+    __m256 a[8];
+    int32_t d = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    __m512 z[8];
+    for (int i = 0; i < 8; ++i) z[i] = _mm512_setzero_ps();
+    for (; d + 16 <= hd; d += 16) {
+        __m512 qv[NQ];
+        for (int i = 0; i < NQ; ++i) qv[i] = _mm512_loadu_ps(q + (int64_t)i * hd + d);
+        for (int j = 0; j < NK; ++j) {
+            const __m512 kv = _mm512_loadu_ps(k + (int64_t)j * hd + d);
+            for (int i = 0; i < NQ; ++i) z[j * NQ + i] = _mm512_fmadd_ps(qv[i], kv, z[j * NQ + i]);
+        }
+    }
+    for (int i = 0; i < 8; ++i) a[i] = _mm256_add_ps(_mm512_extractf32x8_ps(z[i], 0), _mm512_extractf32x8_ps(z[i], 1));
+#else
+    for (int i = 0; i < 8; ++i) a[i] = _mm256_setzero_ps();
+#endif
+    for (; d + 8 <= hd; d += 8) {
+        __m256 qv[NQ];
+        for (int i = 0; i < NQ; ++i) qv[i] = _mm256_loadu_ps(q + (int64_t)i * hd + d);
+        for (int j = 0; j < NK; ++j) {
+            const __m256 kv = _mm256_loadu_ps(k + (int64_t)j * hd + d);
+            for (int i = 0; i < NQ; ++i) a[j * NQ + i] = _mm256_fmadd_ps(qv[i], kv, a[j * NQ + i]);
+        }
+    }
+    alignas(32) float sum[8];
+    _mm256_store_ps(sum, reduce8(a));
+    for (int x = 0; x < 8; ++x) {
+        const int j = x / NQ, i = x % NQ;
+        float acc = sum[x % 2 * 4 + x / 2];
+        for (int32_t e = d; e < hd; ++e) acc = fmaf(q[(int64_t)i * hd + e], k[(int64_t)j * hd + e], acc);
+        s[(int64_t)j * QB + i] = acc;
+    }
+}
+#endif
+
+// s[r][c] = q_c . k_r for r < n, c < nq; zeros in columns nq .. ncol - 1.
+static void tile_scores(const float* q, float* kf, float* s, int32_t hd, int32_t n, int32_t nq, int32_t ncol) {
+#if defined(STRATA_ATTN_AVX2)
+    const int32_t rows8 = (n + 7) / 8 * 8;
+    memset(kf + (int64_t)n * hd, 0, sizeof(float) * (size_t)(rows8 - n) * hd);  // rows the 4- and 8-row steps read
+    int32_t c = 0;
+    for (; c + 2 <= nq; c += 2)
+        for (int32_t r = 0; r < n; r += 4) dots<2, 4>(q + (int64_t)c * hd, kf + (int64_t)r * hd, hd, s + (int64_t)r * QB + c);
+    if (c < nq)
+        for (int32_t r = 0; r < n; r += 8) dots<1, 8>(q + (int64_t)c * hd, kf + (int64_t)r * hd, hd, s + (int64_t)r * QB + c);
+#else
+    for (int32_t r = 0; r < n; ++r)
+        for (int32_t c = 0; c < nq; ++c) {
+            const float* qc = q + (int64_t)c * hd;
+            const float* k = kf + (int64_t)r * hd;
+            float acc = 0.0f;
+            for (int32_t d = 0; d < hd; ++d) acc += qc[d] * k[d];
+            s[(int64_t)r * QB + c] = acc;
+        }
+#endif
+    for (int32_t r = 0; r < n; ++r)
+        for (int32_t c = nq; c < ncol; ++c) s[(int64_t)r * QB + c] = 0.0f;
+}
+
+// Online softmax over one tile: new running max m, scores -> e^(s - m), running sum l, and
+// alpha = e^(old m - new m), the factor the accumulators need. Returns whether any alpha
+// differs from 1.
+static bool softmax_tile(float* s, int32_t n, int32_t ncol, float* m, float* l, float* alpha) {
+#if defined(STRATA_ATTN_AVX2)
+    int rescale = 0;
+    for (int32_t c = 0; c < ncol; c += 8) {
+        const __m256 m_old = _mm256_loadu_ps(m + c);
+        __m256 m_new = m_old;
+        for (int32_t r = 0; r < n; ++r) m_new = _mm256_max_ps(m_new, _mm256_loadu_ps(s + (int64_t)r * QB + c));
+        __m256 sum = _mm256_setzero_ps();
+        for (int32_t r = 0; r < n; ++r) {
+            float* sr = s + (int64_t)r * QB + c;
+            const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(sr), m_new));
+            _mm256_storeu_ps(sr, p);
+            sum = _mm256_add_ps(sum, p);
+        }
+        const __m256 a = exp8(_mm256_sub_ps(m_old, m_new));
+        rescale |= _mm256_movemask_ps(_mm256_cmp_ps(m_new, m_old, _CMP_NEQ_UQ));
+        _mm256_storeu_ps(alpha + c, a);
+        _mm256_storeu_ps(l + c, _mm256_fmadd_ps(_mm256_loadu_ps(l + c), a, sum));
+        _mm256_storeu_ps(m + c, m_new);
+    }
+    return rescale != 0;
+#else
+    bool rescale = false;
+    for (int32_t c = 0; c < ncol; ++c) {
+        float m_new = m[c];
+        for (int32_t r = 0; r < n; ++r) m_new = fmaxf(m_new, s[(int64_t)r * QB + c]);
+        float sum = 0.0f;
+        for (int32_t r = 0; r < n; ++r) {
+            float& x = s[(int64_t)r * QB + c];
+            x = expf(x - m_new);
+            sum += x;
+        }
+        alpha[c] = expf(m[c] - m_new);
+        rescale |= m_new != m[c];
+        l[c] = l[c] * alpha[c] + sum;
+        m[c] = m_new;
+    }
+    return rescale;
+#endif
+}
+
+#if defined(STRATA_ATTN_AVX2)
+// o[c] += sum_r s[r][c] * v_r for NR columns from c.
+template <int NR>
+static inline void pv_rows(const float* s, const float* vf, float* oc, int32_t n, int32_t hd) {
+    int32_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        __m256 a[NR][2];
+        for (int i = 0; i < NR; ++i) {
+            a[i][0] = _mm256_loadu_ps(oc + (int64_t)i * hd + d);
+            a[i][1] = _mm256_loadu_ps(oc + (int64_t)i * hd + d + 8);
+        }
+        for (int32_t r = 0; r < n; ++r) {
+            const float* v = vf + (int64_t)r * hd + d;
+            const __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+            for (int i = 0; i < NR; ++i) {
+                const __m256 p = _mm256_broadcast_ss(s + (int64_t)r * QB + i);
+                a[i][0] = _mm256_fmadd_ps(p, v0, a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(p, v1, a[i][1]);
+            }
+        }
+        for (int i = 0; i < NR; ++i) {
+            _mm256_storeu_ps(oc + (int64_t)i * hd + d, a[i][0]);
+            _mm256_storeu_ps(oc + (int64_t)i * hd + d + 8, a[i][1]);
+        }
+    }
+    for (; d + 8 <= hd; d += 8) {
+        __m256 a[NR];
+        for (int i = 0; i < NR; ++i) a[i] = _mm256_loadu_ps(oc + (int64_t)i * hd + d);
+        for (int32_t r = 0; r < n; ++r) {
+            const __m256 v = _mm256_loadu_ps(vf + (int64_t)r * hd + d);
+            for (int i = 0; i < NR; ++i) a[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (int64_t)r * QB + i), v, a[i]);
+        }
+        for (int i = 0; i < NR; ++i) _mm256_storeu_ps(oc + (int64_t)i * hd + d, a[i]);
+    }
+    for (; d < hd; ++d)
+        for (int i = 0; i < NR; ++i) {
+            float a = oc[(int64_t)i * hd + d];
+            for (int32_t r = 0; r < n; ++r) a = fmaf(s[(int64_t)r * QB + i], vf[(int64_t)r * hd + d], a);
+            oc[(int64_t)i * hd + d] = a;
+        }
+}
+#endif
+
+// o[c] += sum_r s[r][c] * v_r for c < nq, r < n.
+static void accumulate_pv(const float* s, const float* vf, float* o, int32_t n, int32_t nq, int32_t hd) {
+#if defined(STRATA_ATTN_AVX2)
+    int32_t c = 0;
+    for (; c + 4 <= nq; c += 4) pv_rows<4>(s + c, vf, o + (int64_t)c * hd, n, hd);
+    if (c + 2 <= nq) {
+        pv_rows<2>(s + c, vf, o + (int64_t)c * hd, n, hd);
+        c += 2;
+    }
+    if (c < nq) pv_rows<1>(s + c, vf, o + (int64_t)c * hd, n, hd);
+#else
+    for (int32_t c = 0; c < nq; ++c) {
+        float* oc = o + (int64_t)c * hd;
+        for (int32_t r = 0; r < n; ++r) {
+            const float p = s[(int64_t)r * QB + c];
+            const float* v = vf + (int64_t)r * hd;
+            for (int32_t d = 0; d < hd; ++d) oc[d] += p * v[d];
+        }
+    }
+#endif
+}
+
+// Heads [h0, h0 + nh) of KV head kvh for tokens [t0, t0 + nt); query c is token c / nh,
+// head c % nh.
+static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, int32_t kvh, int64_t t0,
+                      int32_t nt, int32_t h0, int32_t nh, const BlockScratch& w) {
+    const KvSlot& kv = ex.kv[n.p.kv_slot];
+    const int32_t hd = n.p.head_dim;
+    const int64_t qw = (int64_t)n.p.n_head * hd, koff = (int64_t)kvh * hd;
+    const int32_t nq = nt * nh;
+#if defined(STRATA_ATTN_AVX2)
+    const int32_t ncol = (nq + 7) / 8 * 8;
+#else
+    const int32_t ncol = nq;
+#endif
+    float m[QB], l[QB], alpha[QB];
+    int64_t pos[QB], lo[QB];
+    for (int32_t c = 0; c < ncol; ++c) {
+        const int32_t qc = c < nq ? c : nq - 1;
+        const int64_t t = t0 + qc / nh;
+        pos[c] = ex.n_past + t;
+        lo[c] = window_start(n, pos[c]);
+        // Finite, so that a query whose positions all lie in later tiles gets e^0 = 1 as
+        // alpha and e^-inf = 0 for its masked scores until then.
+        m[c] = -FLT_MAX;
+        l[c] = 0.0f;
+        if (c == qc) {
+            const float* q = Q + t * qw + (int64_t)(h0 + c % nh) * hd;
+            for (int32_t d = 0; d < hd; ++d) w.q[(int64_t)c * hd + d] = n.p.attn_scale * q[d];
+            for (int32_t d = 0; d < hd; ++d) w.o[(int64_t)c * hd + d] = 0.0f;
+        }
+    }
+    // Positions grow with c: the first token sees the fewest late ones, the last the fewest early.
+    const int64_t first_pos = ex.n_past + t0, last_pos = first_pos + nt - 1;
+    const int64_t first_lo = window_start(n, first_pos), last_lo = window_start(n, last_pos);
+    for (int64_t tile = first_lo / KT * KT; tile <= last_pos; tile += KT) {
+        const int64_t j0 = max_i64(tile, first_lo);
+        const int32_t tn = (int32_t)(min_i64(tile + KT, last_pos + 1) - j0);
+        load_tile(kv.k, kv, koff, j0, tn, hd, w.kf);
+        tile_scores(w.q, w.kf, w.s, hd, tn, nq, ncol);
+        if (n.p.softcap > 0.0f)
+            for (int32_t r = 0; r < tn; ++r)
+                for (int32_t c = 0; c < ncol; ++c) {
+                    float& x = w.s[(int64_t)r * QB + c];
+                    x = n.p.softcap * tanhf(x / n.p.softcap);
+                }
+        if (j0 + tn - 1 > first_pos || j0 < last_lo)
+            for (int32_t r = 0; r < tn; ++r)
+                for (int32_t c = 0; c < ncol; ++c)
+                    if (j0 + r > pos[c] || j0 + r < lo[c]) w.s[(int64_t)r * QB + c] = -INFINITY;
+        if (softmax_tile(w.s, tn, ncol, m, l, alpha))
+            for (int32_t c = 0; c < nq; ++c)
+                if (alpha[c] != 1.0f)
+                    for (int32_t d = 0; d < hd; ++d) w.o[(int64_t)c * hd + d] *= alpha[c];
+        load_tile(kv.v, kv, koff, j0, tn, hd, w.vf);
+        accumulate_pv(w.s, w.vf, w.o, tn, nq, hd);
+    }
+    for (int32_t c = 0; c < nq; ++c) {
+        float* out = O + (t0 + c / nh) * qw + (int64_t)(h0 + c % nh) * hd;
+        const float inv = 1.0f / l[c];
+        for (int32_t d = 0; d < hd; ++d) out[d] = w.o[(int64_t)c * hd + d] * inv;
+    }
+}
+
+// Blocks per KV head: a group larger than a block is split, and a step with fewer tokens
+// than threads (decode) splits it further where that puts fewer heads on the busiest thread.
+static int32_t group_splits(int64_t T, int32_t n_kv, int32_t group, int nth) {
+    int32_t best = (group + QB - 1) / QB;
+    if (T >= nth) return best;
+    auto busiest = [&](int32_t s) { return (T * n_kv * s + nth - 1) / nth * ((group + s - 1) / s); };
+    for (int32_t s = best + 1; s <= group; ++s)
+        if (busiest(s) < busiest(best)) best = s;
+    return best;
+}
+
+static void attend(Exec& ex, const Node& n, const float* Q, float* O, int ith, int nth) {
+    const int64_t T = ex.n_rows;
+    const int32_t n_kv = n.p.n_head_kv, hd = n.p.head_dim, group = n.p.n_head / n_kv;
+    const int32_t nsub = group_splits(T, n_kv, group, nth), hb = (group + nsub - 1) / nsub;
+    const int64_t units = (int64_t)n_kv * nsub;
+    // As many tokens per block as fit, but at least two blocks per thread in short steps.
+    const int64_t nt = max_i64(1, min_i64(QB / hb, T * units / (2 * nth)));
+    const int64_t n_items = (T + nt - 1) / nt * units;
+
+    float* base = ex.scratch + (int64_t)ith * ex.scratch_floats;
+    BlockScratch w;
+    w.q = base;
+    w.o = w.q + (int64_t)QB * hd;
+    w.kf = w.o + (int64_t)QB * hd;
+    w.vf = w.kf + (int64_t)KT * hd;
+    w.s = w.vf + (int64_t)KT * hd;
+
+    // Later tokens see more positions, so items are dealt out in a snake order (threads
+    // 0 .. nth-1, then nth-1 .. 0, ...) to even out the work.
+    for (int64_t round = 0; round * nth < n_items; ++round) {
+        const int64_t i = round * nth + (round % 2 ? nth - 1 - ith : ith);
+        if (i >= n_items) continue;
+        const int64_t t0 = i / units * nt;
+        const int32_t kvh = (int32_t)(i % units / nsub), sub = (int32_t)(i % units % nsub);
+        run_block(ex, n, Q, O, kvh, t0, (int32_t)min_i64(nt, T - t0), kvh * group + sub * hb,
+                  (int32_t)min_i64(hb, group - sub * hb), w);
+    }
 }
 
 void op_attention(Exec& ex, const Node& n, int ith, int nth) {
-    const int32_t n_head = n.p.n_head, n_kv = n.p.n_head_kv, hd = n.p.head_dim;
-    const int64_t T = ex.n_rows, kvw = (int64_t)n_kv * hd, qw = (int64_t)n_head * hd;
+    const int64_t T = ex.n_rows, kvw = (int64_t)n.p.n_head_kv * n.p.head_dim;
     const KvSlot& kv = ex.kv[n.p.kv_slot];
     const float* Q = f32_of(ex, n.in[0]);
     const float* K = f32_of(ex, n.in[1]);
@@ -48,35 +387,7 @@ void op_attention(Exec& ex, const Node& n, int ith, int nth) {
     }
     ex.barrier(ex.pool);
 
-    float* scores = ex.scratch + (int64_t)ith * ex.scratch_floats;
-    float* acc = scores + ex.n_ctx;
-    const int32_t group = n_head / n_kv;
-    split_range(T * n_head, ith, nth, &i0, &i1);
-    for (int64_t item = i0; item < i1; ++item) {
-        const int64_t t = item / n_head;
-        const int32_t h = (int32_t)(item % n_head);
-        const int64_t pos = ex.n_past + t;
-        const int64_t lo = n.p.window > 0 ? max_i64(0, pos - n.p.window + 1) : 0;
-        const float* q = Q + t * qw + (int64_t)h * hd;
-        const int64_t koff = (int64_t)(h / group) * hd;
-        float mx = -INFINITY;
-        for (int64_t j = lo; j <= pos; ++j) {
-            float s = n.p.attn_scale * dot_q_k(q, kv.k + (j % kv.capacity) * kvw + koff, hd);
-            if (n.p.softcap > 0.0f) s = n.p.softcap * tanhf(s / n.p.softcap);
-            scores[j - lo] = s;
-            mx = s > mx ? s : mx;
-        }
-        double sum = 0.0;
-        for (int64_t j = 0; j <= pos - lo; ++j) {
-            scores[j] = expf(scores[j] - mx);
-            sum += scores[j];
-        }
-        for (int32_t d = 0; d < hd; ++d) acc[d] = 0.0f;
-        for (int64_t j = lo; j <= pos; ++j) axpy_v(acc, scores[j - lo], kv.v + (j % kv.capacity) * kvw + koff, hd);
-        const float inv = (float)(1.0 / sum);
-        float* o = O + t * qw + (int64_t)h * hd;
-        for (int32_t d = 0; d < hd; ++d) o[d] = acc[d] * inv;
-    }
+    attend(ex, n, Q, O, ith, nth);
 }
 
 }  // namespace strata::cpu::STRATA_ISA
