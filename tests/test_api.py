@@ -197,8 +197,10 @@ def test_every_cpu_kernel_set_generates_the_same_greedy_text(smollm2_file):
         finally:
             del os.environ["STRATA_CPU_ISA"]
     base = outs["scalar"]
+    ranked = np.sort(base, axis=1)
+    clear = ranked[:, -1] - ranked[:, -2] > 0.5  # positions that are not near-ties
     for isa, lg in outs.items():
-        assert (lg.argmax(1) == base.argmax(1)).mean() >= 0.9, isa
+        assert (lg.argmax(1) == base.argmax(1))[clear].all(), isa
         # Float sums in another order flip a few 8-bit activation roundings, whose effect
         # grows through 30 layers: the same noise level as llama.cpp vs exact math.
         assert np.sqrt(((lg - base) ** 2).mean()) < 0.3, isa
