@@ -26,6 +26,16 @@ float dot_q4_K(const quants::block_q4_K* w, const block_q8_256* x, int64_t nb);
 float dot_q5_K(const quants::block_q5_K* w, const block_q8_256* x, int64_t nb);
 float dot_q6_K(const quants::block_q6_K* w, const block_q8_256* x, int64_t nb);
 float dot_iq4_xs(const quants::block_iq4_xs* w, const block_q8_256* x, int64_t nb);
+#if defined(__AVX2__)
+// The same, one weight row of nb blocks . four activation rows xrb bytes apart, to
+// out[j * ldo]; bit-identical to the single-row dots (dot_rows_x4 in prefill).
+void dot_q2_K_x4(const quants::block_q2_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q3_K_x4(const quants::block_q3_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q4_K_x4(const quants::block_q4_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q5_K_x4(const quants::block_q5_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q6_K_x4(const quants::block_q6_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_iq4_xs_x4(const quants::block_iq4_xs* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+#endif
 
 // ---- activation quantization: 8 bits, symmetric, round to nearest even ----------------
 // Scalar and SIMD paths give identical bytes (same amax, same fp32 reciprocal, same
