@@ -102,6 +102,10 @@ static inline uint64_t iq4_xs_scale_word(const block_iq4_xs& b) {
     return l | (h << 4);
 }
 
+// q4_K and q5_K start with d, dmin, scales[12]; q5_K then has qh[32] before qs.
+template <bool Q5>
+constexpr size_t q45_K_qs_offset = Q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+
 // Sub-block loops are unrolled so that shift counts and scale selectors are constants.
 #define STRATA_UNROLL _Pragma("GCC unroll 8")
 
@@ -109,30 +113,37 @@ static inline uint64_t iq4_xs_scale_word(const block_iq4_xs& b) {
 static inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
 
 // The AVX2 kernels take N activation rows (xq + j * xrb) against one weight row and write
-// out[j * ldo]: N = 1 is the dot product above, N = 4 the prefill micro-kernel, which
+// out[j * ldo]: N = 1 backs the single-row dots below, N = 4 the prefill micro-kernel, which
 // unpacks each weight super-block once for four tokens. Per activation row the integer
 // sums and the float expression of each super-block are the same for every N, so the two
 // give the same bits.
+// An empty asm that needs v in a register at this point. Without it GCC sinks the adds
+// into the per-token sums of N > 1 rows to the end of the super-block, keeping every
+// product of the four tokens live at once, and spills them. (N = 1 keeps its schedule.)
 template <int N>
-struct ActRows {
-    const block_q8_256* x[N];
-    __m256 acc[N];
-    ActRows(const uint8_t* xq, int64_t xrb) {
-        for (int j = 0; j < N; ++j) {
-            x[j] = (const block_q8_256*)(xq + j * xrb);
-            acc[j] = _mm256_setzero_ps();
-        }
+static inline void keep_in_register(__m256i& v) {
+    if constexpr (N > 1) asm("" : "+x"(v));
+}
+
+template <int N>
+static inline void rows_init(const uint8_t* xq, int64_t xrb, const block_q8_256* x[N], __m256 acc[N]) {
+    for (int j = 0; j < N; ++j) {
+        x[j] = (const block_q8_256*)(xq + j * xrb);
+        acc[j] = _mm256_setzero_ps();
     }
-    void store(float* out, int64_t ldo) const {
-        for (int j = 0; j < N; ++j) out[j * ldo] = hsum_ps256(acc[j]);
-    }
-};
+}
+template <int N>
+static inline void rows_store(const __m256 acc[N], float* out, int64_t ldo) {
+    for (int j = 0; j < N; ++j) out[j * ldo] = hsum_ps256(acc[j]);
+}
 
 // ---- q2_K: x = d * sc * q - dmin * m, q in 0..3, per 16 -------------------------------
 template <int N>
 static void q2_K_avx2(const block_q2_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
     const __m256i m3 = _mm256_set1_epi8(3);
-    ActRows<N> a(xq, xrb);
+    const block_q8_256* x[N];
+    __m256 acc[N];
+    rows_init<N>(xq, xrb, x, acc);
     for (int64_t i = 0; i < nb; ++i) {
         const __m128i sc = _mm_loadu_si128((const __m128i*)w[i].scales);
         const __m128i scl = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
@@ -147,27 +158,31 @@ static void q2_K_avx2(const block_q2_K* w, int64_t nb, const uint8_t* xq, int64_
                 const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * s), m3);
                 const int g = 8 * h + 2 * s;
                 const __m256i scale = scale_pair(scl, g, g + 1);
-                for (int j = 0; j < N; ++j)
-                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q, load256(a.x[j][i].qs + 128 * h + 32 * s), scale));
+                for (int j = 0; j < N; ++j) {
+                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q, load256(x[j][i].qs + 128 * h + 32 * s), scale));
+                    keep_in_register<N>(sumi[j]);
+                }
             }
         }
         const __m256i mins16 = _mm256_cvtepu8_epi16(mins);
         const float d = fp16_to_f32(w[i].d), dmin = fp16_to_f32(w[i].dmin);
         for (int j = 0; j < N; ++j) {
-            const __m256i msum = _mm256_madd_epi16(load256(a.x[j][i].bsums), mins16);
-            const float xd = a.x[j][i].d;
-            a.acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), a.acc[j]);
-            a.acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), a.acc[j]);
+            const __m256i msum = _mm256_madd_epi16(load256(x[j][i].bsums), mins16);
+            const float xd = x[j][i].d;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), acc[j]);
         }
     }
-    a.store(out, ldo);
+    rows_store<N>(acc, out, ldo);
 }
 
 // ---- q3_K: x = d * (sc - 32) * (q - 4), q in 0..7 (2 low bits + high bit), per 16 -----
 template <int N>
 static void q3_K_avx2(const block_q3_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    ActRows<N> a(xq, xrb);
+    const block_q8_256* x[N];
+    __m256 acc[N];
+    rows_init<N>(xq, xrb, x, acc);
     for (int64_t i = 0; i < nb; ++i) {
         uint32_t r[4];
         q3_K_scale_words(w[i].scales, r);
@@ -186,30 +201,32 @@ static void q3_K_avx2(const block_q3_K* w, int64_t nb, const uint8_t* xq, int64_
                 hm = _mm256_srli_epi16(hm, 1);
                 const __m256i q = _mm256_or_si256(lo, hb);
                 const __m256i scale = scale_pair(sc, 2 * k, 2 * k + 1);
-                for (int j = 0; j < N; ++j)
-                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q, load256(a.x[j][i].qs + 32 * k), scale));
+                for (int j = 0; j < N; ++j) {
+                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q, load256(x[j][i].qs + 32 * k), scale));
+                    keep_in_register<N>(sumi[j]);
+                }
             }
         }
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
         const float d = fp16_to_f32(w[i].d);
         for (int j = 0; j < N; ++j) {
             // The -4 offset: 4 * sum_g sc_g * bsum_g.
-            const __m256i off = _mm256_madd_epi16(load256(a.x[j][i].bsums), sc16);
+            const __m256i off = _mm256_madd_epi16(load256(x[j][i].bsums), sc16);
             const __m256i isum = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(off, 2));
-            a.acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.x[j][i].d), _mm256_cvtepi32_ps(isum), a.acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][i].d), _mm256_cvtepi32_ps(isum), acc[j]);
         }
     }
-    a.store(out, ldo);
+    rows_store<N>(acc, out, ldo);
 }
 
 // ---- q4_K / q5_K: x = d * sc * q - dmin * m, per 32 -----------------------------------
 template <bool Q5, int N>
 static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
-    // Both layouts start with d, dmin, scales[12]; q5_K then has qh[32] before qs.
     constexpr size_t stride = Q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    constexpr size_t qs_off = Q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    ActRows<N> a(xq, xrb);
+    const block_q8_256* x[N];
+    __m256 acc[N];
+    rows_init<N>(xq, xrb, x, acc);
     for (int64_t i = 0; i < nb; ++i) {
         const uint8_t* b = blocks + i * stride;
         uint16_t d16, dmin16;
@@ -218,7 +235,7 @@ static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int
         uint32_t u[4];
         unpack_k4_scales(b + 4, u);
         const __m128i sm = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);  // 8 scales, 8 mins
-        const uint8_t* qs = b + qs_off;
+        const uint8_t* qs = b + q45_K_qs_offset<Q5>;
         __m256i hm = _mm256_setzero_si256();
         if constexpr (Q5) hm = load256(b + offsetof(block_q5_K, qh));
         __m256i sumi[N];
@@ -234,9 +251,10 @@ static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int
             }
             const __m256i slo = scale_pair(sm, 2 * c, 2 * c), shi = scale_pair(sm, 2 * c + 1, 2 * c + 1);
             for (int j = 0; j < N; ++j) {
-                const int8_t* xs = a.x[j][i].qs + 64 * c;
+                const int8_t* xs = x[j][i].qs + 64 * c;
                 sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(lo, load256(xs), slo));
                 sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(hi, load256(xs + 32), shi));
+                keep_in_register<N>(sumi[j]);
             }
         }
         // Mins: sum_j m_j * (bsum_2j + bsum_2j+1), each min paired with two sums of 16.
@@ -244,20 +262,22 @@ static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int
         const __m256i mins16 = _mm256_cvtepu8_epi16(mdup);
         const float d = fp16_to_f32(d16), dmin = fp16_to_f32(dmin16);
         for (int j = 0; j < N; ++j) {
-            const __m256i msum = _mm256_madd_epi16(load256(a.x[j][i].bsums), mins16);
-            const float xd = a.x[j][i].d;
-            a.acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), a.acc[j]);
-            a.acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), a.acc[j]);
+            const __m256i msum = _mm256_madd_epi16(load256(x[j][i].bsums), mins16);
+            const float xd = x[j][i].d;
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), acc[j]);
         }
     }
-    a.store(out, ldo);
+    rows_store<N>(acc, out, ldo);
 }
 
 // ---- q6_K: x = d * sc * (q - 32), q in 0..63, per 16 ----------------------------------
 template <int N>
 static void q6_K_avx2(const block_q6_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    ActRows<N> a(xq, xrb);
+    const block_q8_256* x[N];
+    __m256 acc[N];
+    rows_init<N>(xq, xrb, x, acc);
     for (int64_t i = 0; i < nb; ++i) {
         const __m128i sc = _mm_loadu_si128((const __m128i*)w[i].scales);
         __m256i sumi[N];
@@ -277,27 +297,31 @@ static void q6_K_avx2(const block_q6_K* w, int64_t nb, const uint8_t* xq, int64_
             for (int s = 0; s < 4; ++s) {  // elements 128h + 32s + l: groups 8h + 2s, 8h + 2s + 1
                 const int g = 8 * h + 2 * s;
                 const __m256i scale = scale_pair(sc, g, g + 1);
-                for (int j = 0; j < N; ++j)
-                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q[s], load256(a.x[j][i].qs + 128 * h + 32 * s), scale));
+                for (int j = 0; j < N; ++j) {
+                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q[s], load256(x[j][i].qs + 128 * h + 32 * s), scale));
+                    keep_in_register<N>(sumi[j]);
+                }
             }
         }
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
         const float d = fp16_to_f32(w[i].d);
         for (int j = 0; j < N; ++j) {
             // The -32 offset: 32 * sum_g sc_g * bsum_g.
-            const __m256i off = _mm256_madd_epi16(load256(a.x[j][i].bsums), sc16);
+            const __m256i off = _mm256_madd_epi16(load256(x[j][i].bsums), sc16);
             const __m256i isum = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(off, 5));
-            a.acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.x[j][i].d), _mm256_cvtepi32_ps(isum), a.acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][i].d), _mm256_cvtepi32_ps(isum), acc[j]);
         }
     }
-    a.store(out, ldo);
+    rows_store<N>(acc, out, ldo);
 }
 
 // ---- iq4_xs: x = d * (ls - 32) * kvalues_iq4nl[q], per 32 ----------------------------
 template <int N>
 static void iq4_xs_avx2(const block_iq4_xs* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
     const __m256i table = iq4nl_table();
-    ActRows<N> a(xq, xrb);
+    const block_q8_256* x[N];
+    __m256 acc[N];
+    rows_init<N>(xq, xrb, x, acc);
     for (int64_t i = 0; i < nb; ++i) {
         const __m128i sc = _mm_sub_epi8(_mm_cvtsi64_si128((long long)iq4_xs_scale_word(w[i])), _mm_set1_epi8(32));
         __m256i sumi[N];
@@ -306,14 +330,16 @@ static void iq4_xs_avx2(const block_iq4_xs* w, int64_t nb, const uint8_t* xq, in
         for (int k = 0; k < 8; ++k) {
             const __m256i wv = _mm256_shuffle_epi8(table, unpack_nibbles(w[i].qs + 16 * k));
             const __m256i scale = scale_pair(sc, k, k);
-            for (int j = 0; j < N; ++j)
-                sumi[j] = _mm256_add_epi32(sumi[j], dot_s8_s8_scaled(wv, load256(a.x[j][i].qs + 32 * k), scale));
+            for (int j = 0; j < N; ++j) {
+                sumi[j] = _mm256_add_epi32(sumi[j], dot_s8_s8_scaled(wv, load256(x[j][i].qs + 32 * k), scale));
+                keep_in_register<N>(sumi[j]);
+            }
         }
         const float d = fp16_to_f32(w[i].d);
         for (int j = 0; j < N; ++j)
-            a.acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * a.x[j][i].d), _mm256_cvtepi32_ps(sumi[j]), a.acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
-    a.store(out, ldo);
+    rows_store<N>(acc, out, ldo);
 }
 #endif
 
@@ -424,8 +450,6 @@ float dot_q3_K(const block_q3_K* w, const block_q8_256* x, int64_t nb) {
 // ---- q4_K / q5_K: x = d * sc * q - dmin * m, per 32 -----------------------------------
 template <bool Q5>
 static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_q8_256* x, int64_t nb) {
-    // Both layouts start with d, dmin, scales[12]; q5_K then has qh[32] before qs.
-    constexpr size_t qs_off = Q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
 #if defined(__AVX2__)
     float r;
     q45_K_avx2<Q5, 1>(blocks, nb, (const uint8_t*)x, 0, &r, 0);
@@ -442,7 +466,7 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
         unpack_k4_scales(b + 4, u);
         uint8_t sm[16];  // 8 scales, 8 mins
         memcpy(sm, u, 16);
-        const uint8_t* qs = b + qs_off;
+        const uint8_t* qs = b + q45_K_qs_offset<Q5>;
         uint8x16_t h0 = vdupq_n_u8(0), h1 = vdupq_n_u8(0);
         if constexpr (Q5) {
             h0 = vld1q_u8(b + offsetof(block_q5_K, qh));
@@ -486,7 +510,7 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
         unpack_k4_scales(b + 4, u);
         uint8_t sm[16];
         memcpy(sm, u, 16);
-        const uint8_t* qs = b + qs_off;
+        const uint8_t* qs = b + q45_K_qs_offset<Q5>;
         const uint8_t* qh = b + (Q5 ? offsetof(block_q5_K, qh) : 0);
         int isum = 0, msum = 0;
         for (int j = 0; j < 8; ++j) {
