@@ -159,7 +159,7 @@ static void q2_K_avx2(const block_q2_K* w, int64_t nb, const uint8_t* xq, int64_
                 const int g = 8 * h + 2 * s;
                 const __m256i scale = scale_pair(scl, g, g + 1);
                 for (int j = 0; j < N; ++j) {
-                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q, load256(x[j][i].qs + 128 * h + 32 * s), scale));
+                    sumi[j] = dot_u8_s8_scaled_acc(sumi[j], q, load256(x[j][i].qs + 128 * h + 32 * s), scale);
                     keep_in_register<N>(sumi[j]);
                 }
             }
@@ -202,7 +202,7 @@ static void q3_K_avx2(const block_q3_K* w, int64_t nb, const uint8_t* xq, int64_
                 const __m256i q = _mm256_or_si256(lo, hb);
                 const __m256i scale = scale_pair(sc, 2 * k, 2 * k + 1);
                 for (int j = 0; j < N; ++j) {
-                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q, load256(x[j][i].qs + 32 * k), scale));
+                    sumi[j] = dot_u8_s8_scaled_acc(sumi[j], q, load256(x[j][i].qs + 32 * k), scale);
                     keep_in_register<N>(sumi[j]);
                 }
             }
@@ -252,8 +252,8 @@ static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int
             const __m256i slo = scale_pair(sm, 2 * c, 2 * c), shi = scale_pair(sm, 2 * c + 1, 2 * c + 1);
             for (int j = 0; j < N; ++j) {
                 const int8_t* xs = x[j][i].qs + 64 * c;
-                sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(lo, load256(xs), slo));
-                sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(hi, load256(xs + 32), shi));
+                sumi[j] = dot_u8_s8_scaled_acc(sumi[j], lo, load256(xs), slo);
+                sumi[j] = dot_u8_s8_scaled_acc(sumi[j], hi, load256(xs + 32), shi);
                 keep_in_register<N>(sumi[j]);
             }
         }
@@ -298,7 +298,7 @@ static void q6_K_avx2(const block_q6_K* w, int64_t nb, const uint8_t* xq, int64_
                 const int g = 8 * h + 2 * s;
                 const __m256i scale = scale_pair(sc, g, g + 1);
                 for (int j = 0; j < N; ++j) {
-                    sumi[j] = _mm256_add_epi32(sumi[j], dot_u8_s8_scaled(q[s], load256(x[j][i].qs + 128 * h + 32 * s), scale));
+                    sumi[j] = dot_u8_s8_scaled_acc(sumi[j], q[s], load256(x[j][i].qs + 128 * h + 32 * s), scale);
                     keep_in_register<N>(sumi[j]);
                 }
             }
@@ -328,10 +328,12 @@ static void iq4_xs_avx2(const block_iq4_xs* w, int64_t nb, const uint8_t* xq, in
         for (int j = 0; j < N; ++j) sumi[j] = _mm256_setzero_si256();
         STRATA_UNROLL
         for (int k = 0; k < 8; ++k) {
+            // Signed weights: the sign moves onto the activations (|w| <= 127).
             const __m256i wv = _mm256_shuffle_epi8(table, unpack_nibbles(w[i].qs + 16 * k));
-            const __m256i scale = scale_pair(sc, k, k);
+            const __m256i aw = _mm256_sign_epi8(wv, wv), scale = scale_pair(sc, k, k);
             for (int j = 0; j < N; ++j) {
-                sumi[j] = _mm256_add_epi32(sumi[j], dot_s8_s8_scaled(wv, load256(x[j][i].qs + 32 * k), scale));
+                const __m256i y = _mm256_sign_epi8(load256(x[j][i].qs + 32 * k), wv);
+                sumi[j] = dot_u8_s8_scaled_acc(sumi[j], aw, y, scale);
                 keep_in_register<N>(sumi[j]);
             }
         }

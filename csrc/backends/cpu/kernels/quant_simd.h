@@ -156,10 +156,16 @@ static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
 static inline __m256i dot_u8_s8_scaled(__m256i u, __m256i s, __m256i scale16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale16);
 }
-// Same for s8 * s8 (|w| <= 127): sign moved onto the activation.
-static inline __m256i dot_s8_s8_scaled(__m256i w, __m256i x, __m256i scale16) {
-    return dot_u8_s8_scaled(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w), scale16);
+// acc + dot_u8_s8_scaled(u, s, scale16): VNNI adds the scaled pairs into acc in the same
+// instruction (exact in int32 either way).
+static inline __m256i dot_u8_s8_scaled_acc(__m256i acc, __m256i u, __m256i s, __m256i scale16) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(u, s), scale16);
+#else
+    return _mm256_add_epi32(acc, dot_u8_s8_scaled(u, s, scale16));
+#endif
 }
+// Same for s8 * s8 (|w| <= 127): sign moved onto the activation.
 static inline __m256i dot_s8_s8(__m256i w, __m256i x) {
     return dot_u8_s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
 }
