@@ -4,7 +4,7 @@
 // multiplying it with four tokens' int8 blocks quarters the unpack work and the weight
 // loads per product. For the 32-element block formats where the ISA has 8-bit integer dot
 // products (AVX2 and up, NEON), for the 256-element super-block formats on AVX2 (kernels
-// in quant_dot_k.cpp, shared with the single-token dots), and for F32/F16/BF16 weights on
+// in quant_dot_k_avx2.cpp, shared with the single-token dots), and for F32/F16/BF16 weights on
 // AVX2 (each weight vector widened once for four tokens); dot_rows_x4 returns false
 // otherwise and the caller falls back to one token at a time.
 #include "quant_simd.h"

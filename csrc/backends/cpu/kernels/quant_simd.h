@@ -18,7 +18,7 @@ namespace strata::cpu::STRATA_ISA {
 
 using quants::block_q8_256;
 
-// ---- super-block dots (quant_dot_k.cpp): one weight row of nb blocks . one activation row
+// ---- super-block dots (quant_dot_k*.cpp): one weight row of nb blocks . one activation row
 void quantize_row_q8_256(const float* x, block_q8_256* y, int64_t n);
 float dot_q2_K(const quants::block_q2_K* w, const block_q8_256* x, int64_t nb);
 float dot_q3_K(const quants::block_q3_K* w, const block_q8_256* x, int64_t nb);
