@@ -5,15 +5,11 @@
 // integers, so sum_j sc_j * sum_l q_l * x_l is exact in int32, and a format's minimum or
 // offset is applied through the activation's sums per 16. Two fp32 multiplies per
 // super-block remain (d * xd and dmin * xd), which is as close to exact as llama.cpp's q8_K
-// path, with the activation scale kept in fp32. Each type has a scalar reference and an
-// AVX2 path, which the AVX-512 build compiles too. Products are u8 * s8 pairs summed to
-// int16 (maddubs) and weighted by the sub-block scales to int32 (madd): the unsigned
-// quants stay below 64 (iq4_xs: |kvalue| <= 127 via the sign trick), so nothing saturates.
-// The NEON path (arm64) sums each 16 or 32 products in int32 (vdotq_s32, or vmull + vpadal
-// without dotprod) and weights them with the sub-block scales by vmlaq_n_s32.
-#include <stddef.h>
-
-#include "quant_simd.h"
+// path, with the activation scale kept in fp32. Each type has a scalar reference here and
+// an AVX2 path in quant_dot_k_avx2.cpp. The NEON path (arm64) sums each 16 or 32 products
+// in int32 (vdotq_s32, or vmull + vpadal without dotprod) and weights them with the
+// sub-block scales by vmlaq_n_s32.
+#include "quant_k_scales.h"
 
 namespace strata::cpu::STRATA_ISA {
 
@@ -45,97 +41,10 @@ void quantize_row_q8_256(const float* x, block_q8_256* y, int64_t n) {
     }
 }
 
-// q4_K / q5_K scales: bytes 0..7 of the result are the 8 scales, bytes 8..15 the 8 mins.
-// The 12 packed bytes are three little-endian words: u0 holds sc0..3 (low 6 bits) and the
-// top 2 bits of sc4..7, u1 the same for the mins, u2 the low 4 bits of sc4..7 (low
-// nibbles) and of m4..7 (high nibbles).
-static inline void unpack_k4_scales(const uint8_t* s, uint32_t out[4]) {
-    uint32_t u0, u1, u2;
-    memcpy(&u0, s, 4);
-    memcpy(&u1, s + 4, 4);
-    memcpy(&u2, s + 8, 4);
-    out[0] = u0 & 0x3F3F3F3Fu;
-    out[1] = (u2 & 0x0F0F0F0Fu) | ((u0 >> 2) & 0x30303030u);
-    out[2] = u1 & 0x3F3F3F3Fu;
-    out[3] = ((u2 >> 4) & 0x0F0F0F0Fu) | ((u1 >> 2) & 0x30303030u);
-}
-
-// q3_K scales minus 32, as 16 int8: low 4 bits from bytes 0..7 (low nibbles first), the
-// high 2 bits from bytes 8..11 (2 bits of each byte per group of four scales).
-static inline void q3_K_scale_words(const uint8_t* s, uint32_t r[4]) {
-    uint32_t a0, a1, a2;
-    memcpy(&a0, s, 4);
-    memcpy(&a1, s + 4, 4);
-    memcpy(&a2, s + 8, 4);
-    r[0] = (a0 & 0x0F0F0F0Fu) | ((a2 & 0x03030303u) << 4);
-    r[1] = (a1 & 0x0F0F0F0Fu) | (((a2 >> 2) & 0x03030303u) << 4);
-    r[2] = ((a0 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 4) & 0x03030303u) << 4);
-    r[3] = ((a1 >> 4) & 0x0F0F0F0Fu) | (((a2 >> 6) & 0x03030303u) << 4);
-}
-static inline void unpack_q3_K_scales(const uint8_t* s, int8_t out[16]) {
-    uint32_t r[4];
-    q3_K_scale_words(s, r);
-    uint8_t u[16];
-    memcpy(u, r, 16);
-    for (int i = 0; i < 16; ++i) out[i] = (int8_t)(u[i] - 32);
-}
-
-// iq4_xs scales minus 32, as 8 int8.
-static inline void unpack_iq4_xs_scales(const block_iq4_xs& b, int8_t out[8]) {
-    for (int j = 0; j < 8; ++j)
-        out[j] = (int8_t)((((b.scales_l[j / 2] >> (4 * (j & 1))) & 0x0F) | (((b.scales_h >> (2 * j)) & 3) << 4)) - 32);
-}
-// The same as one 64-bit word (byte j = scale j + 32), by spreading bit fields: nibble j of
-// scales_l to byte j, and 2-bit field j of scales_h to bits 4..5 of byte j.
-static inline uint64_t iq4_xs_scale_word(const block_iq4_xs& b) {
-    uint32_t l32;
-    memcpy(&l32, b.scales_l, 4);
-    uint64_t l = l32;
-    l = (l | (l << 16)) & 0x0000FFFF0000FFFFull;
-    l = (l | (l << 8)) & 0x00FF00FF00FF00FFull;
-    l = (l | (l << 4)) & 0x0F0F0F0F0F0F0F0Full;
-    uint64_t h = b.scales_h;
-    h = (h | (h << 24)) & 0x000000FF000000FFull;
-    h = (h | (h << 12)) & 0x000F000F000F000Full;
-    h = (h | (h << 6)) & 0x0303030303030303ull;
-    return l | (h << 4);
-}
-
-// Sub-block loops are unrolled so that shift counts and scale selectors are constants.
-#define STRATA_UNROLL _Pragma("GCC unroll 8")
-
-#if defined(__AVX2__)
-static inline __m256i load256(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
-#endif
-
+#if !defined(__AVX2__)
 // ---- q2_K: x = d * sc * q - dmin * m, q in 0..3, per 16 -------------------------------
 float dot_q2_K(const block_q2_K* w, const block_q8_256* x, int64_t nb) {
-#if defined(__AVX2__)
-    const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m128i sc = _mm_loadu_si128((const __m128i*)w[i].scales);
-        const __m128i scl = _mm_and_si128(sc, _mm_set1_epi8(0x0F));
-        const __m128i mins = _mm_and_si128(_mm_srli_epi16(sc, 4), _mm_set1_epi8(0x0F));
-        __m256i sumi = _mm256_setzero_si256();
-        STRATA_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            const __m256i qv = load256(w[i].qs + 32 * h);
-            const int8_t* xs = x[i].qs + 128 * h;
-            STRATA_UNROLL
-            for (int s = 0; s < 4; ++s) {  // elements 128h + 32s + l: bits 2s of qs[32h + l]
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * s), m3);
-                const int g = 8 * h + 2 * s;
-                sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(q, load256(xs + 32 * s), scale_pair(scl, g, g + 1)));
-            }
-        }
-        const __m256i msum = _mm256_madd_epi16(load256(x[i].bsums), _mm256_cvtepu8_epi16(mins));
-        const float xd = x[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * xd), _mm256_cvtepi32_ps(sumi), acc);
-        acc = _mm256_fnmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].dmin) * xd), _mm256_cvtepi32_ps(msum), acc);
-    }
-    return hsum_ps256(acc);
-#elif defined(STRATA_NEON)
+#if defined(STRATA_NEON)
     const uint8x16_t m3 = vdupq_n_u8(3);
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -179,35 +88,7 @@ float dot_q2_K(const block_q2_K* w, const block_q8_256* x, int64_t nb) {
 
 // ---- q3_K: x = d * (sc - 32) * (q - 4), q in 0..7 (2 low bits + high bit), per 16 -----
 float dot_q3_K(const block_q3_K* w, const block_q8_256* x, int64_t nb) {
-#if defined(__AVX2__)
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        uint32_t r[4];
-        q3_K_scale_words(w[i].scales, r);
-        const __m128i sc = _mm_sub_epi8(_mm_setr_epi32((int)r[0], (int)r[1], (int)r[2], (int)r[3]), _mm_set1_epi8(32));
-        __m256i hm = load256(w[i].hmask);
-        __m256i sumi = _mm256_setzero_si256();
-        STRATA_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            const __m256i qv = load256(w[i].qs + 32 * h);
-            STRATA_UNROLL
-            for (int s = 0; s < 4; ++s) {
-                const int j = 4 * h + s;
-                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * s), m3);
-                const __m256i hb = _mm256_slli_epi16(_mm256_and_si256(hm, one), 2);
-                hm = _mm256_srli_epi16(hm, 1);
-                sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(_mm256_or_si256(lo, hb), load256(x[i].qs + 32 * j),
-                                                               scale_pair(sc, 2 * j, 2 * j + 1)));
-            }
-        }
-        // The -4 offset: 4 * sum_g sc_g * bsum_g.
-        const __m256i off = _mm256_madd_epi16(load256(x[i].bsums), _mm256_cvtepi8_epi16(sc));
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum_ps256(acc);
-#elif defined(STRATA_NEON)
+#if defined(STRATA_NEON)
     const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -260,45 +141,7 @@ float dot_q3_K(const block_q3_K* w, const block_q8_256* x, int64_t nb) {
 // ---- q4_K / q5_K: x = d * sc * q - dmin * m, per 32 -----------------------------------
 template <bool Q5>
 static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_q8_256* x, int64_t nb) {
-    // Both layouts start with d, dmin, scales[12]; q5_K then has qh[32] before qs.
-    constexpr size_t qs_off = Q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
-#if defined(__AVX2__)
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        const uint8_t* b = blocks + i * stride;
-        uint16_t d16, dmin16;
-        memcpy(&d16, b, 2);
-        memcpy(&dmin16, b + 2, 2);
-        uint32_t u[4];
-        unpack_k4_scales(b + 4, u);
-        const __m128i sm = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);  // 8 scales, 8 mins
-        const uint8_t* qs = b + qs_off;
-        __m256i hm = _mm256_setzero_si256();
-        if constexpr (Q5) hm = load256(b + offsetof(block_q5_K, qh));
-        __m256i sumi = _mm256_setzero_si256();
-        STRATA_UNROLL
-        for (int c = 0; c < 4; ++c) {
-            const __m256i qv = load256(qs + 32 * c);
-            __m256i lo = _mm256_and_si256(qv, m4), hi = _mm256_and_si256(_mm256_srli_epi16(qv, 4), m4);
-            if constexpr (Q5) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hm, one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), one), 4));
-                hm = _mm256_srli_epi16(hm, 2);
-            }
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(lo, load256(x[i].qs + 64 * c), scale_pair(sm, 2 * c, 2 * c)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(hi, load256(x[i].qs + 64 * c + 32),
-                                                           scale_pair(sm, 2 * c + 1, 2 * c + 1)));
-        }
-        // Mins: sum_j m_j * (bsum_2j + bsum_2j+1), each min paired with two sums of 16.
-        const __m128i mdup = _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
-        const __m256i msum = _mm256_madd_epi16(load256(x[i].bsums), _mm256_cvtepu8_epi16(mdup));
-        const float xd = x[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(d16) * xd), _mm256_cvtepi32_ps(sumi), acc);
-        acc = _mm256_fnmadd_ps(_mm256_set1_ps(fp16_to_f32(dmin16) * xd), _mm256_cvtepi32_ps(msum), acc);
-    }
-    return hsum_ps256(acc);
-#elif defined(STRATA_NEON)
+#if defined(STRATA_NEON)
     const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -310,7 +153,7 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
         unpack_k4_scales(b + 4, u);
         uint8_t sm[16];  // 8 scales, 8 mins
         memcpy(sm, u, 16);
-        const uint8_t* qs = b + qs_off;
+        const uint8_t* qs = b + q45_K_qs_offset<Q5>;
         uint8x16_t h0 = vdupq_n_u8(0), h1 = vdupq_n_u8(0);
         if constexpr (Q5) {
             h0 = vld1q_u8(b + offsetof(block_q5_K, qh));
@@ -354,7 +197,7 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
         unpack_k4_scales(b + 4, u);
         uint8_t sm[16];
         memcpy(sm, u, 16);
-        const uint8_t* qs = b + qs_off;
+        const uint8_t* qs = b + q45_K_qs_offset<Q5>;
         const uint8_t* qh = b + (Q5 ? offsetof(block_q5_K, qh) : 0);
         int isum = 0, msum = 0;
         for (int j = 0; j < 8; ++j) {
@@ -382,35 +225,7 @@ float dot_q5_K(const block_q5_K* w, const block_q8_256* x, int64_t nb) {
 
 // ---- q6_K: x = d * sc * (q - 32), q in 0..63, per 16 ----------------------------------
 float dot_q6_K(const block_q6_K* w, const block_q8_256* x, int64_t nb) {
-#if defined(__AVX2__)
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m128i sc = _mm_loadu_si128((const __m128i*)w[i].scales);
-        __m256i sumi = _mm256_setzero_si256();
-        STRATA_UNROLL
-        for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = load256(w[i].ql + 64 * h), ql1 = load256(w[i].ql + 64 * h + 32);
-            const __m256i qh = load256(w[i].qh + 32 * h);
-            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-            const int8_t* xs = x[i].qs + 128 * h;
-            const int g = 8 * h;
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(q0, load256(xs), scale_pair(sc, g, g + 1)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(q1, load256(xs + 32), scale_pair(sc, g + 2, g + 3)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(q2, load256(xs + 64), scale_pair(sc, g + 4, g + 5)));
-            sumi = _mm256_add_epi32(sumi, dot_u8_s8_scaled(q3, load256(xs + 96), scale_pair(sc, g + 6, g + 7)));
-        }
-        // The -32 offset: 32 * sum_g sc_g * bsum_g.
-        const __m256i off = _mm256_madd_epi16(load256(x[i].bsums), _mm256_cvtepi8_epi16(sc));
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum_ps256(acc);
-#elif defined(STRATA_NEON)
+#if defined(STRATA_NEON)
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m30 = vdupq_n_u8(0x30);
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -466,21 +281,7 @@ float dot_q6_K(const block_q6_K* w, const block_q8_256* x, int64_t nb) {
 
 // ---- iq4_xs: x = d * (ls - 32) * kvalues_iq4nl[q], per 32 ----------------------------
 float dot_iq4_xs(const block_iq4_xs* w, const block_q8_256* x, int64_t nb) {
-#if defined(__AVX2__)
-    const __m256i table = iq4nl_table();
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m128i sc = _mm_sub_epi8(_mm_cvtsi64_si128((long long)iq4_xs_scale_word(w[i])), _mm_set1_epi8(32));
-        __m256i sumi = _mm256_setzero_si256();
-        STRATA_UNROLL
-        for (int j = 0; j < 8; ++j) {
-            const __m256i wv = _mm256_shuffle_epi8(table, unpack_nibbles(w[i].qs + 16 * j));
-            sumi = _mm256_add_epi32(sumi, dot_s8_s8_scaled(wv, load256(x[i].qs + 32 * j), scale_pair(sc, j, j)));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_f32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    return hsum_ps256(acc);
-#elif defined(STRATA_NEON)
+#if defined(STRATA_NEON)
     const int8x16_t table = vld1q_s8(kvalues_iq4nl);
     float acc = 0.0f;
     for (int64_t i = 0; i < nb; ++i) {
@@ -517,5 +318,6 @@ float dot_iq4_xs(const block_iq4_xs* w, const block_q8_256* x, int64_t nb) {
     return acc;
 #endif
 }
+#endif
 
 }  // namespace strata::cpu::STRATA_ISA

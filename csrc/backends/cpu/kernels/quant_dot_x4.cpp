@@ -3,9 +3,10 @@
 // In prefill the same weight block meets every token; unpacking its nibbles once and
 // multiplying it with four tokens' int8 blocks quarters the unpack work and the weight
 // loads per product. For the 32-element block formats where the ISA has 8-bit integer dot
-// products (AVX2 and up, NEON), and for F32/F16/BF16 weights on AVX2 (each weight vector
-// widened once for four tokens); dot_rows_x4 returns false otherwise and the caller falls
-// back to one token at a time.
+// products (AVX2 and up, NEON), for the 256-element super-block formats on AVX2 (kernels
+// in quant_dot_k_avx2.cpp, shared with the single-token dots), and for F32/F16/BF16 weights on
+// AVX2 (each weight vector widened once for four tokens); dot_rows_x4 returns false
+// otherwise and the caller falls back to one token at a time.
 #include "quant_simd.h"
 
 namespace strata::cpu::STRATA_ISA {
@@ -141,6 +142,7 @@ bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r
                  int64_t xrb, float* out, int64_t ldo) {
 #if defined(__AVX2__) || defined(STRATA_NEON)
     const int64_t nb = width / 32;
+    [[maybe_unused]] const int64_t nbk = width / QK_K;
     switch (t) {
 #define STRATA_X4(BLOCK, CALL)                                                       \
     for (int64_t r = r0; r < r1; ++r) {                                              \
@@ -154,6 +156,17 @@ bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r
         case DType::Q5_1: STRATA_X4(block_q5_1, (row_x4_nibbles<block_q5_1, 0, true, true>))
         case DType::Q8_0: STRATA_X4(block_q8_0, row_x4_q8_0)
 #if defined(__AVX2__)
+#define STRATA_X4_K(BLOCK, FN)                                                       \
+    for (int64_t r = r0; r < r1; ++r)                                                \
+        FN((const BLOCK*)w + r * nbk, nbk, xq, xrb, out + (r - r0), ldo);            \
+    return true;
+        case DType::Q2_K: STRATA_X4_K(block_q2_K, dot_q2_K_x4)
+        case DType::Q3_K: STRATA_X4_K(block_q3_K, dot_q3_K_x4)
+        case DType::Q4_K: STRATA_X4_K(block_q4_K, dot_q4_K_x4)
+        case DType::Q5_K: STRATA_X4_K(block_q5_K, dot_q5_K_x4)
+        case DType::Q6_K: STRATA_X4_K(block_q6_K, dot_q6_K_x4)
+        case DType::IQ4_XS: STRATA_X4_K(block_iq4_xs, dot_iq4_xs_x4)
+#undef STRATA_X4_K
         case DType::F32:
             for (int64_t r = r0; r < r1; ++r) row_x4_float<float, false>((const float*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
             return true;

@@ -18,7 +18,7 @@ namespace strata::cpu::STRATA_ISA {
 
 using quants::block_q8_256;
 
-// ---- super-block dots (quant_dot_k.cpp): one weight row of nb blocks . one activation row
+// ---- super-block dots (quant_dot_k*.cpp): one weight row of nb blocks . one activation row
 void quantize_row_q8_256(const float* x, block_q8_256* y, int64_t n);
 float dot_q2_K(const quants::block_q2_K* w, const block_q8_256* x, int64_t nb);
 float dot_q3_K(const quants::block_q3_K* w, const block_q8_256* x, int64_t nb);
@@ -26,6 +26,16 @@ float dot_q4_K(const quants::block_q4_K* w, const block_q8_256* x, int64_t nb);
 float dot_q5_K(const quants::block_q5_K* w, const block_q8_256* x, int64_t nb);
 float dot_q6_K(const quants::block_q6_K* w, const block_q8_256* x, int64_t nb);
 float dot_iq4_xs(const quants::block_iq4_xs* w, const block_q8_256* x, int64_t nb);
+#if defined(__AVX2__)
+// The same, one weight row of nb blocks . four activation rows xrb bytes apart, to
+// out[j * ldo]; bit-identical to the single-row dots (dot_rows_x4 in prefill).
+void dot_q2_K_x4(const quants::block_q2_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q3_K_x4(const quants::block_q3_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q4_K_x4(const quants::block_q4_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q5_K_x4(const quants::block_q5_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_q6_K_x4(const quants::block_q6_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+void dot_iq4_xs_x4(const quants::block_iq4_xs* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo);
+#endif
 
 // ---- activation quantization: 8 bits, symmetric, round to nearest even ----------------
 // Scalar and SIMD paths give identical bytes (same amax, same fp32 reciprocal, same
@@ -146,10 +156,16 @@ static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
 static inline __m256i dot_u8_s8_scaled(__m256i u, __m256i s, __m256i scale16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), scale16);
 }
-// Same for s8 * s8 (|w| <= 127): sign moved onto the activation.
-static inline __m256i dot_s8_s8_scaled(__m256i w, __m256i x, __m256i scale16) {
-    return dot_u8_s8_scaled(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w), scale16);
+// acc + dot_u8_s8_scaled(u, s, scale16): VNNI adds the scaled pairs into acc in the same
+// instruction (exact in int32 either way).
+static inline __m256i dot_u8_s8_scaled_acc(__m256i acc, __m256i u, __m256i s, __m256i scale16) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(acc, _mm256_maddubs_epi16(u, s), scale16);
+#else
+    return _mm256_add_epi32(acc, dot_u8_s8_scaled(u, s, scale16));
+#endif
 }
+// Same for s8 * s8 (|w| <= 127): sign moved onto the activation.
 static inline __m256i dot_s8_s8(__m256i w, __m256i x) {
     return dot_u8_s8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
 }
