@@ -4,7 +4,7 @@
 // Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) meet activations quantized to 8 bits per 32
 // (block_q8_act: fp32 scale d and fp32 d * sum(q), exactly as the CPU and CUDA backends
 // quantize them, kernel_quantize_q8_act below) and are multiplied in integers per block.
-// F16 weights meet the f32 activations directly.
+// F16 and F32 weights meet the f32 activations directly.
 //
 // Each simdgroup owns NR consecutive weight rows (function constant 0, STRATA_FC_NR, at
 // most 8); lane l walks blocks l, l + 32, ... of each row, so one step of the simdgroup
@@ -132,41 +132,46 @@ STRATA_MATVEC_Q8(kernel_matvec_q5_0, block_q5_0, dot_q5_0)
 STRATA_MATVEC_Q8(kernel_matvec_q5_1, block_q5_1, dot_q5_1)
 STRATA_MATVEC_Q8(kernel_matvec_iq4_nl, block_iq4_nl, dot_iq4_nl)
 
-// F16 weights times f32 activations. With K % 4 == 0 every row starts 8-byte aligned and
-// lanes read half4 / float4 (4 elements each, 128 per simdgroup step); otherwise scalars.
-kernel void kernel_matvec_f16(
-        constant MatvecArgs& args [[buffer(0)]],
-        device const uchar* w [[buffer(1)]],
-        device const float* x [[buffer(2)]],
-        device float* y [[buffer(3)]],
-        uint2 tg [[threadgroup_position_in_grid]],
-        uint lane [[thread_index_in_simdgroup]],
-        uint sg [[simdgroup_index_in_threadgroup]],
-        uint nsg [[simdgroups_per_threadgroup]]) {
-    const int r0 = ((int)tg.x * (int)nsg + (int)sg) * NR;
-    const int t = (int)tg.y;
-    if (r0 >= args.R || t >= args.T) return;
-    const int K = args.K;
-    device const float* xr = x + (long)t * K;
-    float acc[STRATA_NR_MAX];
-    for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
-    for (int r = 0; r < NR; ++r) {
-        if (r0 + r >= args.R) break;
-        device const half* wr = (device const half*)(w + (long)(r0 + r) * args.row_bytes);
-        if ((K & 3) == 0) {
-            device const half4* w4 = (device const half4*)wr;
-            device const float4* x4 = (device const float4*)xr;
-            for (int i = (int)lane; i < K / 4; i += 32) {
-                const half4 a = w4[i];
-                const float4 b = x4[i];
-                acc[r] += (float)a.x * b.x + (float)a.y * b.y + (float)a.z * b.z + (float)a.w * b.w;
-            }
-        } else {
-            for (int i = (int)lane; i < K; i += 32) acc[r] += (float)wr[i] * xr[i];
-        }
+// F16 and F32 weights times f32 activations. With K % 4 == 0 every row starts 8-byte
+// (f16) or 16-byte (f32) aligned and lanes read 4-wide vectors (4 elements each, 128 per
+// simdgroup step); otherwise scalars.
+#define STRATA_MATVEC_FLOAT(NAME, ELEM, ELEM4)                                                    \
+    kernel void NAME(                                                                             \
+            constant MatvecArgs& args [[buffer(0)]],                                              \
+            device const uchar* w [[buffer(1)]],                                                  \
+            device const float* x [[buffer(2)]],                                                  \
+            device float* y [[buffer(3)]],                                                        \
+            uint2 tg [[threadgroup_position_in_grid]],                                            \
+            uint lane [[thread_index_in_simdgroup]],                                              \
+            uint sg [[simdgroup_index_in_threadgroup]],                                           \
+            uint nsg [[simdgroups_per_threadgroup]]) {                                            \
+        const int r0 = ((int)tg.x * (int)nsg + (int)sg) * NR;                                     \
+        const int t = (int)tg.y;                                                                  \
+        if (r0 >= args.R || t >= args.T) return;                                                  \
+        const int K = args.K;                                                                     \
+        device const float* xr = x + (long)t * K;                                                 \
+        float acc[STRATA_NR_MAX];                                                                 \
+        for (int r = 0; r < NR; ++r) acc[r] = 0.0f;                                               \
+        for (int r = 0; r < NR; ++r) {                                                            \
+            if (r0 + r >= args.R) break;                                                          \
+            device const ELEM* wr = (device const ELEM*)(w + (long)(r0 + r) * args.row_bytes);    \
+            if ((K & 3) == 0) {                                                                   \
+                device const ELEM4* w4 = (device const ELEM4*)wr;                                 \
+                device const float4* x4 = (device const float4*)xr;                               \
+                for (int i = (int)lane; i < K / 4; i += 32) {                                     \
+                    const ELEM4 a = w4[i];                                                        \
+                    const float4 b = x4[i];                                                       \
+                    acc[r] += (float)a.x * b.x + (float)a.y * b.y + (float)a.z * b.z + (float)a.w * b.w; \
+                }                                                                                 \
+            } else {                                                                              \
+                for (int i = (int)lane; i < K; i += 32) acc[r] += (float)wr[i] * xr[i];           \
+            }                                                                                     \
+        }                                                                                         \
+        for (int r = 0; r < NR; ++r) {                                                            \
+            const float s = simd_sum(acc[r]);                                                     \
+            if (lane == 0 && r0 + r < args.R) y[(long)t * args.R + r0 + r] = s;                   \
+        }                                                                                         \
     }
-    for (int r = 0; r < NR; ++r) {
-        const float s = simd_sum(acc[r]);
-        if (lane == 0 && r0 + r < args.R) y[(long)t * args.R + r0 + r] = s;
-    }
-}
+
+STRATA_MATVEC_FLOAT(kernel_matvec_f16, half, half4)
+STRATA_MATVEC_FLOAT(kernel_matvec_f32, float, float4)

@@ -141,6 +141,14 @@ struct AttnArgs {
     float softcap;     // 0: off
 };
 
+// copy_cols (last_row, slice): y[t, c] = x[t, offset + c], c < width, t < T.
+struct CopyArgs {
+    int32_t T;
+    int32_t src_width;
+    int32_t offset;
+    int32_t width;
+};
+
 // argmax: out[t] = first index of the largest value of row t (n floats), t < T.
 struct ArgmaxArgs {
     int32_t n;
@@ -155,4 +163,5 @@ static_assert(sizeof(RopeArgs) == 40, "RopeArgs layout");
 static_assert(sizeof(EmbeddingArgs) == 16, "EmbeddingArgs layout");
 static_assert(sizeof(MatvecArgs) == 16, "MatvecArgs layout");
 static_assert(sizeof(AttnArgs) == 36, "AttnArgs layout");
+static_assert(sizeof(CopyArgs) == 16, "CopyArgs layout");
 static_assert(sizeof(ArgmaxArgs) == 8, "ArgmaxArgs layout");

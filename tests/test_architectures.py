@@ -17,28 +17,18 @@ tokens from an empty cache, and:
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
 import numpy as np
 import pytest
+from conftest import arch_fixtures, need_arch_vocabulary
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 TOL = 1e-2
 TOL_F64 = 2e-3
 
 
-def _script():
-    path = os.path.join(FIXTURES, "make_arch_fixtures.py")
-    spec = importlib.util.spec_from_file_location("make_arch_fixtures", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-maf = _script()
+maf = arch_fixtures()
 CASES = list(maf.CASES)
 
 
@@ -53,11 +43,7 @@ def run_case(tmp_path_factory):
     done: dict[str, tuple] = {}
 
     def run(name: str):
-        if maf.CASES[name].vocab == "bpe":
-            try:
-                maf.vocabulary("bpe")
-            except FileNotFoundError as e:
-                pytest.skip(str(e))
+        need_arch_vocabulary(name)
         if name not in done:
             ref = np.load(os.path.join(FIXTURES, "arch", f"{name}.npz"))
             path, tensors = maf.write_case(name, str(tmp))

@@ -6,7 +6,11 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/vector.h>
 
+#if defined(__APPLE__)
+#include <malloc/malloc.h>
+#else
 #include <malloc.h>
+#endif
 
 #include <cstring>
 
@@ -14,6 +18,10 @@
 #if defined(STRATA_HAVE_CUDA)
 #include "../backends/cuda/cuda_backend.h"
 #endif
+#if defined(STRATA_HAVE_METAL)
+#include "../backends/metal/metal_backend.h"
+#endif
+#include "../backends/metal/metal_plan.h"
 #include "../core/engine.h"
 #include "../core/errors.h"
 #include "../core/thread_pool.h"
@@ -51,7 +59,65 @@ std::unique_ptr<Backend> make_backend(const std::string& name, int n_threads, co
 #if defined(STRATA_HAVE_CUDA)
     if (name == "cuda") return cuda::make_cuda_backend();
 #endif
+#if defined(STRATA_HAVE_METAL)
+    if (name == "metal") return metal::make_metal_backend();
+#endif
     throw UnsupportedError("backend '" + name + "' is not built into this strata");
+}
+
+// Heap bytes in use, for the "nothing is allocated per token" test hook.
+size_t heap_in_use() {
+#if defined(__APPLE__)
+    malloc_statistics_t stats{};
+    malloc_zone_statistics(nullptr, &stats);  // all zones
+    return stats.size_in_use;
+#else
+    return mallinfo2().uordblks;
+#endif
+}
+
+// The Metal backend's dispatch list for one step of `g`, as plain Python data (test hook:
+// tests/metal/test_metal_plan.py checks it and runs it through the MSL harness on Linux).
+nb::dict metal_dispatch_plan(const Graph& g, int64_t n_ctx, int64_t max_rows, int64_t n_rows, int64_t n_past,
+                             bool all_rows) {
+    const Plan plan = make_plan(g, max_rows);
+    metal::MetalPlan mp(g, plan, n_ctx);
+    std::vector<metal::Dispatch> list;
+    mp.encode(n_rows, n_past, all_rows, list);
+    nb::list dispatches;
+    for (const metal::Dispatch& d : list) {
+        const metal::Specialisation& s = mp.pipelines()[(size_t)d.pipeline];
+        nb::list buffers, fc;
+        for (int b = 0; b < d.n_buffers; ++b) {
+            const metal::BufferSlice& x = d.buffers[b];
+            // Weights as absolute ranges of the model file.
+            const int64_t base = x.region == metal::Region::Weight ? g.weights()[(size_t)x.weight].offset : 0;
+            buffers.append(nb::make_tuple(metal::region_name(x.region), base + x.offset, x.bytes, x.written));
+        }
+        for (const auto& [index, value] : s.fc) fc.append(nb::make_tuple(index, value));
+        nb::dict e;
+        e["node"] = d.node;
+        e["op"] = op_name(g.nodes()[(size_t)d.node].op);
+        e["kernel"] = s.kernel->name;
+        e["fc"] = fc;
+        e["args"] = nb::bytes(reinterpret_cast<const char*>(d.args), s.kernel->args_size);
+        e["buffers"] = buffers;
+        e["groups"] = nb::make_tuple(d.groups[0], d.groups[1], d.groups[2]);
+        e["threads"] = nb::make_tuple(d.threads[0], d.threads[1], d.threads[2]);
+        e["barrier"] = d.barrier;
+        dispatches.append(e);
+    }
+    nb::dict r;
+    r["dispatches"] = dispatches;
+    r["arena_bytes"] = mp.arena_bytes();
+    r["kv_bytes"] = mp.kv_bytes();
+    r["q8_bytes"] = mp.q8_bytes();
+    r["tokens_offset"] = g.tokens_value() >= 0 ? mp.offset_of(g.tokens_value()) : -1;
+    r["positions_offset"] = g.positions_value() >= 0 ? mp.offset_of(g.positions_value()) : -1;
+    r["output_offset"] = mp.offset_of(g.output());
+    r["output_rows"] = mp.rows_of(g.output(), n_rows, all_rows);
+    r["output_width"] = g.values()[(size_t)g.output()].width;
+    return r;
 }
 
 }  // namespace
@@ -151,15 +217,15 @@ NB_MODULE(_core, m) {
              })
         .def("heap_growth_over_decode", [](PyEngine& e, int32_t token, int n_steps) {
                  // Test hook for "nothing is allocated per token": heap bytes in use
-                 // (mallinfo2) before and after n native decode steps, GIL held so no
+                 // (heap_in_use) before and after n native decode steps, GIL held so no
                  // other Python thread allocates meanwhile. Returns the difference.
                  SamplingParams greedy;
                  greedy.temperature = 0.0f;
                  std::vector<int32_t> none;
                  int32_t t = e.engine->step_sample(token, greedy, none);  // warm-up
-                 const size_t before = mallinfo2().uordblks;
+                 const size_t before = heap_in_use();
                  for (int i = 0; i < n_steps; ++i) t = e.engine->step_sample(t, greedy, none);
-                 return (int64_t)mallinfo2().uordblks - (int64_t)before;
+                 return (int64_t)heap_in_use() - (int64_t)before;
              })
         .def("seed", [](PyEngine& e, uint64_t s) { e.engine->seed(s); })
         .def_prop_ro("n_past", [](PyEngine& e) { return e.engine->n_past(); })
@@ -189,6 +255,21 @@ NB_MODULE(_core, m) {
         return false;
 #endif
     }, "Whether this build has the CUDA backend and the CUDA runtime finds a device.");
+#if defined(STRATA_HAVE_METAL)
+    m.attr("metal_built") = true;
+#else
+    m.attr("metal_built") = false;
+#endif
+    m.def("metal_available", [] {
+#if defined(STRATA_HAVE_METAL)
+        return metal::metal_available();
+#else
+        return false;
+#endif
+    }, "Whether this build has the Metal backend and the system has a Metal device.");
+    m.def("metal_dispatch_plan", &metal_dispatch_plan, "graph"_a, "n_ctx"_a, "max_rows"_a, "n_rows"_a, "n_past"_a,
+          "all_rows"_a = false,
+          "Test hook: the Metal backend's dispatches for one step (any platform; nothing runs).");
     m.def("default_threads", &ThreadPool::default_threads);
     m.def("cpu_dequantize", [](uint32_t type, ByteArray data, int64_t n, const std::string& isa) {
         const int64_t need = row_bytes(static_cast<DType>(type), n);

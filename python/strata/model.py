@@ -22,18 +22,32 @@ from .tokenizer import Tokenizer
 
 BACKENDS = ("auto", "cpu", "cuda", "metal")
 DEFAULT_N_CTX = 4096
+_DEVICE_NAMES = {"cuda": "CUDA", "metal": "Metal", "cpu": "CPU"}
 
 
 def available_backends() -> list[str]:
-    """Backends compiled into this build that can run here, best first.
+    """Backends compiled into this build that can run here, in the order ``backend="auto"``
+    tries them.
 
     "cuda" is listed when the build has the CUDA backend and the CUDA runtime finds a
-    device (checked once per process); "cpu" always.
+    device, "metal" when the build has the Metal backend and the system a Metal device
+    (each checked once per process); "cpu" always. Metal comes after "cpu", so "auto" does
+    not pick it, until it is verified on hardware (docs/metal.md), unless the environment
+    sets ``STRATA_METAL_AUTO=1``.
     """
-    if not hasattr(available_backends, "_cuda"):
-        probe = getattr(_core, "cuda_available", None)
-        available_backends._cuda = bool(probe()) if probe is not None else False  # type: ignore[attr-defined]
-    return ["cuda", "cpu"] if available_backends._cuda else ["cpu"]  # type: ignore[attr-defined]
+    if not hasattr(available_backends, "_found"):
+        found = {}
+        for name in ("cuda", "metal"):
+            probe = getattr(_core, f"{name}_available", None)
+            found[name] = bool(probe()) if probe is not None else False
+        available_backends._found = found  # type: ignore[attr-defined]
+    found = available_backends._found  # type: ignore[attr-defined]
+    gpus = ["cuda"] if found["cuda"] else []
+    if not found["metal"]:
+        return [*gpus, "cpu"]
+    if os.environ.get("STRATA_METAL_AUTO") == "1":
+        return ["metal", *gpus, "cpu"]
+    return [*gpus, "cpu", "metal"]
 
 
 class Model:
@@ -56,8 +70,8 @@ class Model:
         if backend == "auto":
             backend = available_backends()[0]
         if backend not in available_backends():
-            why = ("no CUDA device was found" if backend == "cuda" and getattr(_core, "cuda_built", False)
-                   else "this build does not include it")
+            why = (f"no {_DEVICE_NAMES[backend]} device was found"
+                   if getattr(_core, f"{backend}_built", False) else "this build does not include it")
             raise UnsupportedModelError(f"backend {backend!r} is not available here: {why}")
         if n_ctx is not None and (not isinstance(n_ctx, int) or not 0 < n_ctx < 2**63):
             raise StrataValueError(f"n_ctx must be a positive integer below 2**63, got {n_ctx!r}")
@@ -330,7 +344,9 @@ def load(
     n_threads: int | None = None,
     backend: str = "auto",
 ) -> Model:
-    """Load a GGUF model. ``backend="auto"`` picks metal > cuda > cpu among those built.
+    """Load a GGUF model. ``backend="auto"`` picks cuda > cpu among those that can run here
+    (metal only with ``STRATA_METAL_AUTO=1`` until it is verified on a Mac; see
+    :func:`available_backends`).
 
     n_ctx is the KV cache capacity in tokens (None: the model's training context);
     n_threads defaults to the number of physical cores.

@@ -45,4 +45,5 @@ def info() -> dict[str, object]:
         "backends": available_backends(),
         "architectures": supported_architectures(),
         "cuda_built": bool(getattr(_core, "cuda_built", False)),
+        "metal_built": bool(getattr(_core, "metal_built", False)),
     }

@@ -276,20 +276,36 @@ def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["f16", "f32"])
 @pytest.mark.parametrize("K,R,T,NR,sg", [(64, 5, 1, 4, 2), (37, 9, 2, 2, 2), (1024, 3, 1, 1, 4)])
-def test_matvec_f16(seed, K, R, T, NR, sg):
+def test_matvec_float(seed, kind, K, R, T, NR, sg):
     rng = np.random.default_rng(seed)
-    w_raw, w = _table("f16", rng, R, K)
+    w_raw, w = _table(kind, rng, R, K)
     w_raw = np.ascontiguousarray(w_raw)
     x = rng.normal(size=(T, K)).astype(np.float32)
     y = np.full((T, R), np.nan, np.float32)
     args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
     msl.program("matvec.metal", {"NR": NR}).launch(
-        "kernel_matvec_f16", (groups(R, NR * sg), T), (32 * sg,), [args, w_raw, x, y], seed=seed
+        f"kernel_matvec_{kind}", (groups(R, NR * sg), T), (32 * sg,), [args, w_raw, x, y], seed=seed
     )
     ref = x.astype(np.float64) @ w.T
     bound = np.abs(x.astype(np.float64)) @ np.abs(w).T
     assert np.all(np.abs(y - ref) <= 1e-5 * bound), np.abs(y - ref).max()
+
+
+# ---- copy_cols (last_row, slice) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("T,src_width,offset,width", [(1, 37, 0, 37), (5, 96, 32, 64), (3, 2049, 7, 1)])
+def test_copy_cols(seed, T, src_width, offset, width):
+    x = np.random.default_rng(seed).normal(size=(T, src_width)).astype(np.float32)
+    y = np.full((T, width), np.nan, np.float32)
+    args = S["CopyArgs"](T, src_width, offset, width)
+    msl.program("copy.metal").launch(
+        "kernel_copy_cols_f32", (groups(width, 256), T), (256,), [args, x, y], seed=seed
+    )
+    np.testing.assert_array_equal(y, x[:, offset : offset + width])
 
 
 # ---- attention ------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstring>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "../../../metal/strata_args.h"
 
@@ -26,6 +28,9 @@ inline constexpr KernelInfo kKernels[] = {
     {#name, source, sizeof(args), buffers, fcs, threads},
 #include "../../../metal/kernels.def"
 };
+
+// Function-constant values of one specialisation, by index (all int in strata's shaders).
+using ConstValues = std::vector<std::pair<int, int32_t>>;
 
 inline const KernelInfo* find_kernel(std::string_view name) {
     for (const KernelInfo& k : kKernels)

@@ -16,8 +16,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "kernel_table.h"
 
@@ -28,9 +26,6 @@ struct BufferRef {
     int handle = -1;
     int64_t offset = 0;
 };
-
-// Function-constant values of one specialisation, by index (all int in strata's shaders).
-using ConstValues = std::vector<std::pair<int, int32_t>>;
 
 class MetalContext {
 public:
@@ -56,17 +51,18 @@ public:
     int allocate(uint64_t bytes, bool host_visible, const char* label);
     void* contents(int handle) const;  // shared buffers only
 
-    // Pipelines (created on first use, then cached by name + constants).
-    void prepare_pipeline(const KernelInfo& k, const ConstValues& fc);
-    int max_threads(const KernelInfo& k, const ConstValues& fc);
+    // A pipeline for kernel k with function constants fc, created once and then cached by
+    // name + constants; returns its handle for dispatch().
+    int pipeline(const KernelInfo& k, const ConstValues& fc);
+    int max_threads(int pipeline) const;
 
     // ---- one step ----
     void begin_step();
-    // Dispatch `k` over groups[3] threadgroups of threads[3] threads, with args (the struct
-    // of kernels.def, args_size bytes) at index 0 and buffers at 1, 2, ...
-    void dispatch(const KernelInfo& k, const ConstValues& fc, const void* args,
-                  const std::vector<BufferRef>& buffers, const uint32_t groups[3],
-                  const uint32_t threads[3]);
+    // Dispatch a pipeline over groups[3] threadgroups of threads[3] threads, with args
+    // (args_size bytes, the struct of kernels.def) at index 0 and buffers at 1, 2, ...
+    // (handle -1: nothing bound there). Allocates nothing: it runs for every node of every step.
+    void dispatch(int pipeline, const void* args, size_t args_size, const BufferRef* buffers, int n_buffers,
+                  const uint32_t groups[3], const uint32_t threads[3]);
     // Make every write of earlier dispatches visible to later ones (MTLBarrierScopeBuffers).
     void barrier();
     // Commit, wait, and throw StrataError with Metal's message if the command buffer failed.

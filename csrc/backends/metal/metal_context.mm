@@ -37,7 +37,8 @@ struct MetalContext::Impl {
     id<MTLCommandQueue> queue = nil;
     id<MTLLibrary> library = nil;
     std::string library_origin;
-    std::map<std::string, id<MTLComputePipelineState>> pipelines;
+    std::vector<id<MTLComputePipelineState>> pipelines;
+    std::map<std::string, int> pipeline_index;
     std::vector<id<MTLBuffer>> buffers;
     // wrap_mapping: [file offset, length, buffer handle] per piece
     struct Piece {
@@ -77,10 +78,10 @@ struct MetalContext::Impl {
         return key;
     }
 
-    id<MTLComputePipelineState> pipeline(const KernelInfo& k, const ConstValues& fc) {
+    int pipeline(const KernelInfo& k, const ConstValues& fc) {
         const std::string key = key_of(k, fc);
-        auto it = pipelines.find(key);
-        if (it != pipelines.end()) return it->second;
+        auto it = pipeline_index.find(key);
+        if (it != pipeline_index.end()) return it->second;
         NSError* err = nil;
         MTLFunctionConstantValues* values = [MTLFunctionConstantValues new];
         for (const auto& [i, v] : fc) {
@@ -93,8 +94,9 @@ struct MetalContext::Impl {
         if (!fn) throw StrataError("metal: no function " + key + ": " + ns_error(err));
         id<MTLComputePipelineState> ps = [device newComputePipelineStateWithFunction:fn error:&err];
         if (!ps) throw StrataError("metal: pipeline " + key + ": " + ns_error(err));
-        pipelines.emplace(key, ps);
-        return ps;
+        pipelines.push_back(ps);
+        pipeline_index.emplace(key, (int)pipelines.size() - 1);
+        return (int)pipelines.size() - 1;
     }
 };
 
@@ -168,10 +170,10 @@ int MetalContext::allocate(uint64_t bytes, bool host_visible, const char* label)
 
 void* MetalContext::contents(int handle) const { return [impl_->buffers.at((size_t)handle) contents]; }
 
-void MetalContext::prepare_pipeline(const KernelInfo& k, const ConstValues& fc) { impl_->pipeline(k, fc); }
+int MetalContext::pipeline(const KernelInfo& k, const ConstValues& fc) { return impl_->pipeline(k, fc); }
 
-int MetalContext::max_threads(const KernelInfo& k, const ConstValues& fc) {
-    return (int)impl_->pipeline(k, fc).maxTotalThreadsPerThreadgroup;
+int MetalContext::max_threads(int pipeline) const {
+    return (int)impl_->pipelines.at((size_t)pipeline).maxTotalThreadsPerThreadgroup;
 }
 
 void MetalContext::begin_step() {
@@ -179,19 +181,15 @@ void MetalContext::begin_step() {
     impl_->enc = [impl_->cmd computeCommandEncoderWithDispatchType:MTLDispatchTypeConcurrent];
 }
 
-void MetalContext::dispatch(const KernelInfo& k, const ConstValues& fc, const void* args,
-                            const std::vector<BufferRef>& buffers, const uint32_t groups[3],
-                            const uint32_t threads[3]) {
-    id<MTLComputePipelineState> ps = impl_->pipeline(k, fc);
-    if ((uint64_t)threads[0] * threads[1] * threads[2] > ps.maxTotalThreadsPerThreadgroup)
-        throw StrataError(std::string("metal: ") + k.name + " launched with more threads than its pipeline allows");
-    [impl_->enc setComputePipelineState:ps];
-    [impl_->enc setBytes:args length:k.args_size atIndex:0];
-    for (size_t i = 0; i < buffers.size(); ++i) {
+void MetalContext::dispatch(int pipeline, const void* args, size_t args_size, const BufferRef* buffers,
+                            int n_buffers, const uint32_t groups[3], const uint32_t threads[3]) {
+    [impl_->enc setComputePipelineState:impl_->pipelines[(size_t)pipeline]];
+    [impl_->enc setBytes:args length:args_size atIndex:0];
+    for (int i = 0; i < n_buffers; ++i) {
         if (buffers[i].handle < 0) continue;  // "-" in the table: nothing bound
-        [impl_->enc setBuffer:impl_->buffers.at((size_t)buffers[i].handle)
+        [impl_->enc setBuffer:impl_->buffers[(size_t)buffers[i].handle]
                        offset:(NSUInteger)buffers[i].offset
-                      atIndex:i + 1];
+                      atIndex:(NSUInteger)i + 1];
     }
     [impl_->enc dispatchThreadgroups:MTLSizeMake(groups[0], groups[1], groups[2])
                threadsPerThreadgroup:MTLSizeMake(threads[0], threads[1], threads[2])];

@@ -1,0 +1,111 @@
+// The Metal backend's step plan, in plain C++ (no Objective-C), so that Linux can check it:
+// for every node of a planned graph, which kernel of metal/kernels.def it dispatches, with
+// which argument struct (metal/strata_args.h), which buffers at which byte offsets, which
+// grid and threadgroup size, and whether a buffer barrier must come before it.
+//
+// metal_backend.mm replays the list through MetalContext on a Mac. On Linux,
+// _core.metal_dispatch_plan exposes it to tests/metal/test_metal_plan.py, which checks the
+// barriers and runs the whole list through the MSL harness against the CPU backend.
+//
+// Memory regions (each one Metal buffer, or the wrapped model file for weights):
+//   Arena  the planner's activation arena (host-visible: tokens and positions are written
+//          into it before a step, the output read from it after);
+//   Kv     every attention layer's fp16 K then V cache, slot after slot;
+//   Q8     the int8 copy of the activation a quantized matmul multiplies.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../../core/graph.h"
+#include "../../core/plan.h"
+#include "kernel_table.h"
+
+namespace strata::metal {
+
+enum class Region : uint8_t { None, Weight, Arena, Kv, Q8 };
+const char* region_name(Region r);
+
+// A buffer binding: a byte range of a region; for Region::Weight, of weight `weight`.
+// `bytes` is the extent the kernel may touch, what barrier placement compares.
+struct BufferSlice {
+    Region region = Region::None;
+    bool written = false;
+    int32_t weight = -1;
+    int64_t offset = 0;
+    int64_t bytes = 0;
+};
+
+// A pipeline: one kernel with its function-constant values.
+struct Specialisation {
+    const KernelInfo* kernel;
+    ConstValues fc;
+};
+
+constexpr int kMaxBuffers = 4;       // the most any kernel of kernels.def binds after args
+constexpr size_t kMaxArgsBytes = 40; // the largest argument struct (RopeArgs)
+
+struct Dispatch {
+    int32_t node = -1;      // the graph node it computes (part of)
+    int32_t pipeline = -1;  // index into MetalPlan::pipelines()
+    bool barrier = false;   // memoryBarrierWithScope:MTLBarrierScopeBuffers before it
+    uint32_t groups[3] = {1, 1, 1};
+    uint32_t threads[3] = {1, 1, 1};
+    int32_t n_buffers = 0;  // bound at indices 1..n_buffers (Region::None: nothing bound)
+    BufferSlice buffers[kMaxBuffers];
+    alignas(4) uint8_t args[kMaxArgsBytes] = {};
+};
+
+class MetalPlan {
+public:
+    // Checks that every node has a Metal kernel (else UnsupportedError naming each missing
+    // op / weight type) and lays out the KV cache and the q8 scratch.
+    MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx);
+
+    const std::vector<Specialisation>& pipelines() const { return pipelines_; }
+    int64_t arena_bytes() const { return arena_bytes_; }
+    int64_t kv_bytes() const { return kv_bytes_; }
+    int64_t q8_bytes() const { return q8_bytes_; }
+    int64_t offset_of(int32_t value) const { return offset_[value]; }  // arena offset
+    int64_t rows_of(int32_t value, int64_t T, bool all_rows) const {
+        return (single_row_[value] && !all_rows) ? 1 : T;
+    }
+
+    // The dispatches of one step of T rows at positions n_past.. (T <= max_rows and
+    // n_past + T <= n_ctx, checked by the caller). `out` is cleared and refilled; its
+    // capacity is kept, so steps after the first allocate nothing.
+    void encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dispatch>& out);
+
+    // Whether positions [0, n_past) in the cache still hold what a continuation from
+    // position n needs (sliding-window ring buffers forget old positions).
+    bool can_truncate(int64_t n_past, int64_t n) const;
+
+private:
+    struct KvSlot {
+        int64_t k_offset = 0, v_offset = 0, bytes = 0, capacity = 0;
+    };
+    struct NodeKernels {
+        int32_t main = -1;  // the node's kernel
+        int32_t pre = -1;   // quantize_q8_act before a quantized matmul, kv_append before attention
+    };
+
+    int32_t pipeline_for(const char* kernel, const char* fc = nullptr, int32_t value = 0);
+    BufferSlice value_slice(int32_t v, int64_t rows, bool written, int64_t first_row = 0) const;
+    BufferSlice weight_slice(int32_t v) const;
+    void push(std::vector<Dispatch>& out, Dispatch d, const void* args, size_t args_size);
+
+    std::vector<Node> nodes_;
+    std::vector<WeightRef> weights_;
+    std::vector<int32_t> weight_of_;  // per value: weight index or -1
+    std::vector<int64_t> width_, offset_;
+    std::vector<uint8_t> single_row_;
+    std::vector<NodeKernels> kernels_;
+    std::vector<KvSlot> kv_;
+    std::vector<Specialisation> pipelines_;
+    std::vector<BufferSlice> pending_;  // accesses since the last barrier
+    int64_t arena_bytes_ = 0, kv_bytes_ = 0, q8_bytes_ = 0;
+};
+
+}  // namespace strata::metal

