@@ -67,6 +67,14 @@ def test_unknown_backend_is_an_error_naming_what_is_here(capsys):
     assert "'tpu' is not available here" in err and "cpu:scalar" in err
 
 
+def test_without_gguf_quantized_types_are_skipped_rows(monkeypatch, capsys):
+    monkeypatch.setattr(selftest, "gguf_quants", None)
+    assert selftest.main(["--backend", "cpu:scalar", "-k", "Q4_0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped: gguf not installed") == 3  # matmul decode, prefill, embedding
+    assert "0 pass, 0 FAIL, 3 skipped" in out
+
+
 # ---- teeth ------------------------------------------------------------------------------
 def test_compare_reports_a_perturbed_result():
     case = find_case("matmul Q4_0 decode")
