@@ -401,7 +401,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def format_row(r: Row) -> str:
     cells = (r.backend, r.kernel, r.status, _fmt(r.max_abs_err, ".2e"),
-             _fmt(r.err_over_bound, ".3f"), _fmt(r.ms, ".3f"), _fmt(r.vs_cpu, ".1e"))
+             _fmt(r.err_over_bound, ".3g"), _fmt(r.ms, ".3f"), _fmt(r.vs_cpu, ".1e"))
     line = " ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, (_, w)) in
                     enumerate(zip(cells, COLUMNS)))
     return f"{line}  {r.note}".rstrip()
