@@ -26,6 +26,7 @@ from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES
 from ops.harness import OpHarness
 from strata import _core
+from strata.selftest import random_input
 
 pytestmark = pytest.mark.skipif(
     not _core.cuda_available(),
@@ -72,14 +73,6 @@ def random_weights(name: str, rows: int, width: int, rng: np.random.Generator) -
 
 def dequantized(name: str, raw: np.ndarray, rows: int, width: int) -> np.ndarray:
     return np.asarray(gguf_quants.dequantize(raw, qtype(name)), np.float64).reshape(rows, width)
-
-
-def random_input(rows: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    x = rng.standard_normal((rows, width))
-    k = max(1, width // 64)
-    for r in range(rows):
-        x[r, rng.integers(0, width, k)] *= rng.uniform(5, 30, k)
-    return x.astype(np.float32)
 
 
 def run_graph(h: OpHarness, out: int, n: int, backend: str, monkeypatch=None, env=None, **kw):

@@ -1,4 +1,4 @@
-"""The `strata` command: generate | chat | info | perplexity | bench | serve."""
+"""The `strata` command: generate | chat | info | perplexity | bench | serve | selftest."""
 
 from __future__ import annotations
 
@@ -202,11 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait")
     s.set_defaults(func=cmd_serve)
 
+    t = sub.add_parser("selftest", help="check every kernel of every backend here against NumPy",
+                       add_help=False)
+    t.set_defaults(func=None)
+
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "bench":  # its own argument parser (strata.bench)
         from .bench import main as bench_main
 
         return bench_main(args[1:])
+    if args and args[0] == "selftest":  # its own argument parser (strata.selftest)
+        from .selftest import main as selftest_main
+
+        return selftest_main(args[1:])
     a = parser.parse_args(args)
     try:
         return a.func(a)
