@@ -56,8 +56,7 @@ void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb
     for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]);
 }
 
-// Float weights (f32, f16, bf16): each 8-wide weight vector is loaded and widened once and
-// multiplied with the four activation rows.
+// Float weights (f32, f16, bf16): weight vectors widened to f32 as they are loaded.
 static inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
 static inline __m256 load8(const uint16_t* w, bool bf16) {
     const __m128i h = _mm_loadu_si128((const __m128i*)w);
@@ -68,26 +67,53 @@ static inline float scalar_weight(const uint16_t* w, int64_t i, bool bf16) {
     return bf16 ? bf16_to_fp32(w[i]) : fp16_to_f32(w[i]);
 }
 
-template <typename W, bool BF16>
-void row_x4_float(const W* w, const uint8_t* xq, int64_t xrb, int64_t n, float* out, int64_t ldo) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+// NR weight rows x 4 activation rows per pass: each activation vector is loaded once for
+// NR rows and each weight vector once for 4 tokens (NR = 4 where AVX-512 gives 32 vector
+// registers for the 16 accumulators, else 2). Every output keeps its own accumulator, summed
+// in the same order as with NR = 1, so the result does not depend on NR.
+#if defined(__AVX512F__)
+constexpr int kFloatRows = 4;
+#else
+constexpr int kFloatRows = 2;
+#endif
+
+template <typename W, bool BF16, int NR>
+void rows_x4_float(const W* w, int64_t n, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
+    __m256 acc[NR][4];
+    for (int r = 0; r < NR; ++r)
+        for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
     const float* x[4];
     for (int j = 0; j < 4; ++j) x[j] = (const float*)(xq + j * xrb);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 wv;
-        if constexpr (sizeof(W) == 4) wv = load8((const float*)w + i);
-        else wv = load8((const uint16_t*)w + i, BF16);
-        for (int j = 0; j < 4; ++j) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[j] + i), acc[j]);
-    }
-    for (int j = 0; j < 4; ++j) {
-        float s = hsum_ps256(acc[j]);
-        for (int64_t k = i; k < n; ++k) {
-            if constexpr (sizeof(W) == 4) s += scalar_weight((const float*)w, k) * x[j][k];
-            else s += scalar_weight((const uint16_t*)w, k, BF16) * x[j][k];
+        __m256 wv[NR];
+        for (int r = 0; r < NR; ++r) {
+            if constexpr (sizeof(W) == 4) wv[r] = load8((const float*)w + r * n + i);
+            else wv[r] = load8((const uint16_t*)w + r * n + i, BF16);
         }
-        out[j * ldo] = s;
+        for (int j = 0; j < 4; ++j) {
+            const __m256 xv = _mm256_loadu_ps(x[j] + i);
+            for (int r = 0; r < NR; ++r) acc[r][j] = _mm256_fmadd_ps(wv[r], xv, acc[r][j]);
+        }
     }
+    for (int r = 0; r < NR; ++r)
+        for (int j = 0; j < 4; ++j) {
+            float s = hsum_ps256(acc[r][j]);
+            for (int64_t k = i; k < n; ++k) {
+                if constexpr (sizeof(W) == 4) s += scalar_weight((const float*)w + r * n, k) * x[j][k];
+                else s += scalar_weight((const uint16_t*)w + r * n, k, BF16) * x[j][k];
+            }
+            out[j * ldo + r] = s;
+        }
+}
+
+template <typename W, bool BF16>
+void float_rows_x4(const W* w, int64_t n, int64_t r0, int64_t r1, const uint8_t* xq, int64_t xrb, float* out,
+                   int64_t ldo) {
+    int64_t r = r0;
+    for (; r + kFloatRows <= r1; r += kFloatRows)
+        rows_x4_float<W, BF16, kFloatRows>(w + r * n, n, xq, xrb, out + (r - r0), ldo);
+    for (; r < r1; ++r) rows_x4_float<W, BF16, 1>(w + r * n, n, xq, xrb, out + (r - r0), ldo);
 }
 
 }  // namespace
@@ -167,15 +193,9 @@ bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r
         case DType::Q6_K: STRATA_X4_K(block_q6_K, dot_q6_K_x4)
         case DType::IQ4_XS: STRATA_X4_K(block_iq4_xs, dot_iq4_xs_x4)
 #undef STRATA_X4_K
-        case DType::F32:
-            for (int64_t r = r0; r < r1; ++r) row_x4_float<float, false>((const float*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
-            return true;
-        case DType::F16:
-            for (int64_t r = r0; r < r1; ++r) row_x4_float<uint16_t, false>((const uint16_t*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
-            return true;
-        case DType::BF16:
-            for (int64_t r = r0; r < r1; ++r) row_x4_float<uint16_t, true>((const uint16_t*)w + r * width, xq, xrb, width, out + (r - r0), ldo);
-            return true;
+        case DType::F32: float_rows_x4<float, false>((const float*)w, width, r0, r1, xq, xrb, out, ldo); return true;
+        case DType::F16: float_rows_x4<uint16_t, false>((const uint16_t*)w, width, r0, r1, xq, xrb, out, ldo); return true;
+        case DType::BF16: float_rows_x4<uint16_t, true>((const uint16_t*)w, width, r0, r1, xq, xrb, out, ldo); return true;
 #endif
 #undef STRATA_X4
         default: return false;
