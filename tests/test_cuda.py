@@ -269,12 +269,8 @@ ATTN_CASES = [  # n_head, n_kv, head_dim, window, softcap
 ]
 
 
-@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_CASES)
-@pytest.mark.parametrize("chunks", [[13], [1] * 13, [5, 1, 7]])
-@pytest.mark.parametrize("n_ctx", [256, 4096])  # 4096: decode splits the keys (16 splits)
-def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx):
-    rng = np.random.default_rng(5)
-    T = 13
+def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx):
+    rng = np.random.default_rng(seed)
     q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
     k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
     v = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
@@ -285,21 +281,19 @@ def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_CASES)
+@pytest.mark.parametrize("chunks", [[13], [1] * 13, [5, 1, 7]])
+@pytest.mark.parametrize("n_ctx", [256, 4096])  # 4096: decode splits the keys (16 splits)
+def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx):
+    attention_both(5, 13, n_head, n_kv, hd, window, softcap, chunks, n_ctx)
+
+
 @pytest.mark.parametrize("hd,window,softcap", [(64, 0, 0.0), (64, 40, 0.0), (128, 0, 30.0), (128, 45, 0.0)])
 @pytest.mark.parametrize("chunks", [[70], [33, 37], [3, 64, 3]])
 def test_prefill_attention_over_several_query_and_key_tiles(hd, window, softcap, chunks):
     """70 rows: three 32-row query tiles of the tiled prefill kernel, windows that end inside
     a key tile, and steps that start mid-tile."""
-    rng = np.random.default_rng(7)
-    T, n_head, n_kv = 70, 4, 2
-    q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
-    k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
-    v = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
-    h = OpHarness()
-    out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
-               n_head_kv=n_kv, head_dim=hd, window=window, softcap=softcap)
-    cpu, gpu = both(h, out, T, chunks=chunks, n_ctx=256)
-    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=2e-5)
+    attention_both(7, 70, 4, 2, hd, window, softcap, chunks, 256)
 
 
 def test_sliding_window_ring_buffer_wraps_against_cpu():

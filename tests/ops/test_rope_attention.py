@@ -47,22 +47,20 @@ def test_rope(isa, neox, n_rot, factors):
 )
 @pytest.mark.parametrize("chunks", [[13], [1] * 13, [5, 1, 7]])
 def test_attention(isa, n_head, n_kv, window, softcap, chunks):
-    rng = np.random.default_rng(5)
-    T, hd = 13, 16
-    q = rng.normal(size=(T, n_head * hd)).astype(np.float32)
+    check_attention(isa, 5, n_head, n_kv, 16, window, softcap, chunks)
+
+
+def check_attention(isa, seed, n_head, n_kv, hd, window, softcap, chunks, q_scale=1.0, **run):
+    """One attention op over sum(chunks) rows, run in those steps, against float64."""
+    rng = np.random.default_rng(seed)
+    T = sum(chunks)
+    q = rng.normal(size=(T, n_head * hd)).astype(np.float32) * q_scale
     k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
     v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
     h = OpHarness()
-    out = h.op(
-        _core.Op.attention,
-        [h.rows(q), h.rows(k), h.rows(v)],
-        n_head=n_head,
-        n_head_kv=n_kv,
-        head_dim=hd,
-        window=window,
-        softcap=softcap,
-    )
-    got = h.run(out, T, isa=isa, chunks=chunks)
+    out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
+               n_head_kv=n_kv, head_dim=hd, window=window, softcap=softcap)
+    got = h.run(out, T, isa=isa, chunks=chunks, **run)
     np.testing.assert_allclose(
         got, ref_attention(q, k, v, n_head, n_kv, hd, window, softcap), rtol=1e-4, atol=1e-5
     )
@@ -80,25 +78,7 @@ def test_attention(isa, n_head, n_kv, window, softcap, chunks):
 )
 def test_attention_prefill_tiles(isa, n_head, n_kv, hd, window, softcap, chunks):
     """Steps longer than a tile of positions, groups of several blocks, head sizes with tails."""
-    rng = np.random.default_rng(8)
-    T = sum(chunks)
-    q = rng.normal(size=(T, n_head * hd)).astype(np.float32) * 2
-    k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
-    v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
-    h = OpHarness()
-    out = h.op(
-        _core.Op.attention,
-        [h.rows(q), h.rows(k), h.rows(v)],
-        n_head=n_head,
-        n_head_kv=n_kv,
-        head_dim=hd,
-        window=window,
-        softcap=softcap,
-    )
-    got = h.run(out, T, isa=isa, chunks=chunks, n_batch=max(chunks))
-    np.testing.assert_allclose(
-        got, ref_attention(q, k, v, n_head, n_kv, hd, window, softcap), rtol=1e-4, atol=1e-5
-    )
+    check_attention(isa, 8, n_head, n_kv, hd, window, softcap, chunks, q_scale=2.0, n_batch=max(chunks))
 
 
 @pytest.mark.parametrize("isa", isas())
