@@ -1,14 +1,16 @@
 // Decode matmul: y[t, r] = dot(W[r, :], x[t, :]) for r < R and a few activation rows t
 // (one per sequence in a decode step). Mirrors csrc/backends/cuda/matvec.cu.
 //
-// Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL) meet activations quantized to 8 bits per 32
+// Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, and the super-block formats
+// Q4_K, Q5_K, Q6_K one 32-element sub-block at a time) meet activations quantized to 8 bits per 32
 // (block_q8_act: fp32 scale d and fp32 d * sum(q), exactly as the CPU and CUDA backends
 // quantize them, kernel_quantize_q8_act below) and are multiplied in integers per block.
 // F16 and F32 weights meet the f32 activations directly.
 //
 // Each simdgroup owns NR consecutive weight rows (function constant 0, STRATA_FC_NR, at
-// most 8); lane l walks blocks l, l + 32, ... of each row, so one step of the simdgroup
-// reads 32 consecutive blocks of a row; simd_sum reduces each row. Threadgroup = any
+// most 8); lane l walks 32-element blocks l, l + 32, ... of each row (for K formats:
+// sub-block l % 8 of super-block l / 8, ...), so one step of the simdgroup reads 32
+// consecutive blocks (4 super-blocks) of a row; simd_sum reduces each row. Threadgroup = any
 // number of simdgroups (the host uses 2); grid = (ceil(R / (NR * simdgroups)), T).
 // References: csrc/backends/cpu/kernels/quant_dot.cpp, tests/test_quants.py.
 #include "strata_args.h"
@@ -94,6 +96,64 @@ static inline float dot_iq4_nl(device const block_iq4_nl& w, device const block_
     return (float)w.d * x.d * (float)sum;
 }
 
+
+// ---- K formats: one 32-element sub-block j (0..7) of a 256-element super-block -----------
+
+// Six-bit scale and min of sub-block j of q4_K / q5_K (csrc/quants/dequant.h get_scale_min_k4).
+static inline void scale_min_k4(device const uint8_t* s, int j, thread int& sc, thread int& m) {
+    if (j < 4) {
+        sc = s[j] & 63;
+        m = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// x = d * sc * q - dmin * m: the integer dot of unsigned q, scaled; the mins come back
+// through x.s (= x.d * sum of the activation quants), as dot_q4_1's m does.
+static inline float dot_k4_tail(device const strata_f16& d, device const strata_f16& dmin,
+                                device const uint8_t* scales, int j, int sumi, device const block_q8_act& x) {
+    int sc, m;
+    scale_min_k4(scales, j, sc, m);
+    return (float)d * x.d * (float)(sc * sumi) - (float)dmin * (float)m * x.s;
+}
+
+static inline float dot_q4_K(device const block_q4_K& w, int j, device const block_q8_act& x) {
+    device const uint8_t* q = w.qs + 32 * (j >> 1);
+    const int sh = 4 * (j & 1);
+    int sumi = 0;
+    for (int l = 0; l < 32; ++l) sumi += (int)((q[l] >> sh) & 0x0F) * (int)x.qs[l];
+    return dot_k4_tail(w.d, w.dmin, w.scales, j, sumi, x);
+}
+
+static inline float dot_q5_K(device const block_q5_K& w, int j, device const block_q8_act& x) {
+    device const uint8_t* q = w.qs + 32 * (j >> 1);
+    const int sh = 4 * (j & 1);
+    int sumi = 0;
+    for (int l = 0; l < 32; ++l)
+        sumi += ((int)((q[l] >> sh) & 0x0F) | (int)(((w.qh[l] >> j) & 1) << 4)) * (int)x.qs[l];
+    return dot_k4_tail(w.d, w.dmin, w.scales, j, sumi, x);
+}
+
+// x = d * scales[i / 16] * (q - 32): the -32 is applied per element in integers (the
+// scale changes every 16 elements, so x.s, one sum per 32, cannot carry it); everything
+// up to the single float multiply is exact (|sumi| < 2^22).
+static inline float dot_q6_K(device const block_q6_K& w, int j, device const block_q8_act& x) {
+    const int h = j >> 2, s = j & 3;  // element 32*j + l = 128*h + 32*s + l
+    device const uint8_t* ql = w.ql + 64 * h + 32 * (s & 1);
+    device const uint8_t* qh = w.qh + 32 * h;
+    const int lsh = 4 * (s >> 1), hsh = 2 * s;
+    int half_sum[2] = {0, 0};
+    for (int l = 0; l < 32; ++l) {
+        const int q = (int)((ql[l] >> lsh) & 0x0F) | (int)(((qh[l] >> hsh) & 3) << 4);
+        half_sum[l >> 4] += (q - 32) * (int)x.qs[l];
+    }
+    const int sumi = (int)w.scales[2 * j] * half_sum[0] + (int)w.scales[2 * j + 1] * half_sum[1];
+    return (float)w.d * x.d * (float)sumi;
+}
+
+// DOT: the dot of 32-block c of weight row wr (device const BLOCK*) with xb[c].
 #define STRATA_MATVEC_Q8(NAME, BLOCK, DOT)                                                        \
     kernel void NAME(                                                                             \
             constant MatvecArgs& args [[buffer(0)]],                                              \
@@ -115,7 +175,7 @@ static inline float dot_iq4_nl(device const block_iq4_nl& w, device const block_
             for (int r = 0; r < NR; ++r) {                                                        \
                 if (r0 + r < args.R) {                                                            \
                     device const BLOCK* wr = (device const BLOCK*)(w + (long)(r0 + r) * args.row_bytes); \
-                    acc[r] += DOT(wr[c], xb[c]);                                                  \
+                    acc[r] += DOT;                                                                \
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \
@@ -125,12 +185,15 @@ static inline float dot_iq4_nl(device const block_iq4_nl& w, device const block_
         }                                                                                         \
     }
 
-STRATA_MATVEC_Q8(kernel_matvec_q8_0, block_q8_0, dot_q8_0)
-STRATA_MATVEC_Q8(kernel_matvec_q4_0, block_q4_0, dot_q4_0)
-STRATA_MATVEC_Q8(kernel_matvec_q4_1, block_q4_1, dot_q4_1)
-STRATA_MATVEC_Q8(kernel_matvec_q5_0, block_q5_0, dot_q5_0)
-STRATA_MATVEC_Q8(kernel_matvec_q5_1, block_q5_1, dot_q5_1)
-STRATA_MATVEC_Q8(kernel_matvec_iq4_nl, block_iq4_nl, dot_iq4_nl)
+STRATA_MATVEC_Q8(kernel_matvec_q8_0, block_q8_0, dot_q8_0(wr[c], xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q4_0, block_q4_0, dot_q4_0(wr[c], xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q4_1, block_q4_1, dot_q4_1(wr[c], xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q5_0, block_q5_0, dot_q5_0(wr[c], xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q5_1, block_q5_1, dot_q5_1(wr[c], xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_iq4_nl, block_iq4_nl, dot_iq4_nl(wr[c], xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q4_K, block_q4_K, dot_q4_K(wr[c >> 3], c & 7, xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q5_K, block_q5_K, dot_q5_K(wr[c >> 3], c & 7, xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q6_K, block_q6_K, dot_q6_K(wr[c >> 3], c & 7, xb[c]))
 
 // F16 and F32 weights times f32 activations. With K % 4 == 0 every row starts 8-byte
 // (f16) or 16-byte (f32) aligned and lanes read 4-wide vectors (4 elements each, 128 per

@@ -50,6 +50,30 @@ struct block_q8_0 {
     strata_f16 d;
     int8_t qs[32];
 };
+// ---- super-blocks of 256 ("K" formats): 8 sub-blocks of 32, each of which meets one
+// block_q8_act (the 32-element blocks above and the K formats share the activations).
+#define STRATA_QK_K 256
+
+struct block_q4_K {
+    strata_f16 d;          // scale of the sub-block scales
+    strata_f16 dmin;       // scale of the sub-block mins: x = d * sc[j] * q - dmin * m[j]
+    uint8_t scales[12];    // 8 six-bit scales + 8 six-bit mins (scale_min_k4, matvec.metal)
+    uint8_t qs[128];       // element 32*j + l: (qs[32*(j/2) + l] >> 4*(j&1)) & 15
+};
+struct block_q5_K {
+    strata_f16 d;
+    strata_f16 dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];        // 5th bit of element 32*j + l: bit j of qh[l]
+    uint8_t qs[128];       // low 4 bits, as q4_K
+};
+struct block_q6_K {
+    uint8_t ql[128];       // low 4 bits: element 128*h + 64*s + l is (ql[64*h + l] >> 4s) & 15
+    uint8_t qh[64];        // high 2 bits: element 128*h + 32*s + l is (qh[32*h + l] >> 2s) & 3
+    int8_t scales[16];     // one per 16 elements: x = d * scales[i/16] * (q - 32)
+    strata_f16 d;
+};
+
 // Activations quantized per 32 (csrc/quants/blocks.h block_q8_act): fp32 scale and
 // fp32 scaled sum d * sum(qs), as the CPU and CUDA backends compute them.
 struct block_q8_act {
@@ -65,6 +89,9 @@ static_assert(sizeof(block_q5_0) == 22, "q5_0 layout");
 static_assert(sizeof(block_q5_1) == 24, "q5_1 layout");
 static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl layout");
 static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
+static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
+static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
+static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
 static_assert(sizeof(block_q8_act) == 40, "q8_act layout");
 
 // ---- argument structs (buffer index 0 of every kernel, `constant T& args`) -------------

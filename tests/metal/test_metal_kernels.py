@@ -176,20 +176,31 @@ def _table(kind: str, rng, vocab: int, width: int):
     if kind == "f16":
         t = rng.normal(size=(vocab, width)).astype(np.float16)
         return t.view(np.uint8).reshape(vocab, -1), t.astype(np.float64)
-    raw = random_blocks(kind, rng, vocab * width // 32).reshape(vocab, -1)
+    raw = random_blocks(kind, rng, vocab * width // BLOCK_ELEMS.get(kind, 32)).reshape(vocab, -1)
     qt = gguf.GGMLQuantizationType[kind.upper()]
     return raw, dequantize(raw, qt).astype(np.float64).reshape(vocab, width)
 
 
 BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "iq4_nl": 18}
+BLOCK_BYTES |= {"q4_K": 144, "q5_K": 176, "q6_K": 210}
+BLOCK_ELEMS = {"q4_K": 256, "q5_K": 256, "q6_K": 256}  # the rest: 32
+# Byte offsets of the fp16 super-block scales of the K formats (csrc/quants/blocks.h); the
+# 32-element formats have d at 0 (and m at 2 for q4_1 / q5_1).
+K_SCALES = {"q4_K": (0, 2), "q5_K": (0, 2), "q6_K": (208,)}
+# Bytes holding the quants of the K formats: zeroed, they leave what the quants multiply
+# against (the -min of q4_K / q5_K, -32 * d * scale of q6_K).
+K_QUANTS = {"q4_K": slice(16, 144), "q5_K": slice(16, 176), "q6_K": slice(0, 192)}
 
 
 def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
-    """Random blocks: quants uniform over all bit patterns, fp16 scales of varied magnitude."""
+    """Random blocks: quants (and K formats' sub-block scales) uniform over all bit patterns,
+    fp16 scales of varied magnitude."""
     nb = BLOCK_BYTES[kind]
     raw = rng.integers(0, 256, size=(n_blocks, nb), dtype=np.uint8)
-    d = (rng.uniform(0.5, 2.0, n_blocks) * 10.0 ** rng.integers(-4, 0, n_blocks)).astype(np.float16)
-    raw[:, 0:2] = d.view(np.uint8).reshape(-1, 2)
+    for off in K_SCALES.get(kind, (0,)):
+        d = rng.uniform(0.5, 2.0, n_blocks) * 10.0 ** rng.integers(-4, 0, n_blocks)
+        d = d.astype(np.float16)
+        raw[:, off : off + 2] = d.view(np.uint8).reshape(-1, 2)
     if kind in ("q4_1", "q5_1"):
         m = (rng.normal(size=n_blocks) * 0.1).astype(np.float16)
         raw[:, 2:4] = m.view(np.uint8).reshape(-1, 2)
@@ -247,12 +258,10 @@ def test_quantize_q8_act_matches_cpu_bit_for_bit(seed):
     np.testing.assert_array_equal(q["s"], s)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"])
-@pytest.mark.parametrize(
-    "K,R,T,NR,sg", [(32, 1, 1, 4, 2), (96, 13, 1, 4, 2), (1088, 7, 2, 2, 3), (64, 37, 3, 8, 1)]
-)
-def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
+def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int):
+    """Random (R, K) weights of `kind` times quantized normal (T, K) activations by
+    kernel_matvec_<kind>: (y, the activations the kernel multiplies as float64, the
+    dequantized weights, their raw blocks)."""
     rng = np.random.default_rng(seed)
     w_raw, w = _table(kind, rng, R, K)
     w_raw = np.ascontiguousarray(w_raw)
@@ -267,11 +276,41 @@ def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
         [args, w_raw, xq.view(np.uint8), y],
         seed=seed,
     )
-    xd = (xq["d"][:, None].astype(np.float64) * xq["qs"]).reshape(
-        T, K
-    )  # what the kernel multiplies
+    xd = (xq["d"][:, None].astype(np.float64) * xq["qs"]).reshape(T, K)
+    return y, xd, w, w_raw
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl"])
+@pytest.mark.parametrize(
+    "K,R,T,NR,sg", [(32, 1, 1, 4, 2), (96, 13, 1, 4, 2), (1088, 7, 2, 2, 3), (64, 37, 3, 8, 1)]
+)
+def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
+    y, xd, w, _ = run_matvec_q8(kind, K, R, T, NR, sg, seed)
     ref = xd @ w.T
     bound = np.abs(xd) @ np.abs(w).T  # float32 rounding scale of the sum
+    assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["q4_K", "q5_K", "q6_K"])
+@pytest.mark.parametrize(
+    # 2304 = 9 super-blocks = 72 sub-blocks: lanes 0..7 take a third step.
+    "K,R,T,NR,sg",
+    [(256, 1, 1, 4, 2), (512, 13, 1, 4, 2), (2304, 7, 2, 2, 3), (256, 37, 3, 8, 1)],
+)
+def test_matvec_k_quants(seed, kind, K, R, T, NR, sg):
+    import gguf
+    from gguf.quants import dequantize
+
+    y, xd, w, w_raw = run_matvec_q8(kind, K, R, T, NR, sg, seed)
+    ref = xd @ w.T
+    # The kernel rounds the scaled-quant and the min terms separately, before they cancel:
+    # bound by both magnitudes, not by |w| alone.
+    blocks = w_raw.reshape(-1, BLOCK_BYTES[kind]).copy()
+    blocks[:, K_QUANTS[kind]] = 0
+    w0 = dequantize(blocks, gguf.GGMLQuantizationType[kind.upper()]).reshape(R, K)
+    bound = np.abs(xd) @ (np.abs(w - w0) + np.abs(w0)).T
     assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
 
 

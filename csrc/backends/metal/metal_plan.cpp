@@ -41,6 +41,11 @@ const char* matvec_q8_kernel(DType t) {
         case DType::Q5_0: return "kernel_matvec_q5_0";
         case DType::Q5_1: return "kernel_matvec_q5_1";
         case DType::IQ4_NL: return "kernel_matvec_iq4_nl";
+        // K-quants: super-blocks of 256 are 8 sub-blocks of 32, which meet the same
+        // 32-element activation blocks.
+        case DType::Q4_K: return "kernel_matvec_q4_K";
+        case DType::Q5_K: return "kernel_matvec_q5_K";
+        case DType::Q6_K: return "kernel_matvec_q6_K";
         default: return nullptr;
     }
 }
