@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,7 @@ from .harness import msl
 
 CASES = Path(__file__).resolve().parent / "cases"
 CXX, _ = msl.find_cxx()
-pytestmark = [
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux"),
-        reason="the MSL harness is Linux-only (ELF sections, ucontext); on macOS use Metal",
-    ),
-    pytest.mark.skipif(CXX is None, reason="clang++ not found: apt-get install clang"),
-]
+pytestmark = msl.harness_marks()
 
 ALL_CASES = [
     "case_reverse",

@@ -12,7 +12,6 @@ about speed (docs/metal.md). Skipped when no clang++ is installed.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -21,13 +20,7 @@ from .harness import msl
 from .reference import Q8_ACT, quantize_q8_act, ref_act, ref_attention, ref_rms_norm, ref_rope
 
 CXX, _ = msl.find_cxx()
-pytestmark = [
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux"),
-        reason="the MSL harness is Linux-only (ELF sections, ucontext); on macOS use Metal",
-    ),
-    pytest.mark.skipif(CXX is None, reason="clang++ not found: apt-get install clang"),
-]
+pytestmark = msl.harness_marks()
 SEEDS = [0, 1, 7]
 S = msl.arg_structs() if CXX else {}
 

@@ -64,6 +64,21 @@ class KernelInfo:
     threads: int
 
 
+
+def harness_marks() -> list:
+    """pytest marks for tests that run shaders through the harness: Linux with clang++."""
+    import sys
+
+    import pytest
+
+    return [
+        pytest.mark.skipif(
+            not sys.platform.startswith("linux"),
+            reason="the MSL harness is Linux-only (ELF sections, ucontext); on macOS use Metal",
+        ),
+        pytest.mark.skipif(find_cxx()[0] is None, reason="clang++ not found: apt-get install clang"),
+    ]
+
 def kernel_table() -> dict[str, KernelInfo]:
     text = (METAL / "kernels.def").read_text()
     pat = re.compile(

@@ -147,10 +147,8 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
     for (int64_t i = 0; i < nb; ++i) {
         const uint8_t* b = blocks + i * stride;
         uint16_t d16, dmin16;
-        memcpy(&d16, b, 2);
-        memcpy(&dmin16, b + 2, 2);
         uint32_t u[4];
-        unpack_k4_scales(b + 4, u);
+        read_q45_K_header(b, &d16, &dmin16, u);
         uint8_t sm[16];  // 8 scales, 8 mins
         memcpy(sm, u, 16);
         const uint8_t* qs = b + q45_K_qs_offset<Q5>;
@@ -191,10 +189,8 @@ static inline float dot_q45_K(const uint8_t* blocks, size_t stride, const block_
     for (int64_t i = 0; i < nb; ++i) {
         const uint8_t* b = blocks + i * stride;
         uint16_t d16, dmin16;
-        memcpy(&d16, b, 2);
-        memcpy(&dmin16, b + 2, 2);
         uint32_t u[4];
-        unpack_k4_scales(b + 4, u);
+        read_q45_K_header(b, &d16, &dmin16, u);
         uint8_t sm[16];
         memcpy(sm, u, 16);
         const uint8_t* qs = b + q45_K_qs_offset<Q5>;

@@ -36,6 +36,31 @@ static inline void rows_store(const __m256 acc[N], float* out, int64_t ldo) {
     for (int j = 0; j < N; ++j) out[j * ldo] = hsum_ps256(acc[j]);
 }
 
+// Super-block i's contribution for formats with mins (q2_K, q4_K, q5_K):
+// d * xd * sumi - dmin * xd * sum_g m_g * bsum_g, per activation row.
+template <int N>
+static inline void add_with_mins(__m256 acc[N], const block_q8_256* const x[N], int64_t i, const __m256i sumi[N],
+                                 __m256i mins16, float d, float dmin) {
+    for (int j = 0; j < N; ++j) {
+        const __m256i msum = _mm256_madd_epi16(load256(x[j][i].bsums), mins16);
+        const float xd = x[j][i].d;
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), acc[j]);
+    }
+}
+
+// ... for formats whose quants carry an offset of 2^Shift (q3_K: 4, q6_K: 32), taken off in
+// integers: d * xd * (sumi - 2^Shift * sum_g sc_g * bsum_g).
+template <int Shift, int N>
+static inline void add_with_offset(__m256 acc[N], const block_q8_256* const x[N], int64_t i, const __m256i sumi[N],
+                                   __m256i sc16, float d) {
+    for (int j = 0; j < N; ++j) {
+        const __m256i off = _mm256_madd_epi16(load256(x[j][i].bsums), sc16);
+        const __m256i isum = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(off, Shift));
+        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][i].d), _mm256_cvtepi32_ps(isum), acc[j]);
+    }
+}
+
 // ---- q2_K: x = d * sc * q - dmin * m, q in 0..3, per 16 -------------------------------
 template <int N>
 static void q2_K_avx2(const block_q2_K* w, int64_t nb, const uint8_t* xq, int64_t xrb, float* out, int64_t ldo) {
@@ -65,12 +90,7 @@ static void q2_K_avx2(const block_q2_K* w, int64_t nb, const uint8_t* xq, int64_
         }
         const __m256i mins16 = _mm256_cvtepu8_epi16(mins);
         const float d = fp16_to_f32(w[i].d), dmin = fp16_to_f32(w[i].dmin);
-        for (int j = 0; j < N; ++j) {
-            const __m256i msum = _mm256_madd_epi16(load256(x[j][i].bsums), mins16);
-            const float xd = x[j][i].d;
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), acc[j]);
-        }
+        add_with_mins<N>(acc, x, i, sumi, mins16, d, dmin);
     }
     rows_store<N>(acc, out, ldo);
 }
@@ -108,12 +128,7 @@ static void q3_K_avx2(const block_q3_K* w, int64_t nb, const uint8_t* xq, int64_
         }
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
         const float d = fp16_to_f32(w[i].d);
-        for (int j = 0; j < N; ++j) {
-            // The -4 offset: 4 * sum_g sc_g * bsum_g.
-            const __m256i off = _mm256_madd_epi16(load256(x[j][i].bsums), sc16);
-            const __m256i isum = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(off, 2));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][i].d), _mm256_cvtepi32_ps(isum), acc[j]);
-        }
+        add_with_offset<2, N>(acc, x, i, sumi, sc16, d);
     }
     rows_store<N>(acc, out, ldo);
 }
@@ -129,10 +144,8 @@ static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int
     for (int64_t i = 0; i < nb; ++i) {
         const uint8_t* b = blocks + i * stride;
         uint16_t d16, dmin16;
-        memcpy(&d16, b, 2);
-        memcpy(&dmin16, b + 2, 2);
         uint32_t u[4];
-        unpack_k4_scales(b + 4, u);
+        read_q45_K_header(b, &d16, &dmin16, u);
         const __m128i sm = _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]);  // 8 scales, 8 mins
         const uint8_t* qs = b + q45_K_qs_offset<Q5>;
         __m256i hm = _mm256_setzero_si256();
@@ -160,12 +173,7 @@ static void q45_K_avx2(const uint8_t* blocks, int64_t nb, const uint8_t* xq, int
         const __m128i mdup = _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
         const __m256i mins16 = _mm256_cvtepu8_epi16(mdup);
         const float d = fp16_to_f32(d16), dmin = fp16_to_f32(dmin16);
-        for (int j = 0; j < N; ++j) {
-            const __m256i msum = _mm256_madd_epi16(load256(x[j][i].bsums), mins16);
-            const float xd = x[j][i].d;
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xd), _mm256_cvtepi32_ps(msum), acc[j]);
-        }
+        add_with_mins<N>(acc, x, i, sumi, mins16, d, dmin);
     }
     rows_store<N>(acc, out, ldo);
 }
@@ -204,12 +212,7 @@ static void q6_K_avx2(const block_q6_K* w, int64_t nb, const uint8_t* xq, int64_
         }
         const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
         const float d = fp16_to_f32(w[i].d);
-        for (int j = 0; j < N; ++j) {
-            // The -32 offset: 32 * sum_g sc_g * bsum_g.
-            const __m256i off = _mm256_madd_epi16(load256(x[j][i].bsums), sc16);
-            const __m256i isum = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(off, 5));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[j][i].d), _mm256_cvtepi32_ps(isum), acc[j]);
-        }
+        add_with_offset<5, N>(acc, x, i, sumi, sc16, d);
     }
     rows_store<N>(acc, out, ldo);
 }

@@ -26,6 +26,14 @@ static inline void unpack_k4_scales(const uint8_t* s, uint32_t out[4]) {
     out[3] = ((u2 >> 4) & 0x0F0F0F0Fu) | ((u1 >> 2) & 0x30303030u);
 }
 
+// The header of a q4_K / q5_K super-block at b (the two layouts share it): the fp16 d and
+// dmin, and the scales and mins unpacked as above.
+static inline void read_q45_K_header(const uint8_t* b, uint16_t* d16, uint16_t* dmin16, uint32_t u[4]) {
+    memcpy(d16, b, 2);
+    memcpy(dmin16, b + 2, 2);
+    unpack_k4_scales(b + 4, u);
+}
+
 // q3_K scales minus 32, as 16 int8: low 4 bits from bytes 0..7 (low nibbles first), the
 // high 2 bits from bytes 8..11 (2 bits of each byte per group of four scales).
 static inline void q3_K_scale_words(const uint8_t* s, uint32_t r[4]) {
