@@ -282,7 +282,8 @@ def test_matmul_prefill_against_float64(name: str) -> None:
     """The prefill path (several token rows, weight rows split over 2 threads, an odd
     number of rows) against float64, with the same bound as matvec. For the quantized
     types the 4-token micro-kernels form the same integer sums and the same float
-    expression per block as matvec, so prefill equals decode bit for bit."""
+    expression per block as matvec, so short prefills equal decode bit for bit (longer
+    ones may take the tile matmul: test_matmul_tile_path_against_float64)."""
     rng = np.random.default_rng(11)
     rows, tokens = 37, 5
     width = 2 * max(sizes(name)[0], 32)
@@ -301,6 +302,37 @@ def test_matmul_prefill_against_float64(name: str) -> None:
             if ACT_BLOCK[name] is not None:
                 single = _core.cpu_matvec(int(qtype(name)), raw, width, rows, xs[t], isa)
                 np.testing.assert_array_equal(got[t], single, err_msg=f"{isa} token {t}")
+
+
+@pytest.mark.parametrize("name", [t for t in TYPES if ACT_BLOCK[t] is not None])
+def test_matmul_tile_path_against_float64(name: str) -> None:
+    """Steps of 16 tokens or more, with the weight rows in whole tiles of 16, take the tile
+    matmul where the build has it (gemm_vnni.cpp: AVX-512 VNNI; other builds run their
+    4-token dots here). Random inputs against float64 with matvec's bound, and integer
+    inputs with a 127 in every 32-element block, which quantize exactly (scale 1): then only
+    fp32 rounding remains, so a wrong nibble, bit, scale or offset in the repacked tile
+    shows at once. 21 tokens leave a tail after the groups of four."""
+    rng = np.random.default_rng(5)
+    rows, tokens = 48, 21
+    width = 2 * max(sizes(name)[0], 64)
+    raw = random_weights(name, rows, width, rng)
+    w = reference(name, raw).reshape(rows, width).astype(np.float64)
+    exact = rng.integers(-127, 128, (tokens, width)).astype(np.float32)
+    exact[:, ::32] = 127.0
+    cases = {
+        "random": (np.stack([random_input(width, rng) for _ in range(tokens)]), error_bound),
+        "exact": (exact, lambda _name, w, x: isa_agreement_bound(w, x)),
+    }
+    for isa in ISAS:
+        for case, (xs, bound_of) in cases.items():
+            h = OpHarness()
+            wv = h.weight("w", raw.tobytes(), int(qtype(name)), width, rows)
+            out = h.op(_core.Op.matmul, [h.rows(xs), wv])
+            got = h.run(out, tokens, isa=isa, n_threads=2)
+            for t in range(tokens):
+                err = np.abs(got[t] - w @ xs[t].astype(np.float64))
+                bound = bound_of(name, w, xs[t])
+                assert (err <= bound).all(), f"{isa} {case} token {t}: {err.max():.3g} > {bound[err.argmax()]:.3g}"
 
 
 # ---- (d) row lengths that are not a multiple of the block size ------------------------

@@ -90,17 +90,20 @@ def test_completion_matches_the_python_api(server, smollm2):
     prompt = "The capital of France is"
     r = server.client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=8, **GREEDY)
     assert r.object == "text_completion" and r.model == MODEL_ID
-    assert r.choices[0].text == smollm2.generate(prompt, max_tokens=8, **GREEDY)
-    assert r.choices[0].finish_reason == "length"
-    n_prompt = len(smollm2.tokenize(prompt))
+    done = strata.Completion()
+    assert r.choices[0].text == smollm2.generate(prompt, max_tokens=8, completion=done, **GREEDY)
+    assert r.choices[0].finish_reason == done.finish_reason
+    n_prompt, n_gen = len(smollm2.tokenize(prompt)), len(done.token_ids)
+    assert n_gen == 8 or done.finish_reason == "stop"
     assert (r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens) == (
-        n_prompt, 8, n_prompt + 8)
+        n_prompt, n_gen, n_prompt + n_gen)
 
     r = server.client.completions.create(model=MODEL_ID, prompt=prompt, max_tokens=3, n=2,
                                          seed=7, temperature=0.9)
     assert [c.index for c in r.choices] == [0, 1]
     assert r.usage.prompt_tokens == n_prompt  # one prompt, counted once
-    assert r.usage.completion_tokens == 6
+    stopped = sum(c.finish_reason == "stop" for c in r.choices)  # ended early on an EOG token
+    assert r.usage.completion_tokens == 6 or (stopped and r.usage.completion_tokens < 6)
 
 
 def test_chat_completion_and_its_next_turn_reuses_the_cache(server, smollm2):
@@ -111,7 +114,10 @@ def test_chat_completion_and_its_next_turn_reuses_the_cache(server, smollm2):
     assert r.object == "chat.completion"
     assert reply.role == "assistant"
     assert reply.content == smollm2.chat(messages, max_tokens=10, **GREEDY)
-    assert r.usage.completion_tokens == 10 and r.choices[0].finish_reason == "length"
+    finish = r.choices[0].finish_reason
+    assert (r.usage.completion_tokens, finish) == (10, "length") or (
+        r.usage.completion_tokens < 10 and finish == "stop"
+    )
 
     turn2 = messages + [{"role": "assistant", "content": reply.content},
                         {"role": "user", "content": "And of Spain?"}]
@@ -121,8 +127,11 @@ def test_chat_completion_and_its_next_turn_reuses_the_cache(server, smollm2):
     evaluated = server.model.tokens_evaluated - before
     assert r2.choices[0].message.content == smollm2.chat(turn2, max_tokens=4, **GREEDY)
     # Only the new messages (and the generated tokens) went through the model.
+    # (At least the backend's batch_kernel_rows prompt tokens are re-evaluated:
+    # docs/numerics.md.)
     new_prompt = r2.usage.prompt_tokens - r.usage.prompt_tokens
-    assert evaluated <= new_prompt + r2.usage.completion_tokens
+    reeval = max(new_prompt, server.model._engine.batch_kernel_rows)
+    assert evaluated <= reeval + r2.usage.completion_tokens
     assert evaluated < r2.usage.prompt_tokens
 
 
@@ -316,8 +325,11 @@ def test_prompt_cache_evaluates_only_the_new_tokens(smollm2_file):
     expected = fresh.generate(second, max_tokens=8, **GREEDY)
     evaluated_fresh = fresh.tokens_evaluated - before
 
+    # The shared prefix was not evaluated again, except the last tokens the backend's batched
+    # kernels need re-evaluated (batch_kernel_rows, docs/numerics.md).
+    reused = min(common, len(ids2) - max(1, cached._engine.batch_kernel_rows))
     assert text == expected and text
-    assert evaluated_fresh - evaluated == common  # the shared prefix was not evaluated again
-    assert evaluated <= len(ids2) - common + 8  # new prompt tokens + one per generated token
+    assert evaluated_fresh - evaluated == reused
+    assert evaluated <= len(ids2) - reused + 8  # new prompt tokens + one per generated token
     cached.close()
     fresh.close()

@@ -235,6 +235,7 @@ NB_MODULE(_core, m) {
         .def_prop_ro("tokens_evaluated", [](PyEngine& e) { return e.engine->tokens_evaluated(); })
         .def_prop_ro("arena_bytes", [](PyEngine& e) { return e.engine->plan().arena_bytes; })
         .def_prop_ro("kv_cache_bytes", [](PyEngine& e) { return e.engine->backend().kv_cache_bytes(); })
+        .def_prop_ro("batch_kernel_rows", [](PyEngine& e) { return e.engine->backend().batch_kernel_rows(); })
         .def_prop_ro("description", [](PyEngine& e) { return e.engine->backend().describe(); });
 
     // ---- kernel entry points, for tests and `strata info --system` -----------------------

@@ -34,6 +34,12 @@ public:
     // Whether the cache, holding positions [0, n_past), still has what a continuation from
     // position n needs (sliding-window ring buffers forget old positions).
     virtual bool can_truncate(int64_t n_past, int64_t n) const { return true; }
+    // Steps of at least this many tokens compute every token with the batched (prefill)
+    // kernels, shorter steps with decode's; a token's numbers depend only on which (fp32
+    // summation order differs between the two). The engine never ends a prompt on a shorter
+    // step than this, and prompt caching re-evaluates at least this many tokens, so a
+    // prompt's logits do not depend on what was cached or how it was split.
+    virtual int64_t batch_kernel_rows() const { return 1; }
     // STRATA_PROFILE: per-node wall time summed over steps (empty where unsupported).
     virtual void set_profiling(bool on) {}
     virtual std::vector<double> node_seconds() const { return {}; }

@@ -67,8 +67,13 @@ void Engine::check_tokens(std::span<const int32_t> tokens) const {
 void Engine::eval(std::span<const int32_t> tokens, bool all_logits, float* out) {
     check_tokens(tokens);
     const int64_t chunk = all_logits ? plan_.max_single_rows : cfg_.n_batch;
-    for (size_t start = 0; start < tokens.size(); start += chunk) {
-        const int64_t n = std::min<int64_t>(chunk, (int64_t)tokens.size() - start);
+    const int64_t total = (int64_t)tokens.size(), min_rows = backend_->batch_kernel_rows();
+    for (int64_t start = 0, n = 0; start < total; start += n) {
+        n = std::min<int64_t>(chunk, total - start);
+        // Leave the last step at least min_rows tokens (Backend::batch_kernel_rows): a
+        // prompt's tokens then all run on the batched kernels however it is chunked.
+        const int64_t rest = total - start - n;
+        if (rest > 0 && rest < min_rows && n - (min_rows - rest) >= min_rows) n -= min_rows - rest;
         StepShape step{tokens.data() + start, n, n_past_, all_logits};
         backend_->run(step);
         n_past_ += n;

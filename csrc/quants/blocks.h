@@ -198,6 +198,17 @@ struct block_q8_act {
 };
 static_assert(sizeof(block_q8_act) == 40, "q8_act layout");
 
+// strata's activation format for the prefill tile matmul (CPU, kernels/gemm_vnni.cpp):
+// block_q8_act's numbers plus the scaled sums of each half, for weight formats whose
+// scales change every 16 elements (q2_K, q3_K, q6_K). 48 bytes keep qs 16-byte aligned.
+struct block_q8_halves {
+    float d;         // scale: x ~= d * qs
+    float s;         // d * sum(qs)
+    float s_half[2]; // d * sum(qs[0..15]), d * sum(qs[16..31])
+    int8_t qs[32];
+};
+static_assert(sizeof(block_q8_halves) == 48, "q8_halves layout");
+
 // strata's activation format for integer dot products against 256-element super-blocks
 // (like ggml's block_q8_K: one fp32 scale and the sums of each 16 quants, used by the
 // formats with a minimum or an offset).

@@ -276,9 +276,15 @@ class Model:
                 result.prompt_tokens = len(ids)
                 result.finish_reason = "length"
                 return
-            # Prompt caching: keep the longest cached prefix, re-evaluating at least 1 token.
+            # Prompt caching: keep the longest cached prefix, re-evaluating at least 1 token,
+            # and at least as many as the backend's batched kernels take (or the whole
+            # prompt, if shorter), so the logits are those of a fresh evaluation of the same
+            # prompt (Backend::batch_kernel_rows). A prefix that was generated rather than
+            # prompted ran on the decode kernels and may differ from a fresh evaluation in the
+            # last bits (docs/numerics.md).
             n_cached = 0
-            limit = min(len(self._cached), len(ids) - 1)
+            reeval = max(1, min(len(ids), int(self._engine.batch_kernel_rows)))
+            limit = min(len(self._cached), len(ids) - reeval)
             while n_cached < limit and self._cached[n_cached] == ids[n_cached]:
                 n_cached += 1
             self._check_file()

@@ -36,6 +36,17 @@ struct AlignedBuffer {
     uint8_t* get() const { return ptr.get(); }
 };
 
+// Fewest tokens in a step for the prefill tile matmul (kernels/gemm_vnni.cpp): below 16,
+// unpacking the weight tiles for every matmul costs more than it saves over the 4-token
+// dots. STRATA_CPU_GEMM_MIN_ROWS overrides it (0 or a huge number turns the tiles off), for
+// comparisons and tests.
+int64_t gemm_min_rows() {
+    const char* v = std::getenv("STRATA_CPU_GEMM_MIN_ROWS");
+    if (!v || !*v) return 16;
+    const long long n = std::atoll(v);
+    return n <= 0 ? std::numeric_limits<int64_t>::max() : (int64_t)n;
+}
+
 // Bytes of memory this process could ever get: physical RAM, or less under a cgroup v2
 // limit. An allocation larger than this would only succeed through overcommit and end in
 // the OOM killer once the pages are touched, so it is refused up front.
@@ -131,6 +142,8 @@ public:
         scratch_floats_ = (attn_floats + max_act_width + 63) / 64 * 64;
         scratch_.allocate(checked_mul(scratch_floats_ * 4, pool_.size(), "scratch"), "scratch");
         act_q_.allocate(checked_mul(plan.max_rows, max_act_width * 4 + 64, "activation buffer"), "activation buffer");
+        gemm_tile_bytes_ = (max_act_width * kGemmTileBytesPerElement + 4096 + 63) / 64 * 64;
+        gemm_tile_.allocate(checked_mul(gemm_tile_bytes_, pool_.size(), "matmul tiles"), "matmul tiles");
         act_q_value_.assign(pool_.size(), -1);
         act_q_format_.assign(pool_.size(), 0);
 
@@ -149,6 +162,9 @@ public:
         ex_.act_q = act_q_.get();
         ex_.act_q_value = act_q_value_.data();
         ex_.act_q_format = act_q_format_.data();
+        ex_.gemm_tile = gemm_tile_.get();
+        ex_.gemm_tile_bytes = gemm_tile_bytes_;
+        ex_.gemm_min_rows = gemm_min_rows();
         ex_.barrier = [](void* pool) { static_cast<ThreadPool*>(pool)->barrier(); };
         ex_.pool = &pool_;
         tokens_value_ = g.tokens_value();
@@ -203,6 +219,10 @@ public:
     }
     std::vector<double> node_seconds() const override { return node_seconds_; }
 
+    int64_t batch_kernel_rows() const override {
+        return ex_.gemm_min_rows == std::numeric_limits<int64_t>::max() ? 1 : ex_.gemm_min_rows;
+    }
+
     bool can_truncate(int64_t n_past, int64_t n) const override {
         // A ring buffer has overwritten positions before n_past - capacity; the next token
         // (at position n) needs positions from n - window + 1 on.
@@ -228,14 +248,14 @@ private:
     const KernelTable* table_;
     ThreadPool pool_;
     std::vector<Node> nodes_;
-    AlignedBuffer arena_, kv_, scratch_, act_q_;
+    AlignedBuffer arena_, kv_, scratch_, act_q_, gemm_tile_;
     std::vector<uint8_t*> data_;
     std::vector<DType> type_;
     std::vector<int64_t> width_, weight_rows_;
     std::vector<uint8_t> single_row_;
     std::vector<KvSlot> kv_slots_;
     std::vector<int32_t> act_q_value_, act_q_format_;
-    int64_t n_ctx_ = 0, scratch_floats_ = 0, max_rows_ = 0, out_rows_ = 0;
+    int64_t n_ctx_ = 0, scratch_floats_ = 0, gemm_tile_bytes_ = 0, max_rows_ = 0, out_rows_ = 0;
     int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;
     bool profiling_ = false;
     std::vector<double> node_seconds_;  // per node, summed over profiled steps

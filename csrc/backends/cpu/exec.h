@@ -31,8 +31,17 @@ inline constexpr int32_t kAttnScratchPerDim = 2 * kAttnQueryBlock + 2 * kAttnKey
 inline constexpr int32_t kAttnScratchFixed = kAttnKeyTile * kAttnQueryBlock;
 
 // Activation formats for integer dot products (which one a weight type wants): none (fp32),
-// 8-bit per 32 elements (quants::block_q8_act), 8-bit per 256 (quants::block_q8_256).
-enum class ActFormat : int32_t { None = 0, Q8_32 = 1, Q8_256 = 2 };
+// 8-bit per 32 elements (quants::block_q8_act), 8-bit per 256 (quants::block_q8_256), and
+// 8-bit per 32 with half sums (quants::block_q8_halves) for the prefill tile matmul.
+enum class ActFormat : int32_t { None = 0, Q8_32 = 1, Q8_256 = 2, Q8_Halves = 3 };
+
+// The prefill tile matmuls repack weight rows into a per-thread buffer of at most
+// kGemmTileBytesPerElement bytes per input element: kGemmTileRows rows of 8-bit values and
+// scales for quantized weights (kernels/gemm_vnni.cpp, 24 bytes per element),
+// kGemmFloatTileRows rows of f32 for float weights (kernels/gemm_float.cpp, 128).
+inline constexpr int32_t kGemmTileRows = 16;
+inline constexpr int32_t kGemmFloatTileRows = 32;
+inline constexpr int32_t kGemmTileBytesPerElement = 4 * kGemmFloatTileRows;
 
 struct Exec {
     const Node* nodes;
@@ -58,6 +67,9 @@ struct Exec {
     uint8_t* act_q;            // quantized copy of a matmul input, shared by all threads
     int32_t* act_q_value;      // per thread: which value act_q holds (-1: none)
     int32_t* act_q_format;     // per thread: in which format
+    uint8_t* gemm_tile;        // per thread: gemm_tile_bytes bytes each (repacked weight rows)
+    int64_t gemm_tile_bytes;
+    int64_t gemm_min_rows;     // steps of at least this many tokens use the tile matmul
 
     void (*barrier)(void* pool);
     void* pool;

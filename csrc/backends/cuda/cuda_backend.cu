@@ -297,6 +297,10 @@ public:
 
     int64_t kv_cache_bytes() const override { return kv_bytes_; }
 
+    // Steps of 2 or more tokens run every matmul on the tiled kernels, single tokens on the
+    // matvec (see run()).
+    int64_t batch_kernel_rows() const override { return 2; }
+
     bool can_truncate(int64_t n_past, int64_t n) const override {
         for (const Node& node : nodes_) {
             if (node.op != Op::Attention || node.p.window <= 0) continue;

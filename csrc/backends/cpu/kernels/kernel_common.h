@@ -94,6 +94,17 @@ void dot_rows(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1,
 // Returns false where this ISA has no such kernel for the type.
 bool dot_rows_x4(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const uint8_t* xq,
                  int64_t xrb, float* out, int64_t ldo);
+// gemm_vnni.cpp: the prefill tile matmul, where this ISA has it (AVX-512 VNNI) for type t.
+// Rows [r0, r1) in whole tiles of kGemmTileRows (r1 - r0 a multiple of it) against n_tok
+// block_q8_halves activation rows xrb bytes apart: y[t * ldy + r].
+bool gemm_supported(DType t);
+void gemm_rows(DType t, const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const uint8_t* x, int64_t xrb,
+               int64_t n_tok, float* y, int64_t ldy, uint8_t* tile);
+// gemm_float.cpp: the same for float weights (AVX-512), in tiles of kGemmFloatTileRows
+// rows, against n_tok fp32 activation rows K floats apart.
+bool gemm_float_supported(DType t);
+void gemm_float_rows(DType t, const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const float* x, int64_t n_tok,
+                     float* y, int64_t ldy, uint8_t* tile);
 void matvec(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const float* x,
             float* out, uint8_t* act_scratch);
 

@@ -4,7 +4,9 @@
 // barrier); the buffer remembers which value it holds, so q/k/v and gate/up, which read the
 // same input, quantize it once. Threads then split the weight rows: decode streams each
 // weight row once; prefill walks the rows in small tiles so a tile stays in L1 while every
-// token row is multiplied against it.
+// token row is multiplied against it: as repacked 16-row tiles (gemm_vnni.cpp) where the
+// ISA has that kernel and the prompt is long enough to pay for the repacking, else with
+// the 4-token dots.
 #include "kernel_common.h"
 
 namespace strata::cpu::STRATA_ISA {
@@ -21,7 +23,15 @@ void op_matmul(Exec& ex, const Node& n, int ith, int nth) {
     float* Y = f32_of(ex, n.out);
     const uint8_t* W = ex.data[wv];
 
-    const ActFormat f = act_format(wt);
+    if (T >= ex.gemm_min_rows && R % kGemmFloatTileRows == 0 && gemm_float_supported(wt)) {
+        int64_t t0, t1;
+        split_range(R / kGemmFloatTileRows, ith, nth, &t0, &t1);
+        gemm_float_rows(wt, W, K, t0 * kGemmFloatTileRows, t1 * kGemmFloatTileRows, X, T, Y, R,
+                        ex.gemm_tile + ith * ex.gemm_tile_bytes);
+        return;
+    }
+    const bool gemm = T >= ex.gemm_min_rows && R % kGemmTileRows == 0 && gemm_supported(wt);
+    const ActFormat f = gemm ? ActFormat::Q8_Halves : act_format(wt);
     const int64_t xrb = act_row_bytes(f, K);
     const uint8_t* XQ = (const uint8_t*)X;
     if (f != ActFormat::None) {
@@ -36,6 +46,13 @@ void op_matmul(Exec& ex, const Node& n, int ith, int nth) {
         XQ = ex.act_q;
     }
 
+    if (gemm) {
+        int64_t t0, t1;
+        split_range(R / kGemmTileRows, ith, nth, &t0, &t1);
+        gemm_rows(wt, W, K, t0 * kGemmTileRows, t1 * kGemmTileRows, XQ, xrb, T, Y, R,
+                  ex.gemm_tile + ith * ex.gemm_tile_bytes);
+        return;
+    }
     int64_t r0, r1;
     split_range(R, ith, nth, &r0, &r1);
     if (T == 1) {

@@ -19,11 +19,13 @@ namespace {
 // Unsigned-nibble formats (q4_0, q4_1, q5_0, q5_1): see dot_q_nibbles in quant_dot.cpp.
 template <typename Block, int Offset, bool HasMin, bool Has5thBit>
 void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    float acc_s[4] = {0, 0, 0, 0};
+    // Even and odd blocks in separate accumulators, as the single-row dot.
+    __m256 acc0[4], acc1[4];
+    float acc_s0[4], acc_s1[4];
+    for (int j = 0; j < 4; ++j) acc0[j] = acc1[j] = _mm256_setzero_ps(), acc_s0[j] = acc_s1[j] = 0.0f;
     const block_q8_act* x[4];
     for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
-    for (int64_t i = 0; i < nb; ++i) {
+    auto block = [&](int64_t i, __m256* acc, float* acc_s) {
         __m256i q = unpack_nibbles(w[i].qs);
         if constexpr (Has5thBit) q = _mm256_or_si256(q, fifth_bits(w[i].qh));
         const float dw = fp16_to_f32(w[i].d);
@@ -36,15 +38,22 @@ void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, 
             if constexpr (HasMin) acc_s[j] += m * x[j][i].s;
             else acc_s[j] -= Offset * dw * x[j][i].s;
         }
+    };
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        block(i, acc0, acc_s0);
+        block(i + 1, acc1, acc_s1);
     }
-    for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]) + acc_s[j];
+    if (i < nb) block(i, acc0, acc_s0);
+    for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(_mm256_add_ps(acc0[j], acc1[j])) + (acc_s0[j] + acc_s1[j]);
 }
 
 void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m256 acc0[4], acc1[4];  // even / odd blocks, as dot_q8_0
+    for (int j = 0; j < 4; ++j) acc0[j] = acc1[j] = _mm256_setzero_ps();
     const block_q8_act* x[4];
     for (int j = 0; j < 4; ++j) x[j] = (const block_q8_act*)(xq + j * xrb);
-    for (int64_t i = 0; i < nb; ++i) {
+    auto block = [&](int64_t i, __m256* acc) {
         const __m256i q = _mm256_loadu_si256((const __m256i*)w[i].qs);
         const __m256i aq = _mm256_sign_epi8(q, q);
         const float dw = fp16_to_f32(w[i].d);
@@ -52,8 +61,14 @@ void row_x4_q8_0(const block_q8_0* w, const uint8_t* xq, int64_t xrb, int64_t nb
             const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i*)x[j][i].qs), q);
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), _mm256_cvtepi32_ps(dot_u8_s8(aq, y)), acc[j]);
         }
+    };
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        block(i, acc0);
+        block(i + 1, acc1);
     }
-    for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(acc[j]);
+    if (i < nb) block(i, acc0);
+    for (int j = 0; j < 4; ++j) out[j * ldo] = hsum_ps256(_mm256_add_ps(acc0[j], acc1[j]));
 }
 
 // Float weights (f32, f16, bf16): weight vectors widened to f32 as they are loaded.
