@@ -142,6 +142,41 @@ def test_all_shaders_compile_as_one_source(tmp_path):
     msl.build(one, list(table), [f"-DSTRATA_FC_{i}=1" for i in fcs])
 
 
+def test_embedded_source_compiles(tmp_path):
+    """What the host compiles when no metallib was built: embed_metal.cmake's one string,
+    every header inlined once and its #include lines removed (a library made from source has
+    no include path). Written out and compiled with every kernel of the table."""
+    cmake, cc = shutil.which("cmake"), CXX or shutil.which("g++")
+    if cmake is None:
+        pytest.skip("cmake not found")
+    root = Path(msl.ROOT)
+    lib, out = tmp_path / "empty.metallib", tmp_path / "embed.c"
+    lib.write_bytes(b"")
+    r = subprocess.run(
+        [cmake, f"-DMETALLIB={lib}", f"-DMETAL_DIR={msl.METAL}", f"-DOUT={out}", "-P",
+         str(root / "csrc" / "backends" / "metal" / "embed_metal.cmake")],
+        check=False, capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    main = tmp_path / "main.cpp"
+    main.write_text(
+        '#include <stdio.h>\nextern "C" const char strata_metal_source[];\n'
+        "int main() { fputs(strata_metal_source, stdout); return 0; }\n"
+    )
+    exe = tmp_path / "dump"
+    r = subprocess.run([cc, "-x", "c", str(out), "-x", "c++", str(main), "-o", str(exe)],
+                       check=False, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    assert '#include "' not in text  # nothing left to resolve
+    src = tmp_path / "embedded" / "all.metal"
+    src.parent.mkdir()
+    src.write_text(text)
+    table = msl.kernel_table()
+    fcs = sorted({i for k in table.values() for i in k.fcs.values()})
+    msl.build(src, list(table), [f"-DSTRATA_FC_{i}=1" for i in fcs])
+
+
 def test_ctypes_mirrors_have_the_asserted_sizes():
     import ctypes
     import re

@@ -169,20 +169,28 @@ def _table(kind: str, rng, vocab: int, width: int):
     if kind == "f16":
         t = rng.normal(size=(vocab, width)).astype(np.float16)
         return t.view(np.uint8).reshape(vocab, -1), t.astype(np.float64)
+    if kind == "bf16":  # the upper halves of normal floats
+        bits = (rng.normal(size=(vocab, width)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        raw = bits.view(np.uint8).reshape(vocab, -1)
+        return raw, dequantize(raw, gguf.GGMLQuantizationType.BF16).astype(np.float64).reshape(vocab, width)
     raw = random_blocks(kind, rng, vocab * width // BLOCK_ELEMS.get(kind, 32)).reshape(vocab, -1)
     qt = gguf.GGMLQuantizationType[kind.upper()]
     return raw, dequantize(raw, qt).astype(np.float64).reshape(vocab, width)
 
 
 BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "iq4_nl": 18}
-BLOCK_BYTES |= {"q4_K": 144, "q5_K": 176, "q6_K": 210}
-BLOCK_ELEMS = {"q4_K": 256, "q5_K": 256, "q6_K": 256}  # the rest: 32
+BLOCK_BYTES |= {"q2_K": 84, "q3_K": 110, "q4_K": 144, "q5_K": 176, "q6_K": 210, "iq4_xs": 136}
+K_KINDS = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs"]  # 256-element super-blocks
+BLOCK_ELEMS = dict.fromkeys(K_KINDS, 256)  # the rest: 32
 # Byte offsets of the fp16 super-block scales of the K formats (csrc/quants/blocks.h); the
 # 32-element formats have d at 0 (and m at 2 for q4_1 / q5_1).
-K_SCALES = {"q4_K": (0, 2), "q5_K": (0, 2), "q6_K": (208,)}
-# Bytes holding the quants of the K formats: zeroed, they leave what the quants multiply
-# against (the -min of q4_K / q5_K, -32 * d * scale of q6_K).
-K_QUANTS = {"q4_K": slice(16, 144), "q5_K": slice(16, 176), "q6_K": slice(0, 192)}
+K_SCALES = {"q2_K": (80, 82), "q3_K": (108,), "q4_K": (0, 2), "q5_K": (0, 2), "q6_K": (208,)}
+K_SCALES["iq4_xs"] = (0,)
+# Bytes holding the quants of the K formats with a min or an offset: zeroed, they leave what
+# the quants are offset by (the -min of q2_K / q4_K / q5_K, -4 * d * scale of q3_K,
+# -32 * d * scale of q6_K).
+K_QUANTS = {"q2_K": slice(16, 80), "q3_K": slice(0, 96), "q4_K": slice(16, 144)}
+K_QUANTS |= {"q5_K": slice(16, 176), "q6_K": slice(0, 192)}
 
 
 def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
@@ -251,10 +259,10 @@ def test_quantize_q8_act_matches_cpu_bit_for_bit(seed):
     np.testing.assert_array_equal(q["s"], s)
 
 
-def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int):
+def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int, prog=None):
     """Random (R, K) weights of `kind` times quantized normal (T, K) activations by
-    kernel_matvec_<kind>: (y, the activations the kernel multiplies as float64, the
-    dequantized weights, their raw blocks)."""
+    kernel_matvec_<kind> (of `prog`, else matvec.metal): (y, the activations the kernel
+    multiplies as float64, the dequantized weights, their raw blocks)."""
     rng = np.random.default_rng(seed)
     w_raw, w = _table(kind, rng, R, K)
     w_raw = np.ascontiguousarray(w_raw)
@@ -262,7 +270,7 @@ def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int
     xq = run_quantize(x, seed)
     y = np.full((T, R), np.nan, np.float32)
     args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
-    msl.program("matvec.metal", {"NR": NR}).launch(
+    (prog or msl.program("matvec.metal", {"NR": NR})).launch(
         f"kernel_matvec_{kind}",
         (groups(R, NR * sg), T),
         (32 * sg,),
@@ -285,44 +293,102 @@ def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
     assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
 
 
+def k_quant_matvec_error(kind: str, y, xd, w, w_raw) -> float:
+    """The worst |y - ref| over its allowed bound (<= 1 passes). The kernels round the
+    scaled-quant and the min terms separately, before they cancel: bound by both magnitudes,
+    not by |w| alone."""
+    import gguf
+    from gguf.quants import dequantize
+
+    ref = xd @ w.T
+    if kind in K_QUANTS:
+        blocks = w_raw.reshape(-1, BLOCK_BYTES[kind]).copy()
+        blocks[:, K_QUANTS[kind]] = 0
+        w0 = dequantize(blocks, gguf.GGMLQuantizationType[kind.upper()]).reshape(w.shape)
+        bound = np.abs(xd) @ (np.abs(w - w0) + np.abs(w0)).T
+    else:
+        bound = np.abs(xd) @ np.abs(w).T
+    err = np.abs(y.astype(np.float64) - ref) / (1e-5 * bound + 1e-30)
+    return float(np.nan_to_num(err, nan=np.inf).max())
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["q4_K", "q5_K", "q6_K"])
+@pytest.mark.parametrize("kind", K_KINDS)
 @pytest.mark.parametrize(
     # 2304 = 9 super-blocks = 72 sub-blocks: lanes 0..7 take a third step.
     "K,R,T,NR,sg",
     [(256, 1, 1, 4, 2), (512, 13, 1, 4, 2), (2304, 7, 2, 2, 3), (256, 37, 3, 8, 1)],
 )
 def test_matvec_k_quants(seed, kind, K, R, T, NR, sg):
-    import gguf
-    from gguf.quants import dequantize
-
     y, xd, w, w_raw = run_matvec_q8(kind, K, R, T, NR, sg, seed)
-    ref = xd @ w.T
-    # The kernel rounds the scaled-quant and the min terms separately, before they cancel:
-    # bound by both magnitudes, not by |w| alone.
-    blocks = w_raw.reshape(-1, BLOCK_BYTES[kind]).copy()
-    blocks[:, K_QUANTS[kind]] = 0
-    w0 = dequantize(blocks, gguf.GGMLQuantizationType[kind.upper()]).reshape(R, K)
-    bound = np.abs(xd) @ (np.abs(w - w0) + np.abs(w0)).T
-    assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
+    assert k_quant_matvec_error(kind, y, xd, w, w_raw) <= 1.0
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["f16", "f32"])
-@pytest.mark.parametrize("K,R,T,NR,sg", [(64, 5, 1, 4, 2), (37, 9, 2, 2, 2), (1024, 3, 1, 1, 4)])
-def test_matvec_float(seed, kind, K, R, T, NR, sg):
+# Bugs injected into matvec.metal on purpose (msl.mutant): each must fail the check above,
+# or the tests prove less than they claim. A wrong nibble, shift, sign, offset or sub-block
+# order of each super-block format.
+K_MUTANTS = {
+    "q2_K": [
+        [("(sa & 0x0F) * qsum[0]", "(sa >> 4) * qsum[0]")],  # scale and min nibbles swapped
+        [(" - (float)w.dmin * x.d * (float)imin;", ";")],  # mins forgotten
+        [("const int sh = 2 * (j & 3);\n    int qsum", "const int sh = 2 * (j >> 2);\n    int qsum")],
+    ],
+    "q3_K": [
+        [("((w.hmask[l] >> j) & 1) ? 0 : 4)", "((w.hmask[l] >> j) & 1) ? 4 : 0)")],  # hbit sense
+        [("scale_q3_K(w.scales, 2 * j + 1) * half_sum[1]", "scale_q3_K(w.scales, 2 * j) * half_sum[1]")],
+    ],
+    "q4_K": [[(" - (float)dmin * (float)m * x.s;", ";")]],
+    "q5_K": [[("(int)(((w.qh[l] >> j) & 1) << 4)", "(int)(((w.qh[l] >> (j ^ 1)) & 1) << 4)")]],
+    "q6_K": [[("half_sum[l >> 4] += (q - 32)", "half_sum[l >> 4] += (q - 31)")]],
+    "iq4_xs": [
+        [("(float)(scale_iq4_xs(w, j) * sum)", "(float)((scale_iq4_xs(w, j) + 32) * sum)")],
+        [("w.qs + 16 * j;\n    int sum = 0;", "w.qs + 16 * (j ^ 1);\n    int sum = 0;")],
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "kind,edits", [(k, e) for k, muts in K_MUTANTS.items() for e in muts], ids=lambda v: str(v)[:40]
+)
+def test_matvec_k_quant_checks_catch_injected_bugs(kind, edits):
+    prog = msl.mutant("matvec.metal", edits, {"NR": 4})
+    y, xd, w, w_raw = run_matvec_q8(kind, 512, 13, 1, 4, 2, 0, prog=prog)
+    assert k_quant_matvec_error(kind, y, xd, w, w_raw) > 1.0
+
+
+def run_matvec_float(kind, K, R, T, NR, sg, seed, prog=None) -> float:
+    """kernel_matvec_<kind> on random weights: the worst error over its bound (<= 1 passes)."""
     rng = np.random.default_rng(seed)
     w_raw, w = _table(kind, rng, R, K)
     w_raw = np.ascontiguousarray(w_raw)
     x = rng.normal(size=(T, K)).astype(np.float32)
     y = np.full((T, R), np.nan, np.float32)
     args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
-    msl.program("matvec.metal", {"NR": NR}).launch(
+    (prog or msl.program("matvec.metal", {"NR": NR})).launch(
         f"kernel_matvec_{kind}", (groups(R, NR * sg), T), (32 * sg,), [args, w_raw, x, y], seed=seed
     )
     ref = x.astype(np.float64) @ w.T
     bound = np.abs(x.astype(np.float64)) @ np.abs(w).T
-    assert np.all(np.abs(y - ref) <= 1e-5 * bound), np.abs(y - ref).max()
+    return float(np.nan_to_num(np.abs(y - ref) / (1e-5 * bound), nan=np.inf).max())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["f16", "bf16", "f32"])
+@pytest.mark.parametrize("K,R,T,NR,sg", [(64, 5, 1, 4, 2), (37, 9, 2, 2, 2), (1024, 3, 1, 1, 4)])
+def test_matvec_float(seed, kind, K, R, T, NR, sg):
+    assert run_matvec_float(kind, K, R, T, NR, sg, seed) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        # the bf16 bits read as an integer, not as the upper half of a float
+        [("kernel_matvec_bf16, ushort, ushort4, bf16_to_f32)", "kernel_matvec_bf16, ushort, ushort4, (float))")],
+    ],
+)
+def test_matvec_bf16_check_catches_injected_bugs(edits):
+    for K in (64, 37):  # the vector and the scalar path
+        assert run_matvec_float("bf16", K, 5, 1, 4, 2, 0, prog=msl.mutant("matvec.metal", edits, {"NR": 4})) > 1.0
 
 
 # ---- copy_cols (last_row, slice) -------------------------------------------------------------

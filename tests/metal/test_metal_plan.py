@@ -22,7 +22,9 @@ syntax), Metal's compiler, concurrency on a GPU, speed (docs/metal.md).
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,8 +38,18 @@ CXX, _ = msl.find_cxx()
 TABLE = msl.kernel_table()
 STRUCTS = msl.arg_structs() if CXX else {}
 # Weight types with a Metal matvec (metal/kernels.def); the rest must be refused by name.
-MATVEC_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"}
-MATVEC_TYPES |= {"Q4_K", "Q5_K", "Q6_K"}
+MATVEC_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"}
+MATVEC_TYPES |= {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"}
+# SmolLM2 re-quantized by llama.cpp (scripts/requantize_smollm2.py; tests/test_quant_types_e2e.py).
+QUANT_MODELS = Path(
+    os.environ.get("STRATA_QUANT_MODELS") or Path(__file__).resolve().parents[2] / "benchmarks" / "models"
+)
+
+
+def kernel_suffix(type_name: str) -> str:
+    """The kernels.def suffix of a GGUF type name: Q4_K -> q4_K, IQ4_XS -> iq4_xs."""
+    s = type_name.lower()
+    return s[:-2] + "_K" if s.endswith("_k") else s
 
 
 def build_graph(path: str, n_ctx: int):
@@ -166,6 +178,27 @@ def test_gemma3_q4_k_m_graph(T, n_past):
     check_barriers(plan)
     kernels = {d["kernel"] for d in plan["dispatches"]}
     assert {"kernel_matvec_q4_K", "kernel_matvec_q6_K", "kernel_attention_f16"} <= kernels
+
+
+@pytest.mark.parametrize(
+    "qtype", ["Q2_K-pure", "Q2_K", "Q3_K_M", "IQ4_XS", "IQ4_NL", "Q4_K_M", "Q5_K_M", "Q6_K"]
+)
+def test_requantized_smollm2_files_plan(qtype):
+    """Each weight type llama.cpp's quantizer writes into SmolLM2 has a kernel: the files
+    plan for decode and prefill steps, each matmul on the kernel of its weight type."""
+    path = QUANT_MODELS / f"SmolLM2-135M-Instruct.{qtype}.gguf"
+    if not path.exists():
+        pytest.skip(f"{path.name} missing: python scripts/requantize_smollm2.py (or set STRATA_QUANT_MODELS)")
+    gguf, graph = build_graph(str(path), 256)
+    matmul_types = {t.type_name for n, t in gguf.tensors.items() if t.type_name != "F32" and n != "token_embd.weight"}
+    assert matmul_types <= MATVEC_TYPES
+    for T, n_past in [(1, 5), (9, 0)]:
+        plan = core.metal_dispatch_plan(graph, 256, 16, T, n_past)
+        check_dispatches(plan, graph.n_nodes)
+        check_barriers(plan)
+        kernels = {d["kernel"] for d in plan["dispatches"]}
+        assert {f"kernel_matvec_{kernel_suffix(t)}" for t in matmul_types} <= kernels
+    gguf.close()
 
 
 def core_errors():

@@ -46,6 +46,9 @@ const char* matvec_q8_kernel(DType t) {
         case DType::Q4_K: return "kernel_matvec_q4_K";
         case DType::Q5_K: return "kernel_matvec_q5_K";
         case DType::Q6_K: return "kernel_matvec_q6_K";
+        case DType::Q2_K: return "kernel_matvec_q2_K";
+        case DType::Q3_K: return "kernel_matvec_q3_K";
+        case DType::IQ4_XS: return "kernel_matvec_iq4_xs";
         default: return nullptr;
     }
 }
@@ -54,6 +57,7 @@ const char* matvec_q8_kernel(DType t) {
 const char* matvec_float_kernel(DType t) {
     switch (t) {
         case DType::F16: return "kernel_matvec_f16";
+        case DType::BF16: return "kernel_matvec_bf16";
         case DType::F32: return "kernel_matvec_f32";
         default: return nullptr;
     }

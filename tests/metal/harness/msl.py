@@ -165,10 +165,9 @@ class Program:
 _programs: dict[tuple, Program] = {}
 
 
-def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
-    """Compile metal/<source> with the given function constants (by name, per kernels.def)."""
-    table = kernel_table()
-    kernels = [k for k in table.values() if k.source == source]
+def _kernels_and_defines(source: str, fc_values: dict[str, int] | None) -> tuple[list[str], list[str]]:
+    """The kernels of metal/<source> (kernels.def) and the -D flags of its function constants."""
+    kernels = [k for k in kernel_table().values() if k.source == source]
     fc_index: dict[str, int] = {}
     for k in kernels:
         fc_index.update(k.fcs)
@@ -177,7 +176,32 @@ def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
     if unknown:
         raise BuildError(f"{source} has no function constants {sorted(unknown)}")
     defines = [f"-DSTRATA_FC_{i}={values.get(n, FC_UNSET)}" for n, i in sorted(fc_index.items())]
-    return build(METAL / source, [k.name for k in kernels], defines)
+    return [k.name for k in kernels], defines
+
+
+def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
+    """Compile metal/<source> with the given function constants (by name, per kernels.def)."""
+    return build(METAL / source, *_kernels_and_defines(source, fc_values))
+
+
+def mutant(source: str, edits: list[tuple[str, str]], fc_values: dict[str, int] | None = None) -> Program:
+    """metal/<source> with bugs injected on purpose: each (old, new) edit replaces text that
+    must occur exactly once (so an edit that no longer applies fails loudly instead of
+    testing the unchanged shader). Compiled as program() would, for tests that show a
+    check catches the bug."""
+    text = (METAL / source).read_text()
+    for old, new in edits:
+        n = text.count(old)
+        if n != 1:
+            raise BuildError(f"mutation of {source}: {old!r} occurs {n} times, not once")
+        text = text.replace(old, new)
+    kernels, defines = _kernels_and_defines(source, fc_values)
+    d = CACHE / "mutants" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / source
+    if not path.exists():
+        path.write_text(text)
+    return build(path, kernels, defines)
 
 
 def build(path: Path, kernels: list[str], defines: list[str] = ()) -> Program:
@@ -210,7 +234,7 @@ def build(path: Path, kernels: list[str], defines: list[str] = ()) -> Program:
     inputs = [
         HARNESS / "runtime.cpp",
         Path(path),
-        METAL / "strata_args.h",
+        *sorted(METAL.glob("*.h")),  # strata_args.h, quants.h: every header a shader includes
         HARNESS / "include" / "metal_stdlib",
         HARNESS / "include" / "strata_msl_runtime.h",
     ]
