@@ -208,26 +208,66 @@ def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
     return raw
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind,width", [("f32", 37), ("f16", 37), ("q8_0", 96), ("q4_0", 160)])
-def test_embedding_rows(seed, kind, width):
-    rng = np.random.default_rng(seed)
-    vocab, T = 11, 5
-    raw, deq = _table(kind, rng, vocab, width)
-    raw = np.ascontiguousarray(raw)
-    tokens = rng.integers(0, vocab, size=T).astype(np.int32)
-    tokens[-1] = vocab  # out of range: NaN, never an out-of-bounds read
+FLOAT_KINDS = ["f32", "f16", "bf16"]
+QUANT_KINDS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", *K_KINDS]
+
+
+def run_get_rows(kind: str, raw: np.ndarray, tokens: np.ndarray, width: int, seed: int, prog=None):
+    """kernel_get_rows_<kind> over `tokens`: float tables one thread per element, block
+    formats one per 16 elements (the plan launches them so)."""
+    T, vocab = len(tokens), raw.shape[0]
     out = np.zeros((T, width), np.float32)
+    per = 1 if kind in FLOAT_KINDS else 16
     args = S["EmbeddingArgs"](T, width, vocab, raw.shape[1])
-    msl.program("embedding.metal").launch(
+    (prog or msl.program("embedding.metal")).launch(
         f"kernel_get_rows_{kind}",
-        (groups(width, 32), T),
+        (groups(width // per, 32), T),
         (32, 1, 1),
         [args, raw, tokens, out],
         seed=seed,
     )
+    return out
+
+
+def embedding_width(kind: str) -> int:
+    """Odd widths: 37 floats, 5 blocks of 32, 3 super-blocks."""
+    return 37 if kind in FLOAT_KINDS else 32 * 5 if kind not in K_KINDS else 256 * 3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", FLOAT_KINDS + QUANT_KINDS)
+def test_embedding_rows(seed, kind):
+    rng = np.random.default_rng(seed)
+    vocab, T, width = 11, 5, embedding_width(kind)
+    raw, deq = _table(kind, rng, vocab, width)
+    raw = np.ascontiguousarray(raw)
+    tokens = rng.integers(0, vocab, size=T).astype(np.int32)
+    tokens[-1] = vocab  # out of range: NaN, never an out-of-bounds read
+    out = run_get_rows(kind, raw, tokens, width, seed)
     np.testing.assert_array_equal(out[:-1], deq[tokens[:-1]].astype(np.float32))  # bit-exact
     assert np.isnan(out[-1]).all()
+
+
+# Bugs injected into the shared dequantizers (quants.h, also matmul.metal's weight tiles):
+# each must change some row, i.e. the random tables reach every field.
+DEQUANT_MUTANTS = {
+    "q5_0": [("quants.h", "return ((qh[j >> 3] >> (j & 7)) & 1) << 4;", "return ((qh[j >> 3] >> (j & 3)) & 1) << 4;")],
+    "q3_K": [("quants.h", "v[i] = dl * (float)(lo - (hbit ? 0 : 4));", "v[i] = dl * (float)(lo - (hbit ? 4 : 0));")],
+    "q6_K": [("quants.h", "hsh = 2 * (k0 >> 5);", "hsh = 2 * (k0 >> 6);")],
+    "iq4_xs": [("quants.h", "const int hi = (b.scales_h >> (2 * j)) & 3;", "const int hi = (b.scales_h >> j) & 3;")],
+    "bf16": [("quants.h", "return as_type<float>((uint)b << 16);", "return as_type<float>((uint)b << 15);")],
+}
+
+
+@pytest.mark.parametrize("kind", list(DEQUANT_MUTANTS))
+def test_embedding_check_catches_injected_bugs(kind):
+    rng = np.random.default_rng(0)
+    width = embedding_width(kind)
+    raw, deq = _table(kind, rng, 11, width)
+    tokens = np.arange(11, dtype=np.int32)
+    out = run_get_rows(kind, np.ascontiguousarray(raw), tokens, width, 0,
+                       prog=msl.mutant("embedding.metal", DEQUANT_MUTANTS[kind]))
+    assert not np.array_equal(out, deq.astype(np.float32))
 
 
 # ---- quantize + matvec ----------------------------------------------------------------------

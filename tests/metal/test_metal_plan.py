@@ -66,18 +66,63 @@ def build_graph(path: str, n_ctx: int):
     return gguf, builder.graph
 
 
+# The quantized variant of a tiny model ("<case>:quant"): its float32 weights through the
+# gguf package's quantizers, one block type per kind of tensor, so that one model carries a
+# quantized token table (get_rows one thread per 16 elements) and most matmul types.
+# (K-quants need rows of 256: their kernels are checked in test_metal_kernels.py.)
+QUANT_VARIANT = {
+    "token_embd": "Q8_0",
+    "attn_q": "Q4_0",
+    "attn_k": "Q5_1",
+    "attn_v": "Q5_0",
+    "attn_output": "Q4_1",
+    "ffn_gate": "BF16",
+    "ffn_up": "Q8_0",
+    "ffn_down": "F16",
+    "output": "Q4_0",
+}
+
+
+def write_quantized_case(maf, name: str, directory: str) -> str:
+    """make_arch_fixtures.write_case with QUANT_VARIANT's tensors quantized as they are added."""
+    import gguf
+    from gguf.quants import quantize
+
+    add_tensor = gguf.GGUFWriter.add_tensor
+
+    def add_quantized(self, tname, tensor, *args, **kwargs):
+        kind = tname.split(".")[-2] if tname.startswith("blk.") else tname.split(".")[0]
+        qtype = QUANT_VARIANT.get(kind) if tname.endswith(".weight") else None
+        if qtype == "F16":
+            return add_tensor(self, tname, tensor.astype(np.float16))
+        if qtype:
+            qt = gguf.GGMLQuantizationType[qtype]
+            return add_tensor(self, tname, quantize(tensor, qt), raw_dtype=qt)
+        return add_tensor(self, tname, tensor, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(gguf.GGUFWriter, "add_tensor", add_quantized)
+        return maf.write_case(name, directory)[0]
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py)."""
+    """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py);
+    "<case>:quant" -> its QUANT_VARIANT."""
     pytest.importorskip("gguf", reason="pip install gguf")
     maf = arch_fixtures()
     tmp = tmp_path_factory.mktemp("metal_plan")
     paths: dict[str, str] = {}
 
     def get(name: str) -> str:
-        need_arch_vocabulary(name)
+        case, _, variant = name.partition(":")
+        need_arch_vocabulary(case)
         if name not in paths:
-            paths[name] = maf.write_case(name, str(tmp))[0]
+            if variant == "quant":
+                (tmp / "quant").mkdir(exist_ok=True)
+                paths[name] = write_quantized_case(maf, case, str(tmp / "quant"))
+            else:
+                paths[name] = maf.write_case(case, str(tmp))[0]
         return paths[name]
 
     return get
@@ -180,16 +225,29 @@ def test_gemma3_q4_k_m_graph(T, n_past):
     assert {"kernel_matvec_q4_K", "kernel_matvec_q6_K", "kernel_attention_f16"} <= kernels
 
 
-@pytest.mark.parametrize(
-    "qtype", ["Q2_K-pure", "Q2_K", "Q3_K_M", "IQ4_XS", "IQ4_NL", "Q4_K_M", "Q5_K_M", "Q6_K"]
-)
-def test_requantized_smollm2_files_plan(qtype):
-    """Each weight type llama.cpp's quantizer writes into SmolLM2 has a kernel: the files
-    plan for decode and prefill steps, each matmul on the kernel of its weight type."""
-    path = QUANT_MODELS / f"SmolLM2-135M-Instruct.{qtype}.gguf"
+# Every weight type llama.cpp's quantizer writes: SmolLM2 re-quantized (its token tables are
+# Q8_0, Q4_0 or BF16), and the random 0.33B llama of benchmarks/make_random_llama.py (Q4_K
+# and Q6_K token tables).
+QUANTIZED_FILES = [
+    *(f"SmolLM2-135M-Instruct.{t}.gguf" for t in ["Q2_K-pure", "Q2_K", "Q3_K_M", "IQ4_XS", "IQ4_NL"]),
+    *(f"SmolLM2-135M-Instruct.{t}.gguf" for t in ["Q4_K_M", "Q5_K_M", "Q6_K", "BF16"]),
+    "r0.3b-Q4_K_M.gguf",
+    "r0.3b-Q6_K.gguf",
+]
+
+
+@pytest.mark.parametrize("name", QUANTIZED_FILES)
+def test_quantized_files_plan(name):
+    """The files plan for decode and prefill steps: each matmul on the kernel of its weight
+    type, the token table on its get_rows kernel."""
+    path = QUANT_MODELS / name
     if not path.exists():
-        pytest.skip(f"{path.name} missing: python scripts/requantize_smollm2.py (or set STRATA_QUANT_MODELS)")
+        pytest.skip(
+            f"{name} missing: python scripts/requantize_smollm2.py, benchmarks/make_random_llama.py "
+            "(or set STRATA_QUANT_MODELS)"
+        )
     gguf, graph = build_graph(str(path), 256)
+    embd = gguf.tensors["token_embd.weight"].type_name
     matmul_types = {t.type_name for n, t in gguf.tensors.items() if t.type_name != "F32" and n != "token_embd.weight"}
     assert matmul_types <= MATVEC_TYPES
     for T, n_past in [(1, 5), (9, 0)]:
@@ -197,7 +255,9 @@ def test_requantized_smollm2_files_plan(qtype):
         check_dispatches(plan, graph.n_nodes)
         check_barriers(plan)
         kernels = {d["kernel"] for d in plan["dispatches"]}
-        assert {f"kernel_matvec_{kernel_suffix(t)}" for t in matmul_types} <= kernels
+        assert f"kernel_get_rows_{kernel_suffix(embd)}" in kernels
+        if T == 1:
+            assert {f"kernel_matvec_{kernel_suffix(t)}" for t in matmul_types} <= kernels
     gguf.close()
 
 
@@ -252,6 +312,7 @@ class HarnessExecutor:
     [
         ("llama_spm", 7, 4),  # rope frequency factors, GQA
         ("mistral", 13, 4),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
+        ("llama_spm:quant", 7, 4),  # Q8_0 token rows; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16 matmuls
     ],
 )
 def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill):
@@ -260,6 +321,8 @@ def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, p
     path = tiny(case)
     n_ctx, max_rows = 64, 4
     gguf, graph = build_graph(path, n_ctx)
+    if case.endswith(":quant"):
+        assert set(QUANT_VARIANT.values()) <= {t.type_name for t in gguf.tensors.values()}
     model = strata.load(path, n_ctx=n_ctx, n_threads=2, backend="cpu")
     try:
         tokens = np.random.default_rng(0).integers(0, model.n_vocab, n_tokens).astype(np.int32)

@@ -22,14 +22,31 @@ int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 uint32_t ceil_div(int64_t a, int64_t b) { return (uint32_t)((a + b - 1) / b); }
 
+// Embedding rows: float tables one thread per element, block formats one per 16 elements
+// (metal/embedding.metal).
 const char* get_rows_kernel(DType t) {
     switch (t) {
         case DType::F32: return "kernel_get_rows_f32";
         case DType::F16: return "kernel_get_rows_f16";
+        case DType::BF16: return "kernel_get_rows_bf16";
         case DType::Q8_0: return "kernel_get_rows_q8_0";
         case DType::Q4_0: return "kernel_get_rows_q4_0";
+        case DType::Q4_1: return "kernel_get_rows_q4_1";
+        case DType::Q5_0: return "kernel_get_rows_q5_0";
+        case DType::Q5_1: return "kernel_get_rows_q5_1";
+        case DType::IQ4_NL: return "kernel_get_rows_iq4_nl";
+        case DType::Q2_K: return "kernel_get_rows_q2_K";
+        case DType::Q3_K: return "kernel_get_rows_q3_K";
+        case DType::Q4_K: return "kernel_get_rows_q4_K";
+        case DType::Q5_K: return "kernel_get_rows_q5_K";
+        case DType::Q6_K: return "kernel_get_rows_q6_K";
+        case DType::IQ4_XS: return "kernel_get_rows_iq4_xs";
         default: return nullptr;
     }
+}
+
+int64_t get_rows_elements_per_thread(DType t) {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16 ? 1 : 16;
 }
 
 // Matvec kernels that multiply block_q8_act activations (quantized first).
@@ -277,7 +294,7 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 const WeightRef& w = weights_[weight_of_[x]];
                 const EmbeddingArgs a{(int32_t)T, (int32_t)w.width, (int32_t)w.rows, (int32_t)row_bytes(w.type, w.width)};
                 bind(d, {weight_slice(x), value_slice(n.in[1], T, false), value_slice(n.out, T, true)});
-                launch(d, k.main, ceil_div(w.width, threads(k.main)), (uint32_t)T);
+                launch(d, k.main, ceil_div(w.width / get_rows_elements_per_thread(w.type), threads(k.main)), (uint32_t)T);
                 push(out, d, &a, sizeof a);
                 break;
             }

@@ -184,27 +184,33 @@ def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
     return build(METAL / source, *_kernels_and_defines(source, fc_values))
 
 
-def mutant(source: str, edits: list[tuple[str, str]], fc_values: dict[str, int] | None = None) -> Program:
-    """metal/<source> with bugs injected on purpose: each (old, new) edit replaces text that
-    must occur exactly once (so an edit that no longer applies fails loudly instead of
-    testing the unchanged shader). Compiled as program() would, for tests that show a
-    check catches the bug."""
-    text = (METAL / source).read_text()
-    for old, new in edits:
+def mutant(source: str, edits: list[tuple], fc_values: dict[str, int] | None = None) -> Program:
+    """metal/<source> with bugs injected on purpose, compiled as program() would, for tests
+    that show a check catches the bug. An edit (old, new) changes the shader, (file, old,
+    new) a header it includes (e.g. quants.h); `old` must occur exactly once, so an edit that
+    no longer applies fails loudly instead of testing the unchanged code."""
+    files: dict[str, str] = {}
+    for edit in edits:
+        name, old, new = edit if len(edit) == 3 else (source, *edit)
+        text = files.get(name) or (METAL / name).read_text()
         n = text.count(old)
         if n != 1:
-            raise BuildError(f"mutation of {source}: {old!r} occurs {n} times, not once")
-        text = text.replace(old, new)
+            raise BuildError(f"mutation of {name}: {old!r} occurs {n} times, not once")
+        files[name] = text.replace(old, new)
+    files.setdefault(source, (METAL / source).read_text())
     kernels, defines = _kernels_and_defines(source, fc_values)
-    d = CACHE / "mutants" / hashlib.sha256(text.encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:16]
+    d = CACHE / "mutants" / key  # "quoted" includes look here first, then in METAL
     d.mkdir(parents=True, exist_ok=True)
-    path = d / source
-    if not path.exists():
-        path.write_text(text)
-    return build(path, kernels, defines)
+    for name, text in files.items():
+        if not (d / name).exists():
+            (d / name).write_text(text)
+    return build(d / source, kernels, defines, extra_inputs=[d / n for n in files])
 
 
-def build(path: Path, kernels: list[str], defines: list[str] = ()) -> Program:
+def build(
+    path: Path, kernels: list[str], defines: list[str] = (), extra_inputs: list[Path] = ()
+) -> Program:
     """Compile the MSL file at `path` exposing `kernels` (also used for the harness's own
     test shaders in tests/metal/cases/)."""
     cxx, _ = find_cxx()
@@ -237,6 +243,7 @@ def build(path: Path, kernels: list[str], defines: list[str] = ()) -> Program:
         *sorted(METAL.glob("*.h")),  # strata_args.h, quants.h: every header a shader includes
         HARNESS / "include" / "metal_stdlib",
         HARNESS / "include" / "strata_msl_runtime.h",
+        *extra_inputs,
     ]
     h = hashlib.sha256((cxx + " ".join(flags) + tu).encode())
     for p in inputs:
