@@ -141,7 +141,7 @@ struct EltwiseArgs {
 
 // Activation kinds (function constant ACT, index 0, of the glu / activation kernels).
 // Function-constant indices are unique across all shaders (one library): ACT 0,
-// ROPE_NEOX 1, NR 2 (metal/kernels.def lists them per kernel).
+// ROPE_NEOX 1, NR 2, MM_TYPE 3 (metal/kernels.def lists them per kernel).
 #define STRATA_ACT_SILU 0
 #define STRATA_ACT_GELU_TANH 2
 
@@ -177,6 +177,25 @@ struct MatvecArgs {
     int32_t T;
     int32_t row_bytes;
 };
+
+// Weight formats of the prefill matmul (function constant MM_TYPE, index 3, of
+// kernel_matmul, which takes MatvecArgs): float formats multiply f32 activations, block
+// formats the block_q8_act activations of kernel_quantize_q8_act.
+#define STRATA_MM_F32 0
+#define STRATA_MM_F16 1
+#define STRATA_MM_BF16 2
+#define STRATA_MM_Q8_0 3
+#define STRATA_MM_Q4_0 4
+#define STRATA_MM_Q4_1 5
+#define STRATA_MM_Q5_0 6
+#define STRATA_MM_Q5_1 7
+#define STRATA_MM_IQ4_NL 8
+#define STRATA_MM_Q2_K 9
+#define STRATA_MM_Q3_K 10
+#define STRATA_MM_Q4_K 11
+#define STRATA_MM_Q5_K 12
+#define STRATA_MM_Q6_K 13
+#define STRATA_MM_IQ4_XS 14
 
 // kv_append: rows t < T of k and v (kv_width = n_head_kv * head_dim floats) into the fp16
 // cache at row (n_past + t) % capacity.

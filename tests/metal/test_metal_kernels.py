@@ -543,3 +543,82 @@ def test_argmax_all_minus_infinity_is_index_zero():
         "kernel_argmax_f32", (1,), (64,), [S["ArgmaxArgs"](50, 1), x, out]
     )
     assert out[0] == 0
+
+
+# ---- prefill matmul (simdgroup_matrix tiles) -------------------------------------------------
+
+MM_TYPE = {  # function constant MM_TYPE of kernel_matmul: STRATA_MM_* of metal/strata_args.h
+    name.lower().replace("_k", "_K"): int(v)
+    for name, v in __import__("re").findall(r"#define STRATA_MM_(\w+) (\d+)", (msl.METAL / "strata_args.h").read_text())
+}
+MM_FLOAT = ["f32", "f16", "bf16"]
+MM_MAIN = ["f32", "f16", "q4_0", "q8_0", "q4_K", "q6_K"]  # every seed; the other formats seed 0
+
+
+def run_matmul(kind: str, K: int, R: int, T: int, seed: int, prog=None) -> float:
+    """kernel_matmul on random (R, K) weights of `kind` and normal (T, K) activations (the
+    q8 blocks of kernel_quantize_q8_act for block formats): the worst |y - ref| over its
+    bound (<= 1 passes), ref in float64 from the same operands."""
+    rng = np.random.default_rng(seed)
+    w_raw, w = _table(kind, rng, R, K)
+    w_raw = np.ascontiguousarray(w_raw)
+    x = rng.normal(size=(T, K)).astype(np.float32)
+    if kind in MM_FLOAT:
+        xbuf, xd = x, x.astype(np.float64)
+    else:
+        xq = run_quantize(x, seed)
+        xbuf, xd = xq.view(np.uint8), (xq["d"][:, None].astype(np.float64) * xq["qs"]).reshape(T, K)
+    y = np.full((T + 1, R), np.nan, np.float32)  # a row past T: must stay untouched
+    args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
+    (prog or msl.program("matmul.metal", {"MM_TYPE": MM_TYPE[kind]})).launch(
+        "kernel_matmul", (groups(R, 64), groups(T, 32)), (128,), [args, w_raw, xbuf, y], seed=seed
+    )
+    assert np.isnan(y[T]).all(), "wrote past row T"
+    ref = xd @ w.T
+    bound = np.abs(xd) @ np.abs(w).T
+    return float(np.nan_to_num(np.abs(y[:T] - ref) / (2e-5 * bound + 1e-30), nan=np.inf).max())
+
+
+def matmul_sizes(kind: str) -> list[tuple[int, int, int]]:
+    """(K, R, T): one partial tile; two tiles each way, partial (R 70 > 64, T 33 > 32);
+    exact tiles. K: odd for floats, 3 / 5 blocks of 32, 1 / 2 super-blocks."""
+    if kind in MM_FLOAT:
+        return [(37, 13, 9), (100, 70, 33), (64, 64, 32)]
+    if kind in K_KINDS:
+        return [(256, 13, 9), (512, 70, 33), (256, 64, 32)]
+    return [(96, 13, 9), (160, 70, 33), (64, 64, 32)]
+
+
+@pytest.mark.parametrize(
+    "kind,seed,K,R,T",
+    [
+        (kind, seed, *size)
+        for kind in MM_TYPE
+        for seed in (SEEDS if kind in MM_MAIN else [0])
+        for size in matmul_sizes(kind)
+    ],
+)
+def test_matmul(kind, seed, K, R, T):
+    assert run_matmul(kind, K, R, T, seed) <= 1.0
+
+
+def test_matmul_types_cover_the_formats():
+    assert set(MM_TYPE) == set(MM_FLOAT + QUANT_KINDS)
+
+
+# Bugs injected into matmul.metal: a missing barrier, an untransposed weight tile, a wrong
+# tile offset, a lost K step. Each must fail test_matmul's check.
+MM_MUTANTS = [
+    [("        threadgroup_barrier(mem_flags::mem_threadgroup);\n        for (int kk", "        for (int kk")],
+    [("        }\n        threadgroup_barrier(mem_flags::mem_threadgroup);\n    }", "        }\n    }")],
+    [("    threadgroup_barrier(mem_flags::mem_threadgroup);\n    for (int e", "    for (int e")],
+    [("MM_BK, 0, true);", "MM_BK, 0, false);")],
+    [("sx + (xr + 8 * i) * MM_BK + kk", "sx + (xr + 4 * i) * MM_BK + kk")],
+    [("for (int kk = 0; kk < MM_BK; kk += 8)", "for (int kk = 8; kk < MM_BK; kk += 8)")],
+]
+
+
+@pytest.mark.parametrize("edits", MM_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_matmul_check_catches_injected_bugs(edits):
+    prog = msl.mutant("matmul.metal", edits, {"MM_TYPE": MM_TYPE["q4_0"]})
+    assert run_matmul("q4_0", 160, 70, 33, 0, prog=prog) > 1.0
