@@ -46,6 +46,24 @@ QUANT_MODELS = Path(
 )
 
 
+MM_TYPE = {  # kernel_matmul's function constant MM_TYPE per GGUF type (metal/strata_args.h)
+    name: int(v)
+    for name, v in __import__("re").findall(r"#define STRATA_MM_(\w+) (\d+)", (msl.METAL / "strata_args.h").read_text())
+}
+MATMUL_MIN_ROWS = 8  # metal_plan.cpp kMatmulMinRows
+
+
+def check_matmul_kernels(plan: dict, T: int) -> None:
+    """Matmuls of steps with at least MATMUL_MIN_ROWS rows run kernel_matmul (64 x 32 tiles),
+    the others the matvecs; single-row matmuls (the lm_head of the last row) always matvec."""
+    for d in plan["dispatches"]:
+        if d["op"] != "matmul" or d["kernel"] == "kernel_quantize_q8_act":
+            continue
+        rows = int.from_bytes(d["args"][8:12], "little")  # MatvecArgs.T
+        assert rows in (1, T), d
+        assert (d["kernel"] == "kernel_matmul") == (rows >= MATMUL_MIN_ROWS), (rows, d["kernel"])
+
+
 def kernel_suffix(type_name: str) -> str:
     """The kernels.def suffix of a GGUF type name: Q4_K -> q4_K, IQ4_XS -> iq4_xs."""
     s = type_name.lower()
@@ -178,15 +196,19 @@ def smollm2_path() -> str:
 # ---- every node maps to a kernel, or is refused by name -------------------------------------
 
 
-@pytest.mark.parametrize("T,n_past,all_rows", [(1, 5, False), (7, 0, False), (7, 0, True)])
+@pytest.mark.parametrize(
+    "T,n_past,all_rows", [(1, 5, False), (7, 0, False), (7, 0, True), (8, 0, False), (16, 3, True)]
+)
 def test_smollm2_llama_graph(T, n_past, all_rows):
     _, graph = build_graph(smollm2_path(), 256)
     plan = core.metal_dispatch_plan(graph, 256, 16, T, n_past, all_rows)
     check_dispatches(plan, graph.n_nodes)
     check_barriers(plan)
+    check_matmul_kernels(plan, T)
     assert plan["output_rows"] == (T if all_rows else 1)
     kernels = {d["kernel"] for d in plan["dispatches"]}
-    assert {"kernel_matvec_q4_1", "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
+    layer_matmul = "kernel_matvec_q4_1" if T < MATMUL_MIN_ROWS else "kernel_matmul"
+    assert {layer_matmul, "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
     # q, k and v share one quantized input: 7 matmuls per layer, 4 quantizations (+ lm_head).
     n = sum(d["kernel"] == "kernel_quantize_q8_act" for d in plan["dispatches"])
     assert n == 4 * 30 + 1
@@ -199,6 +221,7 @@ def test_tiny_graphs(tiny, case):
         plan = core.metal_dispatch_plan(graph, 64, 8, T, n_past, all_rows)
         check_dispatches(plan, graph.n_nodes)
         check_barriers(plan)
+        check_matmul_kernels(plan, T)
 
 
 def test_layer_norm_graph_is_refused_by_name(tiny):
@@ -254,10 +277,14 @@ def test_quantized_files_plan(name):
         plan = core.metal_dispatch_plan(graph, 256, 16, T, n_past)
         check_dispatches(plan, graph.n_nodes)
         check_barriers(plan)
+        check_matmul_kernels(plan, T)
         kernels = {d["kernel"] for d in plan["dispatches"]}
         assert f"kernel_get_rows_{kernel_suffix(embd)}" in kernels
         if T == 1:
             assert {f"kernel_matvec_{kernel_suffix(t)}" for t in matmul_types} <= kernels
+        else:  # each weight type's tile loader
+            used = {d["fc"][0][1] for d in plan["dispatches"] if d["kernel"] == "kernel_matmul"}
+            assert {MM_TYPE[t] for t in matmul_types} <= used
     gguf.close()
 
 
@@ -310,16 +337,18 @@ class HarnessExecutor:
 @pytest.mark.parametrize(
     "case,n_tokens,prefill",
     [
-        ("llama_spm", 7, 4),  # rope frequency factors, GQA
+        ("llama_spm", 7, 4),  # rope frequency factors, GQA; prefill on the matvecs
         ("mistral", 13, 4),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
-        ("llama_spm:quant", 7, 4),  # Q8_0 token rows; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16 matmuls
+        ("llama_spm", 11, 9),  # prefill on kernel_matmul's tiles (every matmul, lm_head too)
+        # Q8_0 token rows; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16 matmuls, tiles then matvecs
+        ("llama_spm:quant", 11, 9),
     ],
 )
 def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill):
     import strata
 
     path = tiny(case)
-    n_ctx, max_rows = 64, 4
+    n_ctx, max_rows = 64, prefill
     gguf, graph = build_graph(path, n_ctx)
     if case.endswith(":quant"):
         assert set(QUANT_VARIANT.values()) <= {t.type_name for t in gguf.tensors.values()}
@@ -332,6 +361,8 @@ def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, p
         gguf.close()
 
     ex = HarnessExecutor(path, graph, n_ctx, max_rows)
+    first = core.metal_dispatch_plan(graph, n_ctx, max_rows, prefill, 0, True)
+    check_matmul_kernels(first, prefill)
     got = [ex.step(tokens[:prefill], 0, True, seed=1)]  # every position's logits
     for p in range(prefill, n_tokens):  # decode: the last (only) row
         got.append(ex.step(tokens[p : p + 1], p, False, seed=p))
