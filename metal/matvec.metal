@@ -2,10 +2,10 @@
 // (one per sequence in a decode step). Mirrors csrc/backends/cuda/matvec.cu.
 //
 // Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, and the super-block formats
-// Q4_K, Q5_K, Q6_K one 32-element sub-block at a time) meet activations quantized to 8 bits per 32
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS one 32-element sub-block at a time) meet activations quantized to 8 bits per 32
 // (block_q8_act: fp32 scale d and fp32 d * sum(q), exactly as the CPU and CUDA backends
 // quantize them, kernel_quantize_q8_act below) and are multiplied in integers per block.
-// F16 and F32 weights meet the f32 activations directly.
+// F16, BF16 and F32 weights meet the f32 activations directly.
 //
 // Each simdgroup owns NR consecutive weight rows (function constant 0, STRATA_FC_NR, at
 // most 8); lane l walks 32-element blocks l, l + 32, ... of each row (for K formats:
@@ -14,6 +14,7 @@
 // number of simdgroups (the host uses 2); grid = (ceil(R / (NR * simdgroups)), T).
 // References: csrc/backends/cpu/kernels/quant_dot.cpp, tests/test_quants.py.
 #include "strata_args.h"
+#include "quants.h"
 
 constant int NR [[function_constant(2)]];
 #define STRATA_NR_MAX 8
@@ -86,9 +87,6 @@ static inline float dot_q5_1(device const block_q5_1& w, device const block_q8_a
     return (float)w.d * x.d * (float)dot_q5_isum(w.qs, qh_bits(w.qh), x) + (float)w.m * x.s;
 }
 
-constant int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                     1,    13,   25,  38,  53,  69,  89,  113};
-
 static inline float dot_iq4_nl(device const block_iq4_nl& w, device const block_q8_act& x) {
     int sum = 0;
     for (int j = 0; j < 16; ++j)
@@ -98,17 +96,6 @@ static inline float dot_iq4_nl(device const block_iq4_nl& w, device const block_
 
 
 // ---- K formats: one 32-element sub-block j (0..7) of a 256-element super-block -----------
-
-// Six-bit scale and min of sub-block j of q4_K / q5_K (csrc/quants/dequant.h get_scale_min_k4).
-static inline void scale_min_k4(device const uint8_t* s, int j, thread int& sc, thread int& m) {
-    if (j < 4) {
-        sc = s[j] & 63;
-        m = s[j + 4] & 63;
-    } else {
-        sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
 // x = d * sc * q - dmin * m: the integer dot of unsigned q, scaled; the mins come back
 // through x.s (= x.d * sum of the activation quants), as dot_q4_1's m does.
@@ -153,6 +140,46 @@ static inline float dot_q6_K(device const block_q6_K& w, int j, device const blo
     return (float)w.d * x.d * (float)sumi;
 }
 
+// q2_K: scale byte i (one per 16 elements) holds a 4-bit scale and a 4-bit min, so each
+// half of the sub-block has its own integer sums: x = d sc q - dmin m, the mins times the
+// sum of that half's activation quants. Exact in integers up to the two float products.
+static inline float dot_q2_K(device const block_q2_K& w, int j, device const block_q8_act& x) {
+    device const uint8_t* q = w.qs + 32 * (j >> 2);  // element 32*j + l, j = 4h + s
+    const int sh = 2 * (j & 3);
+    int qsum[2] = {0, 0}, xsum[2] = {0, 0};
+    for (int l = 0; l < 32; ++l) {
+        qsum[l >> 4] += (int)((q[l] >> sh) & 3) * (int)x.qs[l];
+        xsum[l >> 4] += (int)x.qs[l];
+    }
+    const int sa = w.scales[2 * j], sb = w.scales[2 * j + 1];
+    const int isc = (sa & 0x0F) * qsum[0] + (sb & 0x0F) * qsum[1];
+    const int imin = (sa >> 4) * xsum[0] + (sb >> 4) * xsum[1];
+    return (float)w.d * x.d * (float)isc - (float)w.dmin * x.d * (float)imin;
+}
+
+// q3_K: the value lo - 4 * !hbit (-4..3) is formed per element in integers, as q6_K's -32;
+// two six-bit scales (minus 32) per sub-block.
+static inline float dot_q3_K(device const block_q3_K& w, int j, device const block_q8_act& x) {
+    device const uint8_t* q = w.qs + 32 * (j >> 2);
+    const int sh = 2 * (j & 3);
+    int half_sum[2] = {0, 0};
+    for (int l = 0; l < 32; ++l) {
+        const int v = (int)((q[l] >> sh) & 3) - (((w.hmask[l] >> j) & 1) ? 0 : 4);
+        half_sum[l >> 4] += v * (int)x.qs[l];
+    }
+    const int sumi = scale_q3_K(w.scales, 2 * j) * half_sum[0] + scale_q3_K(w.scales, 2 * j + 1) * half_sum[1];
+    return (float)w.d * x.d * (float)sumi;
+}
+
+// iq4_xs: sub-block j is an iq4_nl block whose scale is d * (ls - 32).
+static inline float dot_iq4_xs(device const block_iq4_xs& w, int j, device const block_q8_act& x) {
+    device const uint8_t* q = w.qs + 16 * j;
+    int sum = 0;
+    for (int l = 0; l < 16; ++l)
+        sum += (int)kvalues_iq4nl[q[l] & 0x0F] * (int)x.qs[l] + (int)kvalues_iq4nl[q[l] >> 4] * (int)x.qs[l + 16];
+    return (float)w.d * x.d * (float)(scale_iq4_xs(w, j) * sum);
+}
+
 // DOT: the dot of 32-block c of weight row wr (device const BLOCK*) with xb[c].
 #define STRATA_MATVEC_Q8(NAME, BLOCK, DOT)                                                        \
     kernel void NAME(                                                                             \
@@ -194,11 +221,14 @@ STRATA_MATVEC_Q8(kernel_matvec_iq4_nl, block_iq4_nl, dot_iq4_nl(wr[c], xb[c]))
 STRATA_MATVEC_Q8(kernel_matvec_q4_K, block_q4_K, dot_q4_K(wr[c >> 3], c & 7, xb[c]))
 STRATA_MATVEC_Q8(kernel_matvec_q5_K, block_q5_K, dot_q5_K(wr[c >> 3], c & 7, xb[c]))
 STRATA_MATVEC_Q8(kernel_matvec_q6_K, block_q6_K, dot_q6_K(wr[c >> 3], c & 7, xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q2_K, block_q2_K, dot_q2_K(wr[c >> 3], c & 7, xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_q3_K, block_q3_K, dot_q3_K(wr[c >> 3], c & 7, xb[c]))
+STRATA_MATVEC_Q8(kernel_matvec_iq4_xs, block_iq4_xs, dot_iq4_xs(wr[c >> 3], c & 7, xb[c]))
 
-// F16 and F32 weights times f32 activations. With K % 4 == 0 every row starts 8-byte
-// (f16) or 16-byte (f32) aligned and lanes read 4-wide vectors (4 elements each, 128 per
-// simdgroup step); otherwise scalars.
-#define STRATA_MATVEC_FLOAT(NAME, ELEM, ELEM4)                                                    \
+// F16, BF16 and F32 weights times f32 activations. With K % 4 == 0 every row starts 8-byte
+// (f16, bf16) or 16-byte (f32) aligned and lanes read 4-wide vectors (4 elements each, 128
+// per simdgroup step); otherwise scalars. CVT turns one element into float (bf16: ushort).
+#define STRATA_MATVEC_FLOAT(NAME, ELEM, ELEM4, CVT)                                                    \
     kernel void NAME(                                                                             \
             constant MatvecArgs& args [[buffer(0)]],                                              \
             device const uchar* w [[buffer(1)]],                                                  \
@@ -224,10 +254,10 @@ STRATA_MATVEC_Q8(kernel_matvec_q6_K, block_q6_K, dot_q6_K(wr[c >> 3], c & 7, xb[
                 for (int i = (int)lane; i < K / 4; i += 32) {                                     \
                     const ELEM4 a = w4[i];                                                        \
                     const float4 b = x4[i];                                                       \
-                    acc[r] += (float)a.x * b.x + (float)a.y * b.y + (float)a.z * b.z + (float)a.w * b.w; \
+                    acc[r] += CVT(a.x) * b.x + CVT(a.y) * b.y + CVT(a.z) * b.z + CVT(a.w) * b.w;  \
                 }                                                                                 \
             } else {                                                                              \
-                for (int i = (int)lane; i < K; i += 32) acc[r] += (float)wr[i] * xr[i];           \
+                for (int i = (int)lane; i < K; i += 32) acc[r] += CVT(wr[i]) * xr[i];             \
             }                                                                                     \
         }                                                                                         \
         for (int r = 0; r < NR; ++r) {                                                            \
@@ -236,5 +266,6 @@ STRATA_MATVEC_Q8(kernel_matvec_q6_K, block_q6_K, dot_q6_K(wr[c >> 3], c & 7, xb[
         }                                                                                         \
     }
 
-STRATA_MATVEC_FLOAT(kernel_matvec_f16, half, half4)
-STRATA_MATVEC_FLOAT(kernel_matvec_f32, float, float4)
+STRATA_MATVEC_FLOAT(kernel_matvec_f16, half, half4, (float))
+STRATA_MATVEC_FLOAT(kernel_matvec_bf16, ushort, ushort4, bf16_to_f32)
+STRATA_MATVEC_FLOAT(kernel_matvec_f32, float, float4, (float))

@@ -74,6 +74,28 @@ struct block_q6_K {
     strata_f16 d;
 };
 
+// q2_K / q3_K: 16 scales per super-block (one per 16 elements); element 32*j + l
+// (sub-block j = 4h + s, l < 32) has its low 2 bits at (qs[32*h + l] >> 2s) & 3.
+struct block_q2_K {
+    uint8_t scales[16];    // per 16 elements: low nibble scale, high nibble min
+    uint8_t qs[64];        // x = d * (sc & 15) * q - dmin * (sc >> 4), q in 0..3
+    strata_f16 d;
+    strata_f16 dmin;
+};
+struct block_q3_K {
+    uint8_t hmask[32];     // 3rd bit of element 32*j + l: bit j of hmask[l]; clear means -4
+    uint8_t qs[64];        // low 2 bits, as q2_K
+    uint8_t scales[12];    // 16 six-bit scales (scale_q3_K, matvec.metal), offset by 32
+    strata_f16 d;          // x = d * (sc - 32) * (lo - 4 * !hbit)
+};
+// iq4_xs: 8 sub-blocks of 32 indices into kvalues_iq4nl, six-bit scales offset by 32.
+struct block_iq4_xs {
+    strata_f16 d;
+    uint16_t scales_h;     // high 2 bits of scale j at bits 2j, 2j + 1
+    uint8_t scales_l[4];   // low 4 bits of scale j: nibble j & 1 of byte j / 2
+    uint8_t qs[128];       // sub-block j: nibbles as q4_0 over qs[16*j .. 16*j + 15]
+};
+
 // Activations quantized per 32 (csrc/quants/blocks.h block_q8_act): fp32 scale and
 // fp32 scaled sum d * sum(qs), as the CPU and CUDA backends compute them.
 struct block_q8_act {
@@ -92,6 +114,9 @@ static_assert(sizeof(block_q8_0) == 34, "q8_0 layout");
 static_assert(sizeof(block_q4_K) == 144, "q4_K layout");
 static_assert(sizeof(block_q5_K) == 176, "q5_K layout");
 static_assert(sizeof(block_q6_K) == 210, "q6_K layout");
+static_assert(sizeof(block_q2_K) == 84, "q2_K layout");
+static_assert(sizeof(block_q3_K) == 110, "q3_K layout");
+static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs layout");
 static_assert(sizeof(block_q8_act) == 40, "q8_act layout");
 
 // ---- argument structs (buffer index 0 of every kernel, `constant T& args`) -------------
@@ -116,7 +141,7 @@ struct EltwiseArgs {
 
 // Activation kinds (function constant ACT, index 0, of the glu / activation kernels).
 // Function-constant indices are unique across all shaders (one library): ACT 0,
-// ROPE_NEOX 1, NR 2 (metal/kernels.def lists them per kernel).
+// ROPE_NEOX 1, NR 2, MM_TYPE 3 (metal/kernels.def lists them per kernel).
 #define STRATA_ACT_SILU 0
 #define STRATA_ACT_GELU_TANH 2
 
@@ -152,6 +177,25 @@ struct MatvecArgs {
     int32_t T;
     int32_t row_bytes;
 };
+
+// Weight formats of the prefill matmul (function constant MM_TYPE, index 3, of
+// kernel_matmul, which takes MatvecArgs): float formats multiply f32 activations, block
+// formats the block_q8_act activations of kernel_quantize_q8_act.
+#define STRATA_MM_F32 0
+#define STRATA_MM_F16 1
+#define STRATA_MM_BF16 2
+#define STRATA_MM_Q8_0 3
+#define STRATA_MM_Q4_0 4
+#define STRATA_MM_Q4_1 5
+#define STRATA_MM_Q5_0 6
+#define STRATA_MM_Q5_1 7
+#define STRATA_MM_IQ4_NL 8
+#define STRATA_MM_Q2_K 9
+#define STRATA_MM_Q3_K 10
+#define STRATA_MM_Q4_K 11
+#define STRATA_MM_Q5_K 12
+#define STRATA_MM_Q6_K 13
+#define STRATA_MM_IQ4_XS 14
 
 // kv_append: rows t < T of k and v (kv_width = n_head_kv * head_dim floats) into the fp16
 // cache at row (n_past + t) % capacity.

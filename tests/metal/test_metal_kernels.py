@@ -169,20 +169,28 @@ def _table(kind: str, rng, vocab: int, width: int):
     if kind == "f16":
         t = rng.normal(size=(vocab, width)).astype(np.float16)
         return t.view(np.uint8).reshape(vocab, -1), t.astype(np.float64)
+    if kind == "bf16":  # the upper halves of normal floats
+        bits = (rng.normal(size=(vocab, width)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        raw = bits.view(np.uint8).reshape(vocab, -1)
+        return raw, dequantize(raw, gguf.GGMLQuantizationType.BF16).astype(np.float64).reshape(vocab, width)
     raw = random_blocks(kind, rng, vocab * width // BLOCK_ELEMS.get(kind, 32)).reshape(vocab, -1)
     qt = gguf.GGMLQuantizationType[kind.upper()]
     return raw, dequantize(raw, qt).astype(np.float64).reshape(vocab, width)
 
 
 BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "q5_0": 22, "q5_1": 24, "iq4_nl": 18}
-BLOCK_BYTES |= {"q4_K": 144, "q5_K": 176, "q6_K": 210}
-BLOCK_ELEMS = {"q4_K": 256, "q5_K": 256, "q6_K": 256}  # the rest: 32
+BLOCK_BYTES |= {"q2_K": 84, "q3_K": 110, "q4_K": 144, "q5_K": 176, "q6_K": 210, "iq4_xs": 136}
+K_KINDS = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs"]  # 256-element super-blocks
+BLOCK_ELEMS = dict.fromkeys(K_KINDS, 256)  # the rest: 32
 # Byte offsets of the fp16 super-block scales of the K formats (csrc/quants/blocks.h); the
 # 32-element formats have d at 0 (and m at 2 for q4_1 / q5_1).
-K_SCALES = {"q4_K": (0, 2), "q5_K": (0, 2), "q6_K": (208,)}
-# Bytes holding the quants of the K formats: zeroed, they leave what the quants multiply
-# against (the -min of q4_K / q5_K, -32 * d * scale of q6_K).
-K_QUANTS = {"q4_K": slice(16, 144), "q5_K": slice(16, 176), "q6_K": slice(0, 192)}
+K_SCALES = {"q2_K": (80, 82), "q3_K": (108,), "q4_K": (0, 2), "q5_K": (0, 2), "q6_K": (208,)}
+K_SCALES["iq4_xs"] = (0,)
+# Bytes holding the quants of the K formats with a min or an offset: zeroed, they leave what
+# the quants are offset by (the -min of q2_K / q4_K / q5_K, -4 * d * scale of q3_K,
+# -32 * d * scale of q6_K).
+K_QUANTS = {"q2_K": slice(16, 80), "q3_K": slice(0, 96), "q4_K": slice(16, 144)}
+K_QUANTS |= {"q5_K": slice(16, 176), "q6_K": slice(0, 192)}
 
 
 def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
@@ -200,26 +208,66 @@ def random_blocks(kind: str, rng, n_blocks: int) -> np.ndarray:
     return raw
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind,width", [("f32", 37), ("f16", 37), ("q8_0", 96), ("q4_0", 160)])
-def test_embedding_rows(seed, kind, width):
-    rng = np.random.default_rng(seed)
-    vocab, T = 11, 5
-    raw, deq = _table(kind, rng, vocab, width)
-    raw = np.ascontiguousarray(raw)
-    tokens = rng.integers(0, vocab, size=T).astype(np.int32)
-    tokens[-1] = vocab  # out of range: NaN, never an out-of-bounds read
+FLOAT_KINDS = ["f32", "f16", "bf16"]
+QUANT_KINDS = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", *K_KINDS]
+
+
+def run_get_rows(kind: str, raw: np.ndarray, tokens: np.ndarray, width: int, seed: int, prog=None):
+    """kernel_get_rows_<kind> over `tokens`: float tables one thread per element, block
+    formats one per 16 elements (the plan launches them so)."""
+    T, vocab = len(tokens), raw.shape[0]
     out = np.zeros((T, width), np.float32)
+    per = 1 if kind in FLOAT_KINDS else 16
     args = S["EmbeddingArgs"](T, width, vocab, raw.shape[1])
-    msl.program("embedding.metal").launch(
+    (prog or msl.program("embedding.metal")).launch(
         f"kernel_get_rows_{kind}",
-        (groups(width, 32), T),
+        (groups(width // per, 32), T),
         (32, 1, 1),
         [args, raw, tokens, out],
         seed=seed,
     )
+    return out
+
+
+def embedding_width(kind: str) -> int:
+    """Odd widths: 37 floats, 5 blocks of 32, 3 super-blocks."""
+    return 37 if kind in FLOAT_KINDS else 32 * 5 if kind not in K_KINDS else 256 * 3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", FLOAT_KINDS + QUANT_KINDS)
+def test_embedding_rows(seed, kind):
+    rng = np.random.default_rng(seed)
+    vocab, T, width = 11, 5, embedding_width(kind)
+    raw, deq = _table(kind, rng, vocab, width)
+    raw = np.ascontiguousarray(raw)
+    tokens = rng.integers(0, vocab, size=T).astype(np.int32)
+    tokens[-1] = vocab  # out of range: NaN, never an out-of-bounds read
+    out = run_get_rows(kind, raw, tokens, width, seed)
     np.testing.assert_array_equal(out[:-1], deq[tokens[:-1]].astype(np.float32))  # bit-exact
     assert np.isnan(out[-1]).all()
+
+
+# Bugs injected into the shared dequantizers (quants.h, also matmul.metal's weight tiles):
+# each must change some row, i.e. the random tables reach every field.
+DEQUANT_MUTANTS = {
+    "q5_0": [("quants.h", "return ((qh[j >> 3] >> (j & 7)) & 1) << 4;", "return ((qh[j >> 3] >> (j & 3)) & 1) << 4;")],
+    "q3_K": [("quants.h", "v[i] = dl * (float)(lo - (hbit ? 0 : 4));", "v[i] = dl * (float)(lo - (hbit ? 4 : 0));")],
+    "q6_K": [("quants.h", "hsh = 2 * (k0 >> 5);", "hsh = 2 * (k0 >> 6);")],
+    "iq4_xs": [("quants.h", "const int hi = (b.scales_h >> (2 * j)) & 3;", "const int hi = (b.scales_h >> j) & 3;")],
+    "bf16": [("quants.h", "return as_type<float>((uint)b << 16);", "return as_type<float>((uint)b << 15);")],
+}
+
+
+@pytest.mark.parametrize("kind", list(DEQUANT_MUTANTS))
+def test_embedding_check_catches_injected_bugs(kind):
+    rng = np.random.default_rng(0)
+    width = embedding_width(kind)
+    raw, deq = _table(kind, rng, 11, width)
+    tokens = np.arange(11, dtype=np.int32)
+    out = run_get_rows(kind, np.ascontiguousarray(raw), tokens, width, 0,
+                       prog=msl.mutant("embedding.metal", DEQUANT_MUTANTS[kind]))
+    assert not np.array_equal(out, deq.astype(np.float32))
 
 
 # ---- quantize + matvec ----------------------------------------------------------------------
@@ -251,10 +299,10 @@ def test_quantize_q8_act_matches_cpu_bit_for_bit(seed):
     np.testing.assert_array_equal(q["s"], s)
 
 
-def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int):
+def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int, prog=None):
     """Random (R, K) weights of `kind` times quantized normal (T, K) activations by
-    kernel_matvec_<kind>: (y, the activations the kernel multiplies as float64, the
-    dequantized weights, their raw blocks)."""
+    kernel_matvec_<kind> (of `prog`, else matvec.metal): (y, the activations the kernel
+    multiplies as float64, the dequantized weights, their raw blocks)."""
     rng = np.random.default_rng(seed)
     w_raw, w = _table(kind, rng, R, K)
     w_raw = np.ascontiguousarray(w_raw)
@@ -262,7 +310,7 @@ def run_matvec_q8(kind: str, K: int, R: int, T: int, NR: int, sg: int, seed: int
     xq = run_quantize(x, seed)
     y = np.full((T, R), np.nan, np.float32)
     args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
-    msl.program("matvec.metal", {"NR": NR}).launch(
+    (prog or msl.program("matvec.metal", {"NR": NR})).launch(
         f"kernel_matvec_{kind}",
         (groups(R, NR * sg), T),
         (32 * sg,),
@@ -285,44 +333,102 @@ def test_matvec_quantized(seed, kind, K, R, T, NR, sg):
     assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
 
 
+def k_quant_matvec_error(kind: str, y, xd, w, w_raw) -> float:
+    """The worst |y - ref| over its allowed bound (<= 1 passes). The kernels round the
+    scaled-quant and the min terms separately, before they cancel: bound by both magnitudes,
+    not by |w| alone."""
+    import gguf
+    from gguf.quants import dequantize
+
+    ref = xd @ w.T
+    if kind in K_QUANTS:
+        blocks = w_raw.reshape(-1, BLOCK_BYTES[kind]).copy()
+        blocks[:, K_QUANTS[kind]] = 0
+        w0 = dequantize(blocks, gguf.GGMLQuantizationType[kind.upper()]).reshape(w.shape)
+        bound = np.abs(xd) @ (np.abs(w - w0) + np.abs(w0)).T
+    else:
+        bound = np.abs(xd) @ np.abs(w).T
+    err = np.abs(y.astype(np.float64) - ref) / (1e-5 * bound + 1e-30)
+    return float(np.nan_to_num(err, nan=np.inf).max())
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["q4_K", "q5_K", "q6_K"])
+@pytest.mark.parametrize("kind", K_KINDS)
 @pytest.mark.parametrize(
     # 2304 = 9 super-blocks = 72 sub-blocks: lanes 0..7 take a third step.
     "K,R,T,NR,sg",
     [(256, 1, 1, 4, 2), (512, 13, 1, 4, 2), (2304, 7, 2, 2, 3), (256, 37, 3, 8, 1)],
 )
 def test_matvec_k_quants(seed, kind, K, R, T, NR, sg):
-    import gguf
-    from gguf.quants import dequantize
-
     y, xd, w, w_raw = run_matvec_q8(kind, K, R, T, NR, sg, seed)
-    ref = xd @ w.T
-    # The kernel rounds the scaled-quant and the min terms separately, before they cancel:
-    # bound by both magnitudes, not by |w| alone.
-    blocks = w_raw.reshape(-1, BLOCK_BYTES[kind]).copy()
-    blocks[:, K_QUANTS[kind]] = 0
-    w0 = dequantize(blocks, gguf.GGMLQuantizationType[kind.upper()]).reshape(R, K)
-    bound = np.abs(xd) @ (np.abs(w - w0) + np.abs(w0)).T
-    assert np.all(np.abs(y - ref) <= 1e-5 * bound + 1e-30), np.abs(y - ref).max()
+    assert k_quant_matvec_error(kind, y, xd, w, w_raw) <= 1.0
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["f16", "f32"])
-@pytest.mark.parametrize("K,R,T,NR,sg", [(64, 5, 1, 4, 2), (37, 9, 2, 2, 2), (1024, 3, 1, 1, 4)])
-def test_matvec_float(seed, kind, K, R, T, NR, sg):
+# Bugs injected into matvec.metal on purpose (msl.mutant): each must fail the check above,
+# or the tests prove less than they claim. A wrong nibble, shift, sign, offset or sub-block
+# order of each super-block format.
+K_MUTANTS = {
+    "q2_K": [
+        [("(sa & 0x0F) * qsum[0]", "(sa >> 4) * qsum[0]")],  # scale and min nibbles swapped
+        [(" - (float)w.dmin * x.d * (float)imin;", ";")],  # mins forgotten
+        [("const int sh = 2 * (j & 3);\n    int qsum", "const int sh = 2 * (j >> 2);\n    int qsum")],
+    ],
+    "q3_K": [
+        [("((w.hmask[l] >> j) & 1) ? 0 : 4)", "((w.hmask[l] >> j) & 1) ? 4 : 0)")],  # hbit sense
+        [("scale_q3_K(w.scales, 2 * j + 1) * half_sum[1]", "scale_q3_K(w.scales, 2 * j) * half_sum[1]")],
+    ],
+    "q4_K": [[(" - (float)dmin * (float)m * x.s;", ";")]],
+    "q5_K": [[("(int)(((w.qh[l] >> j) & 1) << 4)", "(int)(((w.qh[l] >> (j ^ 1)) & 1) << 4)")]],
+    "q6_K": [[("half_sum[l >> 4] += (q - 32)", "half_sum[l >> 4] += (q - 31)")]],
+    "iq4_xs": [
+        [("(float)(scale_iq4_xs(w, j) * sum)", "(float)((scale_iq4_xs(w, j) + 32) * sum)")],
+        [("w.qs + 16 * j;\n    int sum = 0;", "w.qs + 16 * (j ^ 1);\n    int sum = 0;")],
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "kind,edits", [(k, e) for k, muts in K_MUTANTS.items() for e in muts], ids=lambda v: str(v)[:40]
+)
+def test_matvec_k_quant_checks_catch_injected_bugs(kind, edits):
+    prog = msl.mutant("matvec.metal", edits, {"NR": 4})
+    y, xd, w, w_raw = run_matvec_q8(kind, 512, 13, 1, 4, 2, 0, prog=prog)
+    assert k_quant_matvec_error(kind, y, xd, w, w_raw) > 1.0
+
+
+def run_matvec_float(kind, K, R, T, NR, sg, seed, prog=None) -> float:
+    """kernel_matvec_<kind> on random weights: the worst error over its bound (<= 1 passes)."""
     rng = np.random.default_rng(seed)
     w_raw, w = _table(kind, rng, R, K)
     w_raw = np.ascontiguousarray(w_raw)
     x = rng.normal(size=(T, K)).astype(np.float32)
     y = np.full((T, R), np.nan, np.float32)
     args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
-    msl.program("matvec.metal", {"NR": NR}).launch(
+    (prog or msl.program("matvec.metal", {"NR": NR})).launch(
         f"kernel_matvec_{kind}", (groups(R, NR * sg), T), (32 * sg,), [args, w_raw, x, y], seed=seed
     )
     ref = x.astype(np.float64) @ w.T
     bound = np.abs(x.astype(np.float64)) @ np.abs(w).T
-    assert np.all(np.abs(y - ref) <= 1e-5 * bound), np.abs(y - ref).max()
+    return float(np.nan_to_num(np.abs(y - ref) / (1e-5 * bound), nan=np.inf).max())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["f16", "bf16", "f32"])
+@pytest.mark.parametrize("K,R,T,NR,sg", [(64, 5, 1, 4, 2), (37, 9, 2, 2, 2), (1024, 3, 1, 1, 4)])
+def test_matvec_float(seed, kind, K, R, T, NR, sg):
+    assert run_matvec_float(kind, K, R, T, NR, sg, seed) <= 1.0
+
+
+@pytest.mark.parametrize(
+    "edits",
+    [
+        # the bf16 bits read as an integer, not as the upper half of a float
+        [("kernel_matvec_bf16, ushort, ushort4, bf16_to_f32)", "kernel_matvec_bf16, ushort, ushort4, (float))")],
+    ],
+)
+def test_matvec_bf16_check_catches_injected_bugs(edits):
+    for K in (64, 37):  # the vector and the scalar path
+        assert run_matvec_float("bf16", K, 5, 1, 4, 2, 0, prog=msl.mutant("matvec.metal", edits, {"NR": 4})) > 1.0
 
 
 # ---- copy_cols (last_row, slice) -------------------------------------------------------------
@@ -437,3 +543,82 @@ def test_argmax_all_minus_infinity_is_index_zero():
         "kernel_argmax_f32", (1,), (64,), [S["ArgmaxArgs"](50, 1), x, out]
     )
     assert out[0] == 0
+
+
+# ---- prefill matmul (simdgroup_matrix tiles) -------------------------------------------------
+
+MM_TYPE = {  # function constant MM_TYPE of kernel_matmul: STRATA_MM_* of metal/strata_args.h
+    name.lower().replace("_k", "_K"): int(v)
+    for name, v in __import__("re").findall(r"#define STRATA_MM_(\w+) (\d+)", (msl.METAL / "strata_args.h").read_text())
+}
+MM_FLOAT = ["f32", "f16", "bf16"]
+MM_MAIN = ["f32", "f16", "q4_0", "q8_0", "q4_K", "q6_K"]  # every seed; the other formats seed 0
+
+
+def run_matmul(kind: str, K: int, R: int, T: int, seed: int, prog=None) -> float:
+    """kernel_matmul on random (R, K) weights of `kind` and normal (T, K) activations (the
+    q8 blocks of kernel_quantize_q8_act for block formats): the worst |y - ref| over its
+    bound (<= 1 passes), ref in float64 from the same operands."""
+    rng = np.random.default_rng(seed)
+    w_raw, w = _table(kind, rng, R, K)
+    w_raw = np.ascontiguousarray(w_raw)
+    x = rng.normal(size=(T, K)).astype(np.float32)
+    if kind in MM_FLOAT:
+        xbuf, xd = x, x.astype(np.float64)
+    else:
+        xq = run_quantize(x, seed)
+        xbuf, xd = xq.view(np.uint8), (xq["d"][:, None].astype(np.float64) * xq["qs"]).reshape(T, K)
+    y = np.full((T + 1, R), np.nan, np.float32)  # a row past T: must stay untouched
+    args = S["MatvecArgs"](K, R, T, w_raw.shape[1])
+    (prog or msl.program("matmul.metal", {"MM_TYPE": MM_TYPE[kind]})).launch(
+        "kernel_matmul", (groups(R, 64), groups(T, 32)), (128,), [args, w_raw, xbuf, y], seed=seed
+    )
+    assert np.isnan(y[T]).all(), "wrote past row T"
+    ref = xd @ w.T
+    bound = np.abs(xd) @ np.abs(w).T
+    return float(np.nan_to_num(np.abs(y[:T] - ref) / (2e-5 * bound + 1e-30), nan=np.inf).max())
+
+
+def matmul_sizes(kind: str) -> list[tuple[int, int, int]]:
+    """(K, R, T): one partial tile; two tiles each way, partial (R 70 > 64, T 33 > 32);
+    exact tiles. K: odd for floats, 3 / 5 blocks of 32, 1 / 2 super-blocks."""
+    if kind in MM_FLOAT:
+        return [(37, 13, 9), (100, 70, 33), (64, 64, 32)]
+    if kind in K_KINDS:
+        return [(256, 13, 9), (512, 70, 33), (256, 64, 32)]
+    return [(96, 13, 9), (160, 70, 33), (64, 64, 32)]
+
+
+@pytest.mark.parametrize(
+    "kind,seed,K,R,T",
+    [
+        (kind, seed, *size)
+        for kind in MM_TYPE
+        for seed in (SEEDS if kind in MM_MAIN else [0])
+        for size in matmul_sizes(kind)
+    ],
+)
+def test_matmul(kind, seed, K, R, T):
+    assert run_matmul(kind, K, R, T, seed) <= 1.0
+
+
+def test_matmul_types_cover_the_formats():
+    assert set(MM_TYPE) == set(MM_FLOAT + QUANT_KINDS)
+
+
+# Bugs injected into matmul.metal: a missing barrier, an untransposed weight tile, a wrong
+# tile offset, a lost K step. Each must fail test_matmul's check.
+MM_MUTANTS = [
+    [("        threadgroup_barrier(mem_flags::mem_threadgroup);\n        for (int kk", "        for (int kk")],
+    [("        }\n        threadgroup_barrier(mem_flags::mem_threadgroup);\n    }", "        }\n    }")],
+    [("    threadgroup_barrier(mem_flags::mem_threadgroup);\n    for (int e", "    for (int e")],
+    [("MM_BK, 0, true);", "MM_BK, 0, false);")],
+    [("sx + (xr + 8 * i) * MM_BK + kk", "sx + (xr + 4 * i) * MM_BK + kk")],
+    [("for (int kk = 0; kk < MM_BK; kk += 8)", "for (int kk = 8; kk < MM_BK; kk += 8)")],
+]
+
+
+@pytest.mark.parametrize("edits", MM_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_matmul_check_catches_injected_bugs(edits):
+    prog = msl.mutant("matmul.metal", edits, {"MM_TYPE": MM_TYPE["q4_0"]})
+    assert run_matmul("q4_0", 160, 70, 33, 0, prog=prog) > 1.0

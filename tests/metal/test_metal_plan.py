@@ -22,7 +22,9 @@ syntax), Metal's compiler, concurrency on a GPU, speed (docs/metal.md).
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,8 +38,36 @@ CXX, _ = msl.find_cxx()
 TABLE = msl.kernel_table()
 STRUCTS = msl.arg_structs() if CXX else {}
 # Weight types with a Metal matvec (metal/kernels.def); the rest must be refused by name.
-MATVEC_TYPES = {"F32", "F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"}
-MATVEC_TYPES |= {"Q4_K", "Q5_K", "Q6_K"}
+MATVEC_TYPES = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL"}
+MATVEC_TYPES |= {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_XS"}
+# SmolLM2 re-quantized by llama.cpp (scripts/requantize_smollm2.py; tests/test_quant_types_e2e.py).
+QUANT_MODELS = Path(
+    os.environ.get("STRATA_QUANT_MODELS") or Path(__file__).resolve().parents[2] / "benchmarks" / "models"
+)
+
+
+MM_TYPE = {  # kernel_matmul's function constant MM_TYPE per GGUF type (metal/strata_args.h)
+    name: int(v)
+    for name, v in __import__("re").findall(r"#define STRATA_MM_(\w+) (\d+)", (msl.METAL / "strata_args.h").read_text())
+}
+MATMUL_MIN_ROWS = 8  # metal_plan.cpp kMatmulMinRows
+
+
+def check_matmul_kernels(plan: dict, T: int) -> None:
+    """Matmuls of steps with at least MATMUL_MIN_ROWS rows run kernel_matmul (64 x 32 tiles),
+    the others the matvecs; single-row matmuls (the lm_head of the last row) always matvec."""
+    for d in plan["dispatches"]:
+        if d["op"] != "matmul" or d["kernel"] == "kernel_quantize_q8_act":
+            continue
+        rows = int.from_bytes(d["args"][8:12], "little")  # MatvecArgs.T
+        assert rows in (1, T), d
+        assert (d["kernel"] == "kernel_matmul") == (rows >= MATMUL_MIN_ROWS), (rows, d["kernel"])
+
+
+def kernel_suffix(type_name: str) -> str:
+    """The kernels.def suffix of a GGUF type name: Q4_K -> q4_K, IQ4_XS -> iq4_xs."""
+    s = type_name.lower()
+    return s[:-2] + "_K" if s.endswith("_k") else s
 
 
 def build_graph(path: str, n_ctx: int):
@@ -54,18 +84,63 @@ def build_graph(path: str, n_ctx: int):
     return gguf, builder.graph
 
 
+# The quantized variant of a tiny model ("<case>:quant"): its float32 weights through the
+# gguf package's quantizers, one block type per kind of tensor, so that one model carries a
+# quantized token table (get_rows one thread per 16 elements) and most matmul types.
+# (K-quants need rows of 256: their kernels are checked in test_metal_kernels.py.)
+QUANT_VARIANT = {
+    "token_embd": "Q8_0",
+    "attn_q": "Q4_0",
+    "attn_k": "Q5_1",
+    "attn_v": "Q5_0",
+    "attn_output": "Q4_1",
+    "ffn_gate": "BF16",
+    "ffn_up": "Q8_0",
+    "ffn_down": "F16",
+    "output": "Q4_0",
+}
+
+
+def write_quantized_case(maf, name: str, directory: str) -> str:
+    """make_arch_fixtures.write_case with QUANT_VARIANT's tensors quantized as they are added."""
+    import gguf
+    from gguf.quants import quantize
+
+    add_tensor = gguf.GGUFWriter.add_tensor
+
+    def add_quantized(self, tname, tensor, *args, **kwargs):
+        kind = tname.split(".")[-2] if tname.startswith("blk.") else tname.split(".")[0]
+        qtype = QUANT_VARIANT.get(kind) if tname.endswith(".weight") else None
+        if qtype == "F16":
+            return add_tensor(self, tname, tensor.astype(np.float16))
+        if qtype:
+            qt = gguf.GGMLQuantizationType[qtype]
+            return add_tensor(self, tname, quantize(tensor, qt), raw_dtype=qt)
+        return add_tensor(self, tname, tensor, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(gguf.GGUFWriter, "add_tensor", add_quantized)
+        return maf.write_case(name, directory)[0]
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py)."""
+    """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py);
+    "<case>:quant" -> its QUANT_VARIANT."""
     pytest.importorskip("gguf", reason="pip install gguf")
     maf = arch_fixtures()
     tmp = tmp_path_factory.mktemp("metal_plan")
     paths: dict[str, str] = {}
 
     def get(name: str) -> str:
-        need_arch_vocabulary(name)
+        case, _, variant = name.partition(":")
+        need_arch_vocabulary(case)
         if name not in paths:
-            paths[name] = maf.write_case(name, str(tmp))[0]
+            if variant == "quant":
+                (tmp / "quant").mkdir(exist_ok=True)
+                paths[name] = write_quantized_case(maf, case, str(tmp / "quant"))
+            else:
+                paths[name] = maf.write_case(case, str(tmp))[0]
         return paths[name]
 
     return get
@@ -121,15 +196,19 @@ def smollm2_path() -> str:
 # ---- every node maps to a kernel, or is refused by name -------------------------------------
 
 
-@pytest.mark.parametrize("T,n_past,all_rows", [(1, 5, False), (7, 0, False), (7, 0, True)])
+@pytest.mark.parametrize(
+    "T,n_past,all_rows", [(1, 5, False), (7, 0, False), (7, 0, True), (8, 0, False), (16, 3, True)]
+)
 def test_smollm2_llama_graph(T, n_past, all_rows):
     _, graph = build_graph(smollm2_path(), 256)
     plan = core.metal_dispatch_plan(graph, 256, 16, T, n_past, all_rows)
     check_dispatches(plan, graph.n_nodes)
     check_barriers(plan)
+    check_matmul_kernels(plan, T)
     assert plan["output_rows"] == (T if all_rows else 1)
     kernels = {d["kernel"] for d in plan["dispatches"]}
-    assert {"kernel_matvec_q4_1", "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
+    layer_matmul = "kernel_matvec_q4_1" if T < MATMUL_MIN_ROWS else "kernel_matmul"
+    assert {layer_matmul, "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
     # q, k and v share one quantized input: 7 matmuls per layer, 4 quantizations (+ lm_head).
     n = sum(d["kernel"] == "kernel_quantize_q8_act" for d in plan["dispatches"])
     assert n == 4 * 30 + 1
@@ -142,6 +221,7 @@ def test_tiny_graphs(tiny, case):
         plan = core.metal_dispatch_plan(graph, 64, 8, T, n_past, all_rows)
         check_dispatches(plan, graph.n_nodes)
         check_barriers(plan)
+        check_matmul_kernels(plan, T)
 
 
 def test_layer_norm_graph_is_refused_by_name(tiny):
@@ -166,6 +246,46 @@ def test_gemma3_q4_k_m_graph(T, n_past):
     check_barriers(plan)
     kernels = {d["kernel"] for d in plan["dispatches"]}
     assert {"kernel_matvec_q4_K", "kernel_matvec_q6_K", "kernel_attention_f16"} <= kernels
+
+
+# Every weight type llama.cpp's quantizer writes: SmolLM2 re-quantized (its token tables are
+# Q8_0, Q4_0 or BF16), and the random 0.33B llama of benchmarks/make_random_llama.py (Q4_K
+# and Q6_K token tables).
+QUANTIZED_FILES = [
+    *(f"SmolLM2-135M-Instruct.{t}.gguf" for t in ["Q2_K-pure", "Q2_K", "Q3_K_M", "IQ4_XS", "IQ4_NL"]),
+    *(f"SmolLM2-135M-Instruct.{t}.gguf" for t in ["Q4_K_M", "Q5_K_M", "Q6_K", "BF16"]),
+    "r0.3b-Q4_K_M.gguf",
+    "r0.3b-Q6_K.gguf",
+]
+
+
+@pytest.mark.parametrize("name", QUANTIZED_FILES)
+def test_quantized_files_plan(name):
+    """The files plan for decode and prefill steps: each matmul on the kernel of its weight
+    type, the token table on its get_rows kernel."""
+    path = QUANT_MODELS / name
+    if not path.exists():
+        pytest.skip(
+            f"{name} missing: python scripts/requantize_smollm2.py, benchmarks/make_random_llama.py "
+            "(or set STRATA_QUANT_MODELS)"
+        )
+    gguf, graph = build_graph(str(path), 256)
+    embd = gguf.tensors["token_embd.weight"].type_name
+    matmul_types = {t.type_name for n, t in gguf.tensors.items() if t.type_name != "F32" and n != "token_embd.weight"}
+    assert matmul_types <= MATVEC_TYPES
+    for T, n_past in [(1, 5), (9, 0)]:
+        plan = core.metal_dispatch_plan(graph, 256, 16, T, n_past)
+        check_dispatches(plan, graph.n_nodes)
+        check_barriers(plan)
+        check_matmul_kernels(plan, T)
+        kernels = {d["kernel"] for d in plan["dispatches"]}
+        assert f"kernel_get_rows_{kernel_suffix(embd)}" in kernels
+        if T == 1:
+            assert {f"kernel_matvec_{kernel_suffix(t)}" for t in matmul_types} <= kernels
+        else:  # each weight type's tile loader
+            used = {d["fc"][0][1] for d in plan["dispatches"] if d["kernel"] == "kernel_matmul"}
+            assert {MM_TYPE[t] for t in matmul_types} <= used
+    gguf.close()
 
 
 def core_errors():
@@ -217,16 +337,21 @@ class HarnessExecutor:
 @pytest.mark.parametrize(
     "case,n_tokens,prefill",
     [
-        ("llama_spm", 7, 4),  # rope frequency factors, GQA
+        ("llama_spm", 7, 4),  # rope frequency factors, GQA; prefill on the matvecs
         ("mistral", 13, 4),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
+        ("llama_spm", 11, 9),  # prefill on kernel_matmul's tiles (every matmul, lm_head too)
+        # Q8_0 token rows; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16 matmuls, tiles then matvecs
+        ("llama_spm:quant", 11, 9),
     ],
 )
 def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill):
     import strata
 
     path = tiny(case)
-    n_ctx, max_rows = 64, 4
+    n_ctx, max_rows = 64, prefill
     gguf, graph = build_graph(path, n_ctx)
+    if case.endswith(":quant"):
+        assert set(QUANT_VARIANT.values()) <= {t.type_name for t in gguf.tensors.values()}
     model = strata.load(path, n_ctx=n_ctx, n_threads=2, backend="cpu")
     try:
         tokens = np.random.default_rng(0).integers(0, model.n_vocab, n_tokens).astype(np.int32)
@@ -236,6 +361,8 @@ def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, p
         gguf.close()
 
     ex = HarnessExecutor(path, graph, n_ctx, max_rows)
+    first = core.metal_dispatch_plan(graph, n_ctx, max_rows, prefill, 0, True)
+    check_matmul_kernels(first, prefill)
     got = [ex.step(tokens[:prefill], 0, True, seed=1)]  # every position's logits
     for p in range(prefill, n_tokens):  # decode: the last (only) row
         got.append(ex.step(tokens[p : p + 1], p, False, seed=p))

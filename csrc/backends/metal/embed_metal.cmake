@@ -1,7 +1,7 @@
 # cmake -DMETALLIB=... -DMETAL_DIR=... -DOUT=... -P embed_metal.cmake
 # Writes a C file defining
 #   const unsigned char strata_metallib[]; const size_t strata_metallib_size;
-#   const char strata_metal_source[];   (every metal/*.metal, strata_args.h inlined once)
+#   const char strata_metal_source[];   (every metal/*.metal, the headers inlined once)
 # for csrc/backends/metal/metal_context.mm.
 
 file(READ ${METALLIB} _lib HEX)
@@ -9,13 +9,22 @@ string(LENGTH "${_lib}" _hexlen)
 math(EXPR _size "${_hexlen} / 2")
 string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," _bytes "${_lib}")
 
-file(READ ${METAL_DIR}/strata_args.h _args)
-set(_src "${_args}\n")
+# The shaders' own headers, in dependency order (quants.h includes strata_args.h); each is
+# inlined once and every #include of them removed, since a library made from source has no
+# include path.
+set(_headers strata_args.h quants.h)
+set(_src "")
 file(GLOB _shaders ${METAL_DIR}/*.metal)
 list(SORT _shaders)
-foreach(s ${_shaders})
-  file(READ ${s} _text)
-  string(REPLACE "#include \"strata_args.h\"" "" _text "${_text}")
+foreach(s ${_headers} ${_shaders})
+  if(IS_ABSOLUTE ${s})
+    file(READ ${s} _text)
+  else()
+    file(READ ${METAL_DIR}/${s} _text)
+  endif()
+  foreach(h ${_headers})
+    string(REPLACE "#include \"${h}\"" "" _text "${_text}")
+  endforeach()
   string(APPEND _src "${_text}\n")
 endforeach()
 # As a C string: escape backslashes and quotes, one line per source line.

@@ -7,7 +7,7 @@
 #     only, or Xcode 26+ without the downloadable Metal toolchain) the metallib is left empty
 #     and the host compiles the embedded source at run time instead.
 #  2. Embedding: embed_metal.cmake writes strata_metal_embed.c with the metallib bytes and
-#     the shader sources concatenated (strata_args.h inlined), so the extension needs no
+#     the shader sources concatenated (strata_args.h and quants.h inlined), so the extension needs no
 #     side files.
 #  3. Host: the Objective-C++ sources, ARC, linked with Metal and Foundation.
 
@@ -30,7 +30,7 @@ if(APPLE AND STRATA_METAL)
         COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_CURRENT_BINARY_DIR}/metal
         COMMAND xcrun -sdk macosx metal -std=metal3.0 -O2 -Wall -fno-fast-math
                 -I ${STRATA_METAL_DIR} -c ${src} -o ${air}
-        DEPENDS ${src} ${STRATA_METAL_DIR}/strata_args.h
+        DEPENDS ${src} ${STRATA_METAL_DIR}/strata_args.h ${STRATA_METAL_DIR}/quants.h
         COMMENT "metal ${stem}.metal")
       list(APPEND _airs ${air})
     endforeach()
@@ -49,7 +49,7 @@ if(APPLE AND STRATA_METAL)
     OUTPUT ${STRATA_METAL_EMBED}
     COMMAND ${CMAKE_COMMAND} -DMETALLIB=${STRATA_METALLIB} -DMETAL_DIR=${STRATA_METAL_DIR}
             -DOUT=${STRATA_METAL_EMBED} -P ${CMAKE_CURRENT_SOURCE_DIR}/csrc/backends/metal/embed_metal.cmake
-    DEPENDS ${STRATA_METALLIB} ${STRATA_METAL_SHADERS} ${STRATA_METAL_DIR}/strata_args.h
+    DEPENDS ${STRATA_METALLIB} ${STRATA_METAL_SHADERS} ${STRATA_METAL_DIR}/strata_args.h ${STRATA_METAL_DIR}/quants.h
             ${CMAKE_CURRENT_SOURCE_DIR}/csrc/backends/metal/embed_metal.cmake
     COMMENT "embedding Metal shaders")
 

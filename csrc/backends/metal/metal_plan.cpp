@@ -15,6 +15,11 @@ namespace {
 // Rows of the weight each simdgroup of a matvec owns (function constant NR, at most 8):
 // llama.cpp's mul_vec_q_n uses 4 as well.
 constexpr int32_t kMatvecRows = 4;
+// Steps of at least this many rows multiply on kernel_matmul's simdgroup-matrix tiles
+// (64 weight rows x 32 activation rows per threadgroup of 128 threads); fewer rows take the
+// matvecs, one simdgroup per NR weight rows per activation row.
+constexpr int64_t kMatmulMinRows = 8;
+constexpr int64_t kMatmulTileRows = 64, kMatmulTileCols = 32;
 // kernel_attention_f16 keeps head_dim / 32 accumulators per lane, at most 8.
 constexpr int32_t kAttentionMaxHeadDim = 256;
 
@@ -22,14 +27,31 @@ int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
 uint32_t ceil_div(int64_t a, int64_t b) { return (uint32_t)((a + b - 1) / b); }
 
+// Embedding rows: float tables one thread per element, block formats one per 16 elements
+// (metal/embedding.metal).
 const char* get_rows_kernel(DType t) {
     switch (t) {
         case DType::F32: return "kernel_get_rows_f32";
         case DType::F16: return "kernel_get_rows_f16";
+        case DType::BF16: return "kernel_get_rows_bf16";
         case DType::Q8_0: return "kernel_get_rows_q8_0";
         case DType::Q4_0: return "kernel_get_rows_q4_0";
+        case DType::Q4_1: return "kernel_get_rows_q4_1";
+        case DType::Q5_0: return "kernel_get_rows_q5_0";
+        case DType::Q5_1: return "kernel_get_rows_q5_1";
+        case DType::IQ4_NL: return "kernel_get_rows_iq4_nl";
+        case DType::Q2_K: return "kernel_get_rows_q2_K";
+        case DType::Q3_K: return "kernel_get_rows_q3_K";
+        case DType::Q4_K: return "kernel_get_rows_q4_K";
+        case DType::Q5_K: return "kernel_get_rows_q5_K";
+        case DType::Q6_K: return "kernel_get_rows_q6_K";
+        case DType::IQ4_XS: return "kernel_get_rows_iq4_xs";
         default: return nullptr;
     }
+}
+
+int64_t get_rows_elements_per_thread(DType t) {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16 ? 1 : 16;
 }
 
 // Matvec kernels that multiply block_q8_act activations (quantized first).
@@ -46,7 +68,32 @@ const char* matvec_q8_kernel(DType t) {
         case DType::Q4_K: return "kernel_matvec_q4_K";
         case DType::Q5_K: return "kernel_matvec_q5_K";
         case DType::Q6_K: return "kernel_matvec_q6_K";
+        case DType::Q2_K: return "kernel_matvec_q2_K";
+        case DType::Q3_K: return "kernel_matvec_q3_K";
+        case DType::IQ4_XS: return "kernel_matvec_iq4_xs";
         default: return nullptr;
+    }
+}
+
+// kernel_matmul's function constant MM_TYPE (metal/strata_args.h), -1 for none.
+int32_t matmul_type(DType t) {
+    switch (t) {
+        case DType::F32: return STRATA_MM_F32;
+        case DType::F16: return STRATA_MM_F16;
+        case DType::BF16: return STRATA_MM_BF16;
+        case DType::Q8_0: return STRATA_MM_Q8_0;
+        case DType::Q4_0: return STRATA_MM_Q4_0;
+        case DType::Q4_1: return STRATA_MM_Q4_1;
+        case DType::Q5_0: return STRATA_MM_Q5_0;
+        case DType::Q5_1: return STRATA_MM_Q5_1;
+        case DType::IQ4_NL: return STRATA_MM_IQ4_NL;
+        case DType::Q2_K: return STRATA_MM_Q2_K;
+        case DType::Q3_K: return STRATA_MM_Q3_K;
+        case DType::Q4_K: return STRATA_MM_Q4_K;
+        case DType::Q5_K: return STRATA_MM_Q5_K;
+        case DType::Q6_K: return STRATA_MM_Q6_K;
+        case DType::IQ4_XS: return STRATA_MM_IQ4_XS;
+        default: return -1;
     }
 }
 
@@ -54,6 +101,7 @@ const char* matvec_q8_kernel(DType t) {
 const char* matvec_float_kernel(DType t) {
     switch (t) {
         case DType::F16: return "kernel_matvec_f16";
+        case DType::BF16: return "kernel_matvec_bf16";
         case DType::F32: return "kernel_matvec_f32";
         default: return nullptr;
     }
@@ -150,7 +198,11 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
                     k.main = pipeline_for(name, "NR", kMatvecRows);
                 } else {
                     lack("matmul with " + dtype_name(w.type) + " weights", w.name);
+                    break;
                 }
+                // Prefill steps: the tile matmul, same operands (q8 activations for blocks).
+                const int64_t rows = values[n.in[0]].single_row ? plan.max_single_rows : plan.max_rows;
+                if (rows >= kMatmulMinRows) k.tile = pipeline_for("kernel_matmul", "MM_TYPE", matmul_type(w.type));
                 break;
             }
             case Op::Add: k.main = pipeline_for("kernel_add_f32"); break;
@@ -273,7 +325,7 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 const WeightRef& w = weights_[weight_of_[x]];
                 const EmbeddingArgs a{(int32_t)T, (int32_t)w.width, (int32_t)w.rows, (int32_t)row_bytes(w.type, w.width)};
                 bind(d, {weight_slice(x), value_slice(n.in[1], T, false), value_slice(n.out, T, true)});
-                launch(d, k.main, ceil_div(w.width, threads(k.main)), (uint32_t)T);
+                launch(d, k.main, ceil_div(w.width / get_rows_elements_per_thread(w.type), threads(k.main)), (uint32_t)T);
                 push(out, d, &a, sizeof a);
                 break;
             }
@@ -311,7 +363,10 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 } else {
                     bind(d, {weight_slice(wv), value_slice(x, rows, false), value_slice(n.out, rows, true)});
                 }
-                launch(d, k.main, ceil_div(w.rows, kMatvecRows * sg), (uint32_t)rows);
+                if (rows >= kMatmulMinRows && k.tile >= 0)
+                    launch(d, k.tile, ceil_div(w.rows, kMatmulTileRows), ceil_div(rows, kMatmulTileCols));
+                else
+                    launch(d, k.main, ceil_div(w.rows, kMatvecRows * sg), (uint32_t)rows);
                 push(out, d, &a, sizeof a);
                 break;
             }

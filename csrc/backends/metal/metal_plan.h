@@ -89,6 +89,7 @@ private:
     struct NodeKernels {
         int32_t main = -1;  // the node's kernel
         int32_t pre = -1;   // quantize_q8_act before a quantized matmul, kv_append before attention
+        int32_t tile = -1;  // matmul: kernel_matmul for steps of kMatmulMinRows rows or more
     };
 
     int32_t pipeline_for(const char* kernel, const char* fc = nullptr, int32_t value = 0);

@@ -165,10 +165,9 @@ class Program:
 _programs: dict[tuple, Program] = {}
 
 
-def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
-    """Compile metal/<source> with the given function constants (by name, per kernels.def)."""
-    table = kernel_table()
-    kernels = [k for k in table.values() if k.source == source]
+def _kernels_and_defines(source: str, fc_values: dict[str, int] | None) -> tuple[list[str], list[str]]:
+    """The kernels of metal/<source> (kernels.def) and the -D flags of its function constants."""
+    kernels = [k for k in kernel_table().values() if k.source == source]
     fc_index: dict[str, int] = {}
     for k in kernels:
         fc_index.update(k.fcs)
@@ -177,10 +176,41 @@ def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
     if unknown:
         raise BuildError(f"{source} has no function constants {sorted(unknown)}")
     defines = [f"-DSTRATA_FC_{i}={values.get(n, FC_UNSET)}" for n, i in sorted(fc_index.items())]
-    return build(METAL / source, [k.name for k in kernels], defines)
+    return [k.name for k in kernels], defines
 
 
-def build(path: Path, kernels: list[str], defines: list[str] = ()) -> Program:
+def program(source: str, fc_values: dict[str, int] | None = None) -> Program:
+    """Compile metal/<source> with the given function constants (by name, per kernels.def)."""
+    return build(METAL / source, *_kernels_and_defines(source, fc_values))
+
+
+def mutant(source: str, edits: list[tuple], fc_values: dict[str, int] | None = None) -> Program:
+    """metal/<source> with bugs injected on purpose, compiled as program() would, for tests
+    that show a check catches the bug. An edit (old, new) changes the shader, (file, old,
+    new) a header it includes (e.g. quants.h); `old` must occur exactly once, so an edit that
+    no longer applies fails loudly instead of testing the unchanged code."""
+    files: dict[str, str] = {}
+    for edit in edits:
+        name, old, new = edit if len(edit) == 3 else (source, *edit)
+        text = files.get(name) or (METAL / name).read_text()
+        n = text.count(old)
+        if n != 1:
+            raise BuildError(f"mutation of {name}: {old!r} occurs {n} times, not once")
+        files[name] = text.replace(old, new)
+    files.setdefault(source, (METAL / source).read_text())
+    kernels, defines = _kernels_and_defines(source, fc_values)
+    key = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()[:16]
+    d = CACHE / "mutants" / key  # "quoted" includes look here first, then in METAL
+    d.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        if not (d / name).exists():
+            (d / name).write_text(text)
+    return build(d / source, kernels, defines, extra_inputs=[d / n for n in files])
+
+
+def build(
+    path: Path, kernels: list[str], defines: list[str] = (), extra_inputs: list[Path] = ()
+) -> Program:
     """Compile the MSL file at `path` exposing `kernels` (also used for the harness's own
     test shaders in tests/metal/cases/)."""
     cxx, _ = find_cxx()
@@ -210,9 +240,10 @@ def build(path: Path, kernels: list[str], defines: list[str] = ()) -> Program:
     inputs = [
         HARNESS / "runtime.cpp",
         Path(path),
-        METAL / "strata_args.h",
+        *sorted(METAL.glob("*.h")),  # strata_args.h, quants.h: every header a shader includes
         HARNESS / "include" / "metal_stdlib",
         HARNESS / "include" / "strata_msl_runtime.h",
+        *extra_inputs,
     ]
     h = hashlib.sha256((cxx + " ".join(flags) + tu).encode())
     for p in inputs:

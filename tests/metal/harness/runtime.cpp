@@ -6,7 +6,8 @@
 // reaches a collective (simd_* or a barrier), publishes its part and yields; it leaves the
 // collective only when every live lane of its simdgroup (thread of its threadgroup) has
 // arrived. So lanes advance in lockstep at collective points, and code between them runs
-// in an order the seed chooses. Threadgroup memory (the "strata_tg" section) is refilled
+// in an order the seed chooses; simdgroups are held back at random in most rounds, so they
+// drift apart as on a GPU. Threadgroup memory (the "strata_tg" section) is refilled
 // with garbage before each threadgroup: a read of threadgroup memory no thread wrote, or a
 // missing barrier, shows up as a wrong answer under some seed.
 //
@@ -34,12 +35,13 @@ namespace {
 
 constexpr size_t kStack = 256 * 1024;
 constexpr int kMaxLanes = 64;
+constexpr size_t kMaxValue = 64;  // bytes a lane publishes at a collective
 
 struct Slot {
     uint64_t seq = 0;
     int op = 0, site = 0;
     size_t size = 0;
-    unsigned char val[16];
+    unsigned char val[kMaxValue];
 };
 
 struct Fiber {
@@ -60,6 +62,7 @@ struct Launch {
     int n_threads = 0;
     std::vector<Fiber> fibers;
     std::vector<Slot> slots;  // [simdgroup][parity][lane]
+    std::vector<uint64_t> once_seq;  // per simdgroup: the last collective strata_simd_once ran
     Fiber* cur = nullptr;
     ucontext_t sched;
     std::string error;
@@ -107,6 +110,7 @@ void strata_harness_fail(const char* msg) { fail_here(msg); }
 
 void strata_simd_collective(const void* value, size_t size, int op, int site, void* all, uint64_t* mask) {
     Fiber* f = L->cur;
+    if (size > kMaxValue) fail_here("a simd collective's value is wider than the harness's slots");
     const int me = fiber_index(f), w = L->simd_width;
     const int sg = me / w, lane = me % w, first = sg * w, last = std::min(first + w, L->n_threads);
     const uint64_t k = ++f->coll_seq;
@@ -135,6 +139,20 @@ void strata_simd_collective(const void* value, size_t size, int op, int site, vo
         *mask |= 1ull << (j - first);
     }
     ++L->progress;
+}
+
+void strata_simd_once(const void* value, size_t size, int op, int site, strata_simd_once_fn fn) {
+    unsigned char all[kMaxLanes * kMaxValue];
+    uint64_t mask;
+    strata_simd_collective(value, size, op, site, all, &mask);
+    // Fibers run one at a time, and the lane that arrives last never yields before it gets
+    // here: it is the first to leave, and runs fn before any lane of the simdgroup moves on.
+    const Fiber* f = L->cur;
+    const size_t sg = (size_t)fiber_index(f) / (size_t)L->simd_width;
+    if (L->once_seq[sg] < f->coll_seq) {
+        L->once_seq[sg] = f->coll_seq;
+        fn(all, mask, L->simd_width);
+    }
 }
 
 void strata_simdgroup_barrier(int site) {
@@ -189,6 +207,7 @@ int strata_launch(void (*fn)(), const uint32_t* tg_count, const uint32_t* tg_siz
     for (Fiber& f : launch.fibers) f.stack.resize(kStack);
     const int n_sg = (n + simd_width - 1) / simd_width;
     launch.slots.resize((size_t)n_sg * 2 * kMaxLanes);
+    launch.once_seq.resize((size_t)n_sg);
 
     std::mt19937_64 rng(seed);
     const uint64_t n_tg = (uint64_t)tg_count[0] * tg_count[1] * tg_count[2];
@@ -196,6 +215,7 @@ int strata_launch(void (*fn)(), const uint32_t* tg_count, const uint32_t* tg_siz
     for (uint64_t i = 0; i < n_tg; ++i) tg_order[i] = i;
     std::shuffle(tg_order.begin(), tg_order.end(), rng);
     std::vector<int> order(n);
+    std::vector<char> held(n_sg);
 
     for (uint64_t tgi : tg_order) {
         const uint32_t tg[3] = {(uint32_t)(tgi % tg_count[0]), (uint32_t)(tgi / tg_count[0] % tg_count[1]),
@@ -203,6 +223,7 @@ int strata_launch(void (*fn)(), const uint32_t* tg_count, const uint32_t* tg_siz
         if (__start_strata_tg && __stop_strata_tg)  // garbage in threadgroup memory
             for (char* p = __start_strata_tg; p < __stop_strata_tg; ++p) *p = (char)rng();
         for (Slot& s : launch.slots) s = Slot{};
+        for (uint64_t& s : launch.once_seq) s = 0;
         for (int i = 0; i < n; ++i) {
             Fiber& f = launch.fibers[i];
             f.done = false;
@@ -229,20 +250,29 @@ int strata_launch(void (*fn)(), const uint32_t* tg_count, const uint32_t* tg_siz
             makecontext(&f.ctx, fiber_entry, 0);
             order[i] = i;
         }
-        for (;;) {
+        for (uint64_t round = 0;; ++round) {
             std::shuffle(order.begin(), order.end(), rng);
+            // Drift: in three rounds of four each simdgroup is held back with probability
+            // 1/2 (never all of them), so simdgroups of one threadgroup drift many
+            // collectives apart, as they do on a GPU. A missing barrier between simdgroups
+            // then shows as a wrong answer. Every fourth round runs everyone, which keeps
+            // the launch finite and is where a deadlock is recognised.
+            const bool drift = n_sg > 1 && round % 4 != 3;
+            for (int g = 0; g < n_sg; ++g) held[g] = drift && (rng() & 1);
+            if (drift && std::find(held.begin(), held.end(), 0) == held.end()) held[rng() % n_sg] = 0;
             const uint64_t before = launch.progress;
             bool any = false;
             for (int i : order) {
                 Fiber& f = launch.fibers[i];
                 if (f.done) continue;
                 any = true;
+                if (held[i / simd_width]) continue;
                 launch.cur = &f;
                 swapcontext(&launch.sched, &f.ctx);
                 if (!launch.error.empty()) return finish(-1);
             }
             if (!any) break;
-            if (launch.progress == before) {
+            if (!drift && launch.progress == before) {
                 launch.error = "deadlock: every live thread waits at a collective or barrier the others never reach";
                 return finish(-1);
             }
