@@ -127,6 +127,7 @@ public:
     int64_t kv_cache_bytes() const override { return plan_ ? plan_->kv_bytes() : 0; }
 
     bool can_truncate(int64_t n_past, int64_t n) const override { return plan_->can_truncate(n_past, n); }
+    int64_t batch_kernel_rows() const override { return kMatmulMinRows; }
 
 private:
     BufferRef resolve(const BufferSlice& s) const {

@@ -15,10 +15,6 @@ namespace {
 // Rows of the weight each simdgroup of a matvec owns (function constant NR, at most 8):
 // llama.cpp's mul_vec_q_n uses 4 as well.
 constexpr int32_t kMatvecRows = 4;
-// Steps of at least this many rows multiply on kernel_matmul's simdgroup-matrix tiles
-// (64 weight rows x 32 activation rows per threadgroup of 128 threads); fewer rows take the
-// matvecs, one simdgroup per NR weight rows per activation row.
-constexpr int64_t kMatmulMinRows = 8;
 constexpr int64_t kMatmulTileRows = 64, kMatmulTileCols = 32;
 // kernel_attention_f16 keeps head_dim / 32 accumulators per lane, at most 8.
 constexpr int32_t kAttentionMaxHeadDim = 256;

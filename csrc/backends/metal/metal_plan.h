@@ -44,6 +44,10 @@ struct Specialisation {
     ConstValues fc;
 };
 
+// Steps of at least this many rows multiply on kernel_matmul's simdgroup-matrix tiles
+// (64 weight rows x 32 activation rows per threadgroup of 128 threads); fewer rows take the
+// matvecs, one simdgroup per NR weight rows per activation row (Backend::batch_kernel_rows).
+constexpr int64_t kMatmulMinRows = 8;
 constexpr int kMaxBuffers = 4;       // the most any kernel of kernels.def binds after args
 constexpr size_t kMaxArgsBytes = 40; // the largest argument struct (RopeArgs)
 
