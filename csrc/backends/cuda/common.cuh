@@ -102,13 +102,36 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
                       float* out, int64_t rows, int n_split, float* partial,
                       const StepParams* sp, cudaStream_t s);
 
-// matvec.cu (decode: one activation row per weight row pass, or a few)
+// Decode matvec settings: the backend fills them from the environment when it is made
+// (STRATA_CUDA_MATVEC=v1, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools set them directly.
+struct MatvecConfig {
+    int num_sms = 132;
+    bool v1 = false;  // the one-warp-per-row kernels of matvec.cu for every type
+    int nr = 0, split = 0, unroll = 0;  // wide kernel: rows per warp (1, 2, 4), K splits (1, 2, 4),
+                                        // steps of loads in flight (1, 2, 4); 0: chosen by shape
+};
+
+// matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take
+// the wide kernel (matvec_wide.cu) where it serves the type and shape, unless cfg.v1.
 void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s);
 bool matvec_q8_supported(DType t);
 void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
-                      ActQ8 x, int64_t rows, float* y, cudaStream_t s);
+                      ActQ8 x, int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
 void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
-                       const float* x, int64_t rows, float* y, cudaStream_t s);
+                       const float* x, int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+
+// matvec_wide.cu: 16-byte weight loads, NR rows per warp, split-K over the warps of a block.
+struct WideTile {
+    int nr, split, unroll;
+};
+// The tile for R rows of `units` units (8 elements for float weights, 32 for quantized).
+WideTile wide_tile(int64_t R, int64_t units, bool float_units, const MatvecConfig& cfg);
+// q8: the int8 path (quantized weights against ActQ8); else the f32 path (f16 / bf16 weights).
+bool matvec_wide_supported(DType t, int64_t K, bool q8);
+void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
+                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
+                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded
