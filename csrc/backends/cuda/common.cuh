@@ -108,7 +108,8 @@ struct MatvecConfig {
     int num_sms = 132;
     bool v1 = false;  // the one-warp-per-row kernels of matvec.cu for every type
     int nr = 0, split = 0, unroll = 0;  // wide kernel: rows per warp (1, 2, 4), K splits (1, 2, 4),
-                                        // steps of loads in flight (1, 2, 4); 0: chosen by shape
+                                        // steps of loads in flight (1, 2, 4); 0: wide_tile's
+    bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
 };
 
 // matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take
@@ -124,8 +125,8 @@ void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, 
 struct WideTile {
     int nr, split, unroll;
 };
-// The tile for R rows of `units` units (8 elements for float weights, 32 for quantized).
-WideTile wide_tile(int64_t R, int64_t units, bool float_units, const MatvecConfig& cfg);
+// The tile for a weight type (cfg's non-zero fields override it).
+WideTile wide_tile(DType type, const MatvecConfig& cfg);
 // q8: the int8 path (quantized weights against ActQ8); else the f32 path (f16 / bf16 weights).
 bool matvec_wide_supported(DType t, int64_t K, bool q8);
 void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,

@@ -16,6 +16,7 @@
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
 //   STRATA_CUDA_MATVEC=v1     decode matvecs on the one-warp-per-row kernels (matvec.cu), not
 //                             the 16-byte-load kernel (matvec_wide.cu)
+//   STRATA_CUDA_MATVEC=wide-smem  the wide kernel's split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
 #include "cuda_backend.h"
@@ -91,6 +92,7 @@ public:
         use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
         matvec_.v1 = env("STRATA_CUDA_MATVEC") == "v1";
+        matvec_.split_kernel = env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);

@@ -2,10 +2,9 @@
 //
 // A block of 4 warps. Each warp takes NR consecutive weight rows (x is loaded once for them)
 // and 1/S of their units (split-K: S warps of the block share the rows, S = 1, 2 or 4); its
-// lanes keep U steps of loads in flight. The S partial sums meet in shared memory and are
-// added in a fixed order, so results do not depend on timing. NR and S are chosen by shape
-// (wide_tile): enough warps to cover every SM even for the 512- and 2048-row matrices of 1B
-// models, and NR > 1 only where the rows are plentiful.
+// lanes keep U steps of loads in flight. With S > 1 the partial sums meet in shared memory and
+// are added in a fixed order, so results do not depend on timing; with S = 1 the kernel has
+// no shared memory at all (see wide_tile for why that matters).
 #include <type_traits>
 
 #include "matvec_wide.cuh"
@@ -16,7 +15,7 @@ namespace {
 
 constexpr int kWarps = 4;
 
-template <class Op, int NR, int U>
+template <class Op, int NR, int U, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(const uint8_t* __restrict__ w, int64_t row_bytes,
                                                                    int K, int R, typename Op::XArg x0,
                                                                    float* __restrict__ y, int S) {
@@ -31,62 +30,69 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(const uint8_t*
     wide_lane_sums<Op, NR, U>(w, row_bytes, K, R, r0, x, i0, i1, lane, acc);
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
-    if (S == 1) {
+    if constexpr (!kSplit) {  // S == 1
         if (lane == 0) {
 #pragma unroll
             for (int r = 0; r < NR; ++r)
                 if (r0 + r < R) y[r0 + r] = acc[r];
         }
-        return;
-    }
-    __shared__ float part[kWarps][NR];
-    if (lane == 0) {
+    } else {
+        __shared__ float part[kWarps][NR];
+        if (lane == 0) {
 #pragma unroll
-        for (int r = 0; r < NR; ++r) part[warp][r] = acc[r];
+            for (int r = 0; r < NR; ++r) part[warp][r] = acc[r];
+        }
+        __syncthreads();
+        if (slice == 0 && lane < NR && r0 + lane < R) {
+            float s = part[warp][lane];
+            for (int k = 1; k < S; ++k) s += part[warp + k][lane];
+            y[r0 + lane] = s;
+        }
     }
-    __syncthreads();
-    if (slice == 0 && lane < NR && r0 + lane < R) {
-        float s = part[warp][lane];
-        for (int k = 1; k < S; ++k) s += part[warp + k][lane];
-        y[r0 + lane] = s;
-    }
+}
+
+template <class Op, int NR, int U>
+void launch_u(const uint8_t* w, int64_t row_bytes, int K, int R, const typename Op::XArg& x, int rows, float* y,
+              int S, bool split_kernel, cudaStream_t s) {
+    const dim3 grid((unsigned)ceil_div(ceil_div(R, NR), kWarps / S), (unsigned)rows);
+    if (S > 1 || split_kernel)
+        matvec_wide_kernel<Op, NR, U, true><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, S);
+    else
+        matvec_wide_kernel<Op, NR, U, false><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, 1);
 }
 
 template <class Op, int NR>
 void launch_nr(const uint8_t* w, int64_t row_bytes, int K, int R, const typename Op::XArg& x, int rows, float* y,
-               int S, int U, cudaStream_t s) {
-    const dim3 grid((unsigned)ceil_div(ceil_div(R, NR), kWarps / S), (unsigned)rows);
+               int S, int U, bool split_kernel, cudaStream_t s) {
     switch (U) {
-        case 1: matvec_wide_kernel<Op, NR, 1><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, S); break;
-        case 2: matvec_wide_kernel<Op, NR, 2><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, S); break;
-        default: matvec_wide_kernel<Op, NR, 4><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, S); break;
+        case 1: launch_u<Op, NR, 1>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
+        case 2: launch_u<Op, NR, 2>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
+        default: launch_u<Op, NR, 4>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
     }
 }
 
 template <class Op>
-void launch_op(const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const typename Op::XArg& x, int64_t rows,
-               float* y, const MatvecConfig& cfg, cudaStream_t s) {
-    const WideTile tile = wide_tile(R, K / Op::kElems, Op::kElems == 8, cfg);
+void launch_op(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const typename Op::XArg& x,
+               int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    const WideTile tile = wide_tile(t, cfg);
+    const bool sk = cfg.split_kernel;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, s); break;
-        case 2: launch_nr<Op, 2>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, s); break;
-        default: launch_nr<Op, 4>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, s); break;
+        case 1: launch_nr<Op, 1>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
+        case 2: launch_nr<Op, 2>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
+        default: launch_nr<Op, 4>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
     }
 }
 
 }  // namespace
 
-WideTile wide_tile(int64_t R, int64_t units, bool float_units, const MatvecConfig& cfg) {
-    // ~12 warps per SM: 4 KB to 16 KB of weights in flight per SM at the defaults below.
-    const int64_t target = 12 * (int64_t)std::max(cfg.num_sms, 1);
-    WideTile t;
-    t.nr = R >= 4 * target ? 4 : R >= 2 * target ? 2 : 1;
-    const int64_t steps = (units + 31) / 32;
-    t.split = 1;
-    while (t.split < 4 && ceil_div(R, t.nr) * t.split < target && steps >= 2 * t.split) t.split *= 2;
-    // loads in flight per lane: NR x U units (f16: 16 bytes each; quantized: 32 elements each)
-    t.unroll = std::max(1, (float_units ? 8 : 4) / t.nr);
-    if (t.unroll > 4) t.unroll = 4;
+WideTile wide_tile(DType type, const MatvecConfig& cfg) {
+    // One tile per type, whatever the shape: measured on the H100 over the 1B and 8B Llama
+    // shapes (benchmarks/cuda_notes.md, round 3), these are within a few percent of the best
+    // tile of every shape but the f16 k/v projections (split-K 2-4 saves ~0.5 us there), and
+    // a decode graph then runs one matvec kernel per type, with no shared memory.
+    WideTile t{1, 1, 2};
+    if (type == DType::F16 || type == DType::BF16) t.unroll = 4;
+    if (type == DType::Q6_K) t = {2, 1, 1};
     if (cfg.nr > 0) t.nr = cfg.nr;
     if (cfg.split > 0) t.split = cfg.split;
     if (cfg.unroll > 0) t.unroll = cfg.unroll;
@@ -108,7 +114,7 @@ void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 32) launch_op<Op>(w, row_bytes, K, R, x, rows, y, cfg, s);
+            if constexpr (Op::kElems == 32) launch_op<Op>(t, w, row_bytes, K, R, x, rows, y, cfg, s);
         }
     });
 }
@@ -118,7 +124,7 @@ void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 8) launch_op<Op>(w, row_bytes, K, R, x, rows, y, cfg, s);
+            if constexpr (Op::kElems == 8) launch_op<Op>(t, w, row_bytes, K, R, x, rows, y, cfg, s);
         }
     });
 }

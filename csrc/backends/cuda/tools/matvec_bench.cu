@@ -1,15 +1,21 @@
 // Decode matvec timings per weight type and shape on the device: the one-warp-per-row kernels
-// (matvec.cu, "v1") against the wide kernel (matvec_wide.cu) at the tile it picks by shape
-// ("auto") and at every tile (nr rows per warp, split-K, unroll). Each timing is a CUDA graph of
-// back-to-back launches, as in a decode step, cycling over enough copies of the weight that
-// they do not fit the L2 (the weights of a decode step are read from DRAM); median of 5 replays.
+// (matvec.cu, "v1") against the wide kernel (matvec_wide.cu) at its tile ("wide"), and the same
+// tile built with the split-K kernel's shared memory ("smem"). Each timing is a CUDA graph of
+// launches cycling over enough copies of the weight that they do not fit the L2 (the weights
+// of a decode step are read from DRAM); median of 5 replays; microseconds per matvec.
+//   "alone": matvecs back to back;
+//   "in seq": each matvec after an rms_norm (shared memory) and, for quantized weights, the
+//   activation quantization, as in a decode step; the time of the graph without the matvecs
+//   is subtracted.
+// With --sweep (first argument), every tile instead (nr rows per warp, split-K, unroll), alone.
 // Every variant's output is compared with v1's on the same weights (max |diff| / max |v1|).
 // Random weights: bytes from a hash, fp16 scales set in +-[1e-3, 1e-1]; f16 weights normal-ish.
 //
 // Build and run on the device, from the repository root (about 30 s to build):
 //   nvcc -std=c++20 -O3 -arch=sm_90 -o /tmp/matvec_bench csrc/backends/cuda/tools/matvec_bench.cu \
-//        csrc/backends/cuda/matvec.cu csrc/backends/cuda/matvec_wide.cu csrc/core/dtype.cpp
-//   /tmp/matvec_bench [full.txt]      (summary on stdout; every variant to full.txt)
+//        csrc/backends/cuda/matvec.cu csrc/backends/cuda/matvec_wide.cu \
+//        csrc/backends/cuda/elementwise.cu csrc/core/dtype.cpp
+//   /tmp/matvec_bench [--sweep] [full.txt]      (summary on stdout; every variant to full.txt)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -79,7 +85,9 @@ struct Type {
 };
 
 int main(int argc, char** argv) {
-    FILE* full = argc > 1 ? std::fopen(argv[1], "w") : nullptr;
+    const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
+    const int fa = sweep ? 2 : 1;
+    FILE* full = argc > fa ? std::fopen(argv[fa], "w") : nullptr;
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     std::printf("%s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -97,8 +105,13 @@ int main(int argc, char** argv) {
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
-    std::printf("%-6s %-11s %8s | %-12s %8s %6s | %-12s %8s %6s | %8s %s\n", "type", "shape", "v1 us", "auto", "us",
-                "GB/s", "best", "us", "GB/s", "v1 GB/s", "max rel diff vs v1");
+    if (sweep)
+        std::printf("%-6s %-11s %8s | %-12s %8s %6s | %-12s %8s %6s | %8s %s\n", "type", "shape", "v1 us", "wide", "us",
+                    "GB/s", "best", "us", "GB/s", "v1 GB/s", "max rel diff vs v1");
+    else
+        std::printf("%-6s %-11s %6s | %-7s %6s %6s %6s %6s | %6s %6s %6s %6s | %6s %6s | %s\n", "type", "shape", "MB",
+                    "tile", "alone:", "v1", "wide", "smem", "in seq:", "v1", "wide", "smem", "GB/s", "(wide)",
+                    "rel diff");
     for (const Type& ty : types) {
         for (const Shape& sh : shapes) {
             if (ty.t == DType::Q4_1 && sh.R > 32000) continue;
@@ -118,9 +131,10 @@ int main(int argc, char** argv) {
                                                      ty.off1, 1000 + c);
                 }
             }
-            float *x, *y, *yref;
+            float *x, *xn, *y, *yref;
             ActQ8 q;
             CK(cudaMalloc(&x, 4 * sh.K));
+            CK(cudaMalloc(&xn, 4 * sh.K));
             CK(cudaMalloc(&y, 4 * sh.R));
             CK(cudaMalloc(&yref, 4 * sh.R));
             CK(cudaMalloc(&q.q, sh.K + 256));
@@ -136,29 +150,19 @@ int main(int argc, char** argv) {
                 if (q8) launch_matvec_q8(ty.t, wp, rb, sh.K, sh.R, q, 1, out, cfg, st);
                 else launch_matvec_f32(ty.t, wp, rb, sh.K, sh.R, x, 1, out, cfg, st);
             };
-            std::vector<float> href(sh.R), hgot(sh.R);
-            auto measure = [&](const MatvecConfig& cfg, double* rel) -> double {
-                launch(cfg, w, cfg.v1 ? yref : y);
-                CK(cudaStreamSynchronize(st));
-                CK(cudaGetLastError());
-                if (cfg.v1) {
-                    CK(cudaMemcpy(href.data(), yref, 4 * sh.R, cudaMemcpyDeviceToHost));
-                    *rel = 0;
-                } else {
-                    CK(cudaMemcpy(hgot.data(), y, 4 * sh.R, cudaMemcpyDeviceToHost));
-                    double md = 0, mr = 0;
-                    for (int64_t r = 0; r < sh.R; ++r) {
-                        const double d = std::fabs((double)hgot[r] - href[r]);
-                        md = std::isfinite(hgot[r]) ? std::max(md, d) : INFINITY;
-                        mr = std::max(mr, (double)std::fabs(href[r]));
-                    }
-                    *rel = md / (mr > 0 ? mr : 1);
-                }
-                const int n_launch = std::max(copies, 48);
+            // A graph of n steps, each (in_seq) rms_norm + quantize before the matvec, or the
+            // matvec alone; cfg null: the steps without the matvec. Median ms of 5 replays.
+            auto graph_ms = [&](const MatvecConfig* cfg, bool in_seq, int n) -> double {
                 cudaGraph_t g;
                 cudaGraphExec_t ge;
                 CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-                for (int i = 0; i < n_launch; ++i) launch(cfg, w + stride * (i % copies), y);
+                for (int i = 0; i < n; ++i) {
+                    if (in_seq) {
+                        launch_rms_norm(x, nullptr, xn, 1, sh.K, 1e-5f, st);
+                        if (q8) launch_quantize_q8(xn, 1, sh.K, q, st);
+                    }
+                    if (cfg) launch(*cfg, w + stride * (i % copies), y);
+                }
                 CK(cudaStreamEndCapture(st, &g));
                 CK(cudaGraphInstantiate(&ge, g, 0));
                 CK(cudaGraphLaunch(ge, st));
@@ -175,48 +179,96 @@ int main(int argc, char** argv) {
                 CK(cudaGraphExecDestroy(ge));
                 CK(cudaGraphDestroy(g));
                 std::sort(ms.begin(), ms.end());
-                return 1e3 * ms[2] / n_launch;  // us per launch
+                return ms[2];
+            };
+            const int n_launch = std::max(copies, 48);
+            std::vector<float> href(sh.R), hgot(sh.R);
+            auto measure = [&](const MatvecConfig& cfg, double* rel, bool in_seq = false) -> double {
+                launch(cfg, w, cfg.v1 ? yref : y);
+                CK(cudaStreamSynchronize(st));
+                CK(cudaGetLastError());
+                if (cfg.v1) {
+                    CK(cudaMemcpy(href.data(), yref, 4 * sh.R, cudaMemcpyDeviceToHost));
+                    *rel = 0;
+                } else {
+                    CK(cudaMemcpy(hgot.data(), y, 4 * sh.R, cudaMemcpyDeviceToHost));
+                    double md = 0, mr = 0;
+                    for (int64_t r = 0; r < sh.R; ++r) {
+                        const double d = std::fabs((double)hgot[r] - href[r]);
+                        md = std::isfinite(hgot[r]) ? std::max(md, d) : INFINITY;
+                        mr = std::max(mr, (double)std::fabs(href[r]));
+                    }
+                    *rel = md / (mr > 0 ? mr : 1);
+                }
+                return 1e3 * graph_ms(&cfg, in_seq, n_launch) / n_launch;  // us per launch
             };
             MatvecConfig base;
             base.num_sms = prop.multiProcessorCount;
             MatvecConfig v1 = base;
             v1.v1 = true;
+            MatvecConfig smem = base;
+            smem.split_kernel = true;
+            auto gbs = [&](double us) { return (double)bytes / (us * 1e3); };
             double rel, worst = 0;
             const double t_v1 = measure(v1, &rel);
-            const double t_auto = measure(base, &rel);
-            worst = std::max(worst, rel);
-            const WideTile at = wide_tile(sh.R, sh.K / (q8 ? 32 : 8), !q8, base);
-            double t_best = 1e30;
-            WideTile best{};
-            if (full)
-                std::fprintf(full, "%s %s R=%lld K=%lld v1 %.2f us, auto %d,%d,%d %.2f us\n", ty.name, sh.name,
-                             (long long)sh.R, (long long)sh.K, t_v1, at.nr, at.split, at.unroll, t_auto);
-            for (int nr : {1, 2, 4})
-                for (int sp : {1, 2, 4})
-                    for (int un : {1, 2, 4}) {
-                        MatvecConfig c = base;
-                        c.nr = nr;
-                        c.split = sp;
-                        c.unroll = un;
-                        const double t = measure(c, &rel);
-                        worst = std::max(worst, rel);
-                        if (full) std::fprintf(full, "  %d,%d,%d %.2f us (rel %.2g)\n", nr, sp, un, t, rel);
-                        if (t < t_best) {
-                            t_best = t;
-                            best = {nr, sp, un};
+            const WideTile at = wide_tile(ty.t, base);
+            if (!sweep) {
+                const double t_w = measure(base, &rel);
+                worst = std::max(worst, rel);
+                const double t_s = measure(smem, &rel);
+                worst = std::max(worst, rel);
+                const double seq0 = 1e3 * graph_ms(nullptr, true, n_launch) / n_launch;
+                const double q_v1 = measure(v1, &rel, true) - seq0;
+                const double q_w = measure(base, &rel, true) - seq0;
+                const double q_s = measure(smem, &rel, true) - seq0;
+                char a[32];
+                std::snprintf(a, sizeof a, "%d,%d,%d", at.nr, at.split, at.unroll);
+                std::printf(
+                    "%-6s %-11s %6.1f | %-7s %6s %6.2f %6.2f %6.2f | %6s %6.2f %6.2f %6.2f | %6.0f %6.0f | %.2g%s\n",
+                    ty.name, sh.name, bytes / 1e6, a, "", t_v1, t_w, t_s, "", q_v1, q_w, q_s, gbs(t_v1), gbs(t_w),
+                    worst, worst > 1e-4 ? "  MISMATCH" : "");
+                if (full)
+                    std::fprintf(full,
+                                 "%s %s R=%lld K=%lld seq0 %.2f alone v1 %.2f wide %.2f smem %.2f "
+                                 "seq v1 %.2f wide %.2f smem %.2f\n",
+                                 ty.name, sh.name, (long long)sh.R, (long long)sh.K, seq0, t_v1, t_w, t_s, q_v1, q_w,
+                                 q_s);
+                std::fflush(stdout);
+            } else {
+                const double t_auto = measure(base, &rel);
+                worst = std::max(worst, rel);
+                double t_best = 1e30;
+                WideTile best{};
+                if (full)
+                    std::fprintf(full, "%s %s R=%lld K=%lld v1 %.2f us, auto %d,%d,%d %.2f us\n", ty.name, sh.name,
+                                 (long long)sh.R, (long long)sh.K, t_v1, at.nr, at.split, at.unroll, t_auto);
+                for (int nr : {1, 2, 4})
+                    for (int sp : {1, 2, 4})
+                        for (int un : {1, 2, 4}) {
+                            MatvecConfig c = base;
+                            c.nr = nr;
+                            c.split = sp;
+                            c.unroll = un;
+                            const double t = measure(c, &rel);
+                            worst = std::max(worst, rel);
+                            if (full) std::fprintf(full, "  %d,%d,%d %.2f us (rel %.2g)\n", nr, sp, un, t, rel);
+                            if (t < t_best) {
+                                t_best = t;
+                                best = {nr, sp, un};
+                            }
                         }
-                    }
-            auto gbs = [&](double us) { return (double)bytes / (us * 1e3); };
-            char a[32], b[32];
-            std::snprintf(a, sizeof a, "%d,%d,%d", at.nr, at.split, at.unroll);
-            std::snprintf(b, sizeof b, "%d,%d,%d", best.nr, best.split, best.unroll);
-            std::printf("%-6s %-11s %8.2f | %-12s %8.2f %6.0f | %-12s %8.2f %6.0f | %8.0f %.2g%s\n", ty.name, sh.name,
-                        t_v1, a, t_auto, gbs(t_auto), b, t_best, gbs(t_best), gbs(t_v1), worst,
-                        worst > 1e-4 ? "  MISMATCH" : "");
-            std::fflush(stdout);
+                char a[32], b[32];
+                std::snprintf(a, sizeof a, "%d,%d,%d", at.nr, at.split, at.unroll);
+                std::snprintf(b, sizeof b, "%d,%d,%d", best.nr, best.split, best.unroll);
+                std::printf("%-6s %-11s %8.2f | %-12s %8.2f %6.0f | %-12s %8.2f %6.0f | %8.0f %.2g%s\n", ty.name, sh.name,
+                            t_v1, a, t_auto, gbs(t_auto), b, t_best, gbs(t_best), gbs(t_v1), worst,
+                            worst > 1e-4 ? "  MISMATCH" : "");
+                std::fflush(stdout);
+            }
             if (full) std::fflush(full);
             CK(cudaFree(w));
             CK(cudaFree(x));
+            CK(cudaFree(xn));
             CK(cudaFree(y));
             CK(cudaFree(yref));
             CK(cudaFree(q.q));
