@@ -231,6 +231,7 @@ def main() -> None:
                     else:
                         os.environ[k] = v
             r["env"] = setting
+            r["time"] = time.time()
             print(json.dumps(r), flush=True)
 
 

@@ -7,7 +7,9 @@
 //   "in seq": each matvec after an rms_norm (shared memory) and, for quantized weights, the
 //   activation quantization, as in a decode step; the time of the graph without the matvecs
 //   is subtracted.
-// With --sweep (first argument), every tile instead (nr rows per warp, split-K, unroll), alone.
+// With --sweep, every tile instead (nr rows per warp, split-K, unroll), alone. With --spread,
+// 16 copies 512 MiB apart in one 8 GiB allocation (as a model's weights lie: far apart, so
+// each matvec touches pages no recent one did). --types=F16,Q4_0 limits the types.
 // Every variant's output is compared with v1's on the same weights (max |diff| / max |v1|).
 // Random weights: bytes from a hash, fp16 scales set in +-[1e-3, 1e-1]; f16 weights normal-ish.
 //
@@ -15,7 +17,7 @@
 //   nvcc -std=c++20 -O3 -arch=sm_90 -o /tmp/matvec_bench csrc/backends/cuda/tools/matvec_bench.cu \
 //        csrc/backends/cuda/matvec.cu csrc/backends/cuda/matvec_wide.cu \
 //        csrc/backends/cuda/elementwise.cu csrc/core/dtype.cpp
-//   /tmp/matvec_bench [--sweep] [full.txt]      (summary on stdout; every variant to full.txt)
+//   /tmp/matvec_bench [--sweep] [--spread] [--types=A,B] [full.txt]   (summary on stdout; all to full.txt)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -85,9 +87,16 @@ struct Type {
 };
 
 int main(int argc, char** argv) {
-    const bool sweep = argc > 1 && std::string(argv[1]) == "--sweep";
-    const int fa = sweep ? 2 : 1;
-    FILE* full = argc > fa ? std::fopen(argv[fa], "w") : nullptr;
+    bool sweep = false, spread = false;
+    std::string only;
+    FILE* full = nullptr;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--sweep") sweep = true;
+        else if (a == "--spread") spread = true;
+        else if (a.rfind("--types=", 0) == 0) only = "," + a.substr(8) + ",";
+        else full = std::fopen(a.c_str(), "w");
+    }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     std::printf("%s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -115,10 +124,12 @@ int main(int argc, char** argv) {
     for (const Type& ty : types) {
         for (const Shape& sh : shapes) {
             if (ty.t == DType::Q4_1 && sh.R > 32000) continue;
+            if (!only.empty() && only.find("," + std::string(ty.name) + ",") == std::string::npos) continue;
             const DTypeTraits* tr = dtype_traits((uint32_t)ty.t);
             const int64_t rb = sh.K / tr->block_size * tr->type_size;
-            const int64_t bytes = sh.R * rb, stride = (bytes + 255) / 256 * 256;
-            const int copies = (int)std::clamp<int64_t>((int64_t)(384ll << 20) / bytes + 1, 2, 64);
+            const int64_t bytes = sh.R * rb;
+            const int64_t stride = spread ? std::max<int64_t>(512ll << 20, (bytes + 255) / 256 * 256) : (bytes + 255) / 256 * 256;
+            const int copies = spread ? 16 : (int)std::clamp<int64_t>((int64_t)(384ll << 20) / bytes + 1, 2, 64);
             uint8_t* w;
             CK(cudaMalloc(&w, stride * copies));
             for (int c = 0; c < copies; ++c) {
