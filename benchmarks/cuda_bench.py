@@ -8,8 +8,10 @@ empty cache, as llama-bench's tg128 does. Median of the repeats, tokens/s; weigh
 generated token (the file's tensors minus the token-embedding table) for bandwidth.
 --profile adds the device time per op of one pp512 step and of one decode step (ms).
 --tg-only skips pp512. --env NAME=VALUE[,NAME=VALUE] (repeatable) runs each model once per
-setting, e.g. --env STRATA_CUDA_MATVEC=v1 --env "" for the old and the new decode matvec in
-one call (each line of output names its setting).
+setting, each in a fresh process, e.g. --env STRATA_CUDA_MATVEC=v1 --env "" for the old and
+the new decode matvec in one call (each line of output names its setting). Fresh processes
+because, measured on the H100, a model loaded after another in the same process decoded
+5-12% slower than the first one (cause not found; cuda_notes.md round 3).
 
     python benchmarks/cuda_bench.py OUT.gguf --write-random 8b:Q4_K_M
 
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -213,26 +216,31 @@ def main() -> None:
     if a.write_random:  # needs gguf, not strata (which may still be building)
         write_random(a.models[0], a.write_random)
         return
+    if a.env:  # one fresh process per model and setting
+        flags = ["--backend", a.backend, "--repeats", str(a.repeats)]
+        flags += ["--profile"] * a.profile + ["--tg-only"] * a.tg_only
+        for path in a.models:
+            for setting in a.env:
+                env = dict(os.environ)
+                env.update(dict(kv.split("=", 1) for kv in setting.split(",") if kv))
+                cmd = [sys.executable, os.path.abspath(__file__), path, *flags]
+                p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+                for ln in lines or [json.dumps({"model": path, "error": p.stderr[-2000:]})]:
+                    r = json.loads(ln)
+                    r["env"] = setting
+                    print(json.dumps(r), flush=True)
+        return
     import strata
 
     for path in a.models:
-        for setting in a.env or [""]:
-            pairs = [kv.split("=", 1) for kv in setting.split(",") if kv]
-            saved = {k: os.environ.get(k) for k, _ in pairs}
-            os.environ.update(dict(pairs))
-            try:
-                r = bench(path, a.backend, a.repeats, a.profile, a.tg_only)
-            except strata.StrataError as err:
-                r = {"model": path, "error": str(err)}
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-            r["env"] = setting
-            r["time"] = time.time()
-            print(json.dumps(r), flush=True)
+        try:
+            r = bench(path, a.backend, a.repeats, a.profile, a.tg_only)
+        except strata.StrataError as err:
+            r = {"model": path, "error": str(err)}
+        r["env"] = ""
+        r["time"] = time.time()
+        print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":

@@ -192,15 +192,18 @@ def test_decode_matvec_is_exact_for_exactly_quantizable_input(monkeypatch, name,
 # The wide decode matvec (matvec_wide.cu) at every kind of tile: rows per warp (1, 2, 4: 37
 # rows leave a partial group), K split over 1, 2 or 4 warps (2304 = 9 steps of 256 f16
 # elements or 2.25 steps of 32 quantized blocks: partial last steps and, for S = 4, a warp
-# with no step at all), 1 to 4 steps of loads in flight; "v1": the one-warp-per-row kernels.
+# with no step at all), 1 to 4 steps of loads in flight; "v1": the one-warp-per-row kernels;
+# "default": what a plain decode step takes for the type.
 WIDE_TYPES = ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q4_K", "Q6_K"]
-TILES = ["1,1,1", "2,2,2", "4,4,4", "4,1,2", "1,4,4", "2,4,1", "v1"]
+TILES = ["default", "1,1,1", "2,2,2", "4,4,4", "4,1,2", "1,4,4", "2,4,1", "v1"]
 
 
 def tile_env(tile: str | None) -> dict:
-    if tile is None:
+    if tile is None or tile == "default":
         return {}
-    return {"STRATA_CUDA_MATVEC": "v1"} if tile == "v1" else {"STRATA_CUDA_MATVEC_TILE": tile}
+    if tile == "v1":
+        return {"STRATA_CUDA_MATVEC": "v1"}
+    return {"STRATA_CUDA_MATVEC": "wide", "STRATA_CUDA_MATVEC_TILE": tile}
 
 
 @pytest.mark.parametrize("tile", TILES)

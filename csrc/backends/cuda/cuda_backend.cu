@@ -16,7 +16,8 @@
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
 //   STRATA_CUDA_MATVEC=v1     decode matvecs on the one-warp-per-row kernels (matvec.cu), not
 //                             the 16-byte-load kernel (matvec_wide.cu)
-//   STRATA_CUDA_MATVEC=wide-smem  the wide kernel's split-K build (shared memory) at every tile
+//   STRATA_CUDA_MATVEC=wide   the wide kernel for every type it serves (also q4_1, q5_0, q5_1,
+//                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
 #include "cuda_backend.h"
@@ -92,6 +93,7 @@ public:
         use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
         matvec_.v1 = env("STRATA_CUDA_MATVEC") == "v1";
+        matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.split_kernel = env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
@@ -112,7 +114,8 @@ public:
     std::string describe() const override {
         std::string s = std::string("cuda (") + props_.name + ", sm_" + std::to_string(props_.major) +
                         std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
-                        " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") + (matvec_.v1 ? " v1" : "") + ", prefill " +
+                        " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
+                        (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
                         (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off");
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";

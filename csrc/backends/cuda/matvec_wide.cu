@@ -86,13 +86,13 @@ void launch_op(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t 
 }  // namespace
 
 WideTile wide_tile(DType type, const MatvecConfig& cfg) {
-    // One tile per type, whatever the shape: measured on the H100 over the 1B and 8B Llama
-    // shapes (benchmarks/cuda_notes.md, round 3), these are within a few percent of the best
-    // tile of every shape but the f16 k/v projections (split-K 2-4 saves ~0.5 us there), and
-    // a decode graph then runs one matvec kernel per type, with no shared memory.
+    // One tile per type, whatever the shape: measured on the H100 over every tile and the 1B
+    // and 8B Llama shapes (benchmarks/cuda_notes.md, round 3), these are within a few percent
+    // of each shape's best, but for the f16 k/v projections (split-K 2-4 saves ~0.5 us there).
+    // One kernel per type, no shared memory (split 1).
     WideTile t{1, 1, 2};
     if (type == DType::F16 || type == DType::BF16) t.unroll = 4;
-    if (type == DType::Q6_K) t = {2, 1, 1};
+    if (type == DType::Q6_K) t.nr = 2;
     if (cfg.nr > 0) t.nr = cfg.nr;
     if (cfg.split > 0) t.split = cfg.split;
     if (cfg.unroll > 0) t.unroll = cfg.unroll;
@@ -107,6 +107,18 @@ bool matvec_wide_supported(DType t, int64_t K, bool q8) {
             return q8 && K % 32 == 0;
         default: return false;
     }
+}
+
+bool matvec_wide_default(DType t) {
+    switch (t) {
+        case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0: case DType::Q4_K: case DType::Q6_K:
+            return true;
+        default: return false;
+    }
+}
+
+bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg) {
+    return !cfg.v1 && (cfg.wide_all || matvec_wide_default(t)) && matvec_wide_supported(t, K, q8);
 }
 
 void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,

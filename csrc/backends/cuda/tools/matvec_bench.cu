@@ -215,6 +215,7 @@ int main(int argc, char** argv) {
             };
             MatvecConfig base;
             base.num_sms = prop.multiProcessorCount;
+            base.wide_all = true;  // also the types that stay on v1 by default
             MatvecConfig v1 = base;
             v1.v1 = true;
             MatvecConfig smem = base;
