@@ -167,10 +167,13 @@ def test_matmul_every_type(monkeypatch, mode, name, T):
         )
 
 
+@pytest.mark.parametrize("tile", [None, "4,4,2", "v1"])
 @pytest.mark.parametrize("name", [t for t in TYPES if t not in FLOAT_TYPES])
-def test_decode_matvec_is_exact_for_exactly_quantizable_input(name):
+def test_decode_matvec_is_exact_for_exactly_quantizable_input(monkeypatch, name, tile):
     """Integers in [-127, 127] with a 127 in every 32 quantize with scale 1 and no rounding:
     only fp32 rounding remains, so a slip in any nibble, bit or scale of the int8 path shows."""
+    for k, v in tile_env(tile).items():
+        monkeypatch.setenv(k, v)
     rng = np.random.default_rng(7)
     R, K = 33, 1024
     raw = random_weights(name, R, K, rng)
@@ -184,6 +187,55 @@ def test_decode_matvec_is_exact_for_exactly_quantizable_input(name):
     err = np.abs(got - w @ x.astype(np.float64))
     bound = fp32_bound(w, x)
     assert (err <= bound).all(), f"{err.max():.3g} > {bound[err.argmax()]:.3g}"
+
+
+# The wide decode matvec (matvec_wide.cu) at every kind of tile: rows per warp (1, 2, 4: 37
+# rows leave a partial group), K split over 1, 2 or 4 warps (2304 = 9 steps of 256 f16
+# elements or 2.25 steps of 32 quantized blocks: partial last steps and, for S = 4, a warp
+# with no step at all), 1 to 4 steps of loads in flight; "v1": the one-warp-per-row kernels;
+# "default": what a plain decode step takes for the type.
+WIDE_TYPES = ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q4_K", "Q6_K"]
+TILES = ["default", "1,1,1", "2,2,2", "4,4,4", "4,1,2", "1,4,4", "2,4,1", "v1"]
+
+
+def tile_env(tile: str | None) -> dict:
+    if tile is None or tile == "default":
+        return {}
+    if tile == "v1":
+        return {"STRATA_CUDA_MATVEC": "v1"}
+    return {"STRATA_CUDA_MATVEC": "wide", "STRATA_CUDA_MATVEC_TILE": tile}
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("name", WIDE_TYPES)
+def test_decode_matvec_every_tile(monkeypatch, name, tile):
+    rng = np.random.default_rng(500 + WIDE_TYPES.index(name))
+    R, K = 37, 2304
+    raw = random_weights(name, R, K, rng)
+    w = dequantized(name, raw, R, K)
+    x = random_input(1, K, rng)
+    h = OpHarness()
+    out = h.op(_core.Op.matmul, [h.rows(x), h.weight("w", raw.tobytes(), int(qtype(name)), K, R)])
+    got = run_graph(h, out, 1, "cuda", monkeypatch, tile_env(tile))[0]
+    want = w @ x[0].astype(np.float64)
+    bound = fp32_bound(w, x[0]) if name in FLOAT_TYPES else q8_bound(w, x[0])
+    err = np.abs(got.astype(np.float64) - want)
+    assert np.isfinite(got).all()
+    worst = err.argmax()
+    assert (err <= bound).all(), (
+        f"{name} tile {tile}: error {err[worst]:.3g} > {bound[worst]:.3g} at row {worst}"
+    )
+
+
+def test_bad_matvec_tile_is_named(monkeypatch):
+    rng = np.random.default_rng(3)
+    raw = random_weights("Q4_0", 4, 256, rng)
+    h = OpHarness()
+    wv = h.weight("w", raw.tobytes(), int(qtype("Q4_0")), 256, 4)
+    out = h.op(_core.Op.matmul, [h.rows(random_input(1, 256, rng)), wv])
+    monkeypatch.setenv("STRATA_CUDA_MATVEC_TILE", "3,1")
+    with pytest.raises(strata.StrataError, match="STRATA_CUDA_MATVEC_TILE"):
+        h.run(out, 1, backend="cuda")
 
 
 def test_prefill_step_of_200_rows_spans_two_row_tiles():

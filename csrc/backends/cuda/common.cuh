@@ -102,13 +102,46 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
                       float* out, int64_t rows, int n_split, float* partial,
                       const StepParams* sp, cudaStream_t s);
 
-// matvec.cu (decode: one activation row per weight row pass, or a few)
+// Decode matvec settings: the backend fills them from the environment when it is made
+// (STRATA_CUDA_MATVEC=v1 | wide | wide-smem, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools
+// set them directly.
+struct MatvecConfig {
+    int num_sms = 132;
+    bool v1 = false;        // the one-warp-per-row kernels of matvec.cu for every type
+    bool wide_all = false;  // the wide kernel for every type it serves, not only its defaults
+    int nr = 0, split = 0, unroll = 0;  // wide kernel: rows per warp (1, 2, 4), K splits (1, 2, 4),
+                                        // steps of loads in flight (1, 2, 4); 0: wide_tile's
+    bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
+};
+
+// matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take
+// the wide kernel (matvec_wide.cu) for the types it is the default for (matvec_wide_default),
+// or every type it serves with cfg.wide_all, never with cfg.v1.
 void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s);
 bool matvec_q8_supported(DType t);
 void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
-                      ActQ8 x, int64_t rows, float* y, cudaStream_t s);
+                      ActQ8 x, int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
 void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
-                       const float* x, int64_t rows, float* y, cudaStream_t s);
+                       const float* x, int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+
+// matvec_wide.cu: 16-byte weight loads, NR rows per warp, split-K over the warps of a block.
+struct WideTile {
+    int nr, split, unroll;
+};
+// The tile for a weight type (cfg's non-zero fields override it).
+WideTile wide_tile(DType type, const MatvecConfig& cfg);
+// q8: the int8 path (quantized weights against ActQ8); else the f32 path (f16 / bf16 weights).
+bool matvec_wide_supported(DType t, int64_t K, bool q8);
+// Whether a supported type takes the wide kernel by default (the types where it was measured
+// faster on the H100: f16, bf16, q8_0, q4_0, q4_K, q6_K; q4_1 measured mixed, q5_0, q5_1 and
+// iq4_nl not measured: they stay on matvec.cu unless STRATA_CUDA_MATVEC=wide).
+bool matvec_wide_default(DType t);
+// Whether launch_matvec_q8 / launch_matvec_f32 take the wide kernel for this type and width.
+bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg);
+void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
+                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
+                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded

@@ -14,6 +14,11 @@
 //   STRATA_CUDA_MMA=0         prefill matmuls in f32 FMA instead of f16 tensor cores
 //   STRATA_CUDA_GEMM=wmma     prefill matmuls on the WMMA kernel (matmul.cu), not gemm_f16.cu
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
+//   STRATA_CUDA_MATVEC=v1     decode matvecs on the one-warp-per-row kernels (matvec.cu), not
+//                             the 16-byte-load kernel (matvec_wide.cu)
+//   STRATA_CUDA_MATVEC=wide   the wide kernel for every type it serves (also q4_1, q5_0, q5_1,
+//                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
+//   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
 #include "cuda_backend.h"
 
@@ -55,6 +60,26 @@ bool supported_weight_type(DType t) {
     }
 }
 
+// "nr,split[,unroll]", each 1, 2 or 4 (empty: chosen by shape).
+void parse_tile(const std::string& v, MatvecConfig* c) {
+    if (v.empty()) return;
+    std::vector<int> f;
+    bool ok = true;
+    for (size_t i = 0;;) {
+        const size_t j = v.find(',', i);
+        const std::string part = v.substr(i, j == std::string::npos ? std::string::npos : j - i);
+        if (part == "1" || part == "2" || part == "4") f.push_back(part[0] - '0');
+        else ok = false;
+        if (j == std::string::npos) break;
+        i = j + 1;
+    }
+    if (!ok || f.size() < 2 || f.size() > 3)
+        throw StrataError("STRATA_CUDA_MATVEC_TILE must be nr,split[,unroll] with each 1, 2 or 4, got '" + v + "'");
+    c->nr = f[0];
+    c->split = f[1];
+    c->unroll = f.size() > 2 ? f[2] : 0;
+}
+
 class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(int device) : device_(device) {
@@ -67,6 +92,11 @@ public:
         use_tc_ = env("STRATA_CUDA_MMA") != "0";
         use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
+        matvec_.v1 = env("STRATA_CUDA_MATVEC") == "v1";
+        matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
+        matvec_.split_kernel = env("STRATA_CUDA_MATVEC") == "wide-smem";
+        matvec_.num_sms = props_.multiProcessorCount;
+        parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
     }
 
@@ -84,7 +114,8 @@ public:
     std::string describe() const override {
         std::string s = std::string("cuda (") + props_.name + ", sm_" + std::to_string(props_.major) +
                         std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
-                        " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") + ", prefill " +
+                        " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
+                        (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
                         (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off");
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
@@ -418,9 +449,9 @@ private:
                             after_launch((int)i, "quantize");
                             q8_value = x;
                         }
-                        launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), stream_);
+                        launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, stream_);
                     } else if (T == 1) {
-                        launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), stream_);
+                        launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, stream_);
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {
                         launch_gemm_f16(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                         reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, stream_);
@@ -512,6 +543,7 @@ private:
     DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_;
     PinnedBuffer host_out_, host_tokens_, host_params_;
     ActQ8 q8_act_{};
+    MatvecConfig matvec_{};
     std::vector<KvSlot> kv_slots_;
     std::vector<uint8_t*> data_;
     std::vector<DType> type_;

@@ -1,6 +1,10 @@
 // Decode matmul: y[t, r] = dot(W[r, :], x[t, :]) for a handful of activation rows t (one
 // in a decode step), streaming each weight row once per activation row.
 //
+// The default decode path is matvec_wide.cu (16-byte loads, optional rows per warp and
+// split-K) for f16, bf16, q8_0, q4_0, q4_K and q6_K; the kernels here serve the other types,
+// widths the wide kernel does not take, and every type under STRATA_CUDA_MATVEC=v1.
+//
 // One warp per weight row; the lanes walk the row in 32-element chunks (lane, lane + 32,
 // ...), so a warp's loads of one step cover consecutive blocks: coalesced, several bytes
 // per lane in flight. Quantized weights meet activations quantized to 8 bits per 32 (ActQ8,
@@ -117,7 +121,11 @@ bool matvec_q8_supported(DType t) {
 }
 
 void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
-                      int64_t rows, float* y, cudaStream_t s) {
+                      int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    if (matvec_takes_wide(t, K, true, cfg)) {
+        launch_matvec_wide_q8(t, w, row_bytes, K, R, x, rows, y, cfg, s);
+        return;
+    }
     const dim3 grid((unsigned)ceil_div(R, kWarps), (unsigned)rows);
     dispatch_type(t, [&]<DType T>() {
         if constexpr (!QT<T>::kFloat)
@@ -126,7 +134,11 @@ void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, i
 }
 
 void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                       int64_t rows, float* y, cudaStream_t s) {
+                       int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    if (matvec_takes_wide(t, K, false, cfg)) {
+        launch_matvec_wide_f32(t, w, row_bytes, K, R, x, rows, y, cfg, s);
+        return;
+    }
     const dim3 grid((unsigned)ceil_div(R, kWarps), (unsigned)rows);
     dispatch_type(t, [&]<DType T>() {
         matvec_f32_kernel<T><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, (int)K, (int)R, x, y);

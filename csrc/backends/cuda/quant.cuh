@@ -62,6 +62,28 @@ __device__ __forceinline__ uint32_t ldw(const uint8_t* p) {
     else return ld32a2(p);
 }
 
+// Byte sources of one 32-element block for the dot formulas below (offsets are compile-time
+// constants once inlined): the block in device memory (MemBlock, the decode matvec of
+// matvec.cu), or its bytes already in registers (RegBlock: v[0] holds bytes 0..3, loaded
+// by matvec_wide.cu with 16-byte loads). Same formula, same value, either way.
+struct MemBlock {
+    const uint8_t* b;
+    __device__ __forceinline__ uint32_t u16(int off) const { return ld16(b + off); }
+    __device__ __forceinline__ uint32_t u32a2(int off) const { return ld32a2(b + off); }  // 2-byte aligned
+    __device__ __forceinline__ uint32_t u32(int off) const { return ld32(b + off); }      // 4-byte aligned
+};
+template <int N>
+struct RegBlock {
+    uint32_t v[N];
+    __device__ __forceinline__ uint32_t u16(int off) const {
+        return (off & 2) ? v[off >> 2] >> 16 : v[off >> 2] & 0xFFFFu;
+    }
+    __device__ __forceinline__ uint32_t u32(int off) const {
+        return (off & 3) ? __funnelshift_r(v[off >> 2], v[(off >> 2) + 1], 8 * (off & 3)) : v[off >> 2];
+    }
+    __device__ __forceinline__ uint32_t u32a2(int off) const { return u32(off); }
+};
+
 // Bits 0..3 of t to bit 0 of bytes 0..3.
 __device__ __forceinline__ uint32_t spread4(uint32_t t) { return (t * 0x00204081u) & 0x01010101u; }
 
@@ -196,18 +218,21 @@ struct QT<DType::Q4_0> {
             y[4 + k] = (float)((int)((w1 >> (8 * k + sh)) & 15) - 8) * d;
         }
     }
-    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
-        const uint8_t* b = row + c * kBytes;
-        const float d = h2f(ld16(b));
+    template <class B>
+    __device__ static float dotb(const B& b, const int* x, float xd, int32_t xs) {
+        const float d = h2f(b.u16(0));
         int sumi = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t w = ld32a2(b + 2 + 4 * k);
+            const uint32_t w = b.u32a2(2 + 4 * k);
             sumi = dp4a(w & 0x0F0F0F0Fu, x[k], sumi);
             sumi = dp4a((w >> 4) & 0x0F0F0F0Fu, x[4 + k], sumi);
         }
         const float s = xd * (float)(sum_lo(xs) + sum_hi(xs));
         return d * xd * (float)sumi - 8.0f * d * s;
+    }
+    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
+        return dotb(MemBlock{row + c * kBytes}, x, xd, xs);
     }
 };
 
@@ -226,18 +251,21 @@ struct QT<DType::Q4_1> {
             y[4 + k] = (float)((w1 >> (8 * k + sh)) & 15) * d + m;
         }
     }
-    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
-        const uint8_t* b = row + c * kBytes;
-        const float d = h2f(ld16(b)), m = h2f(ld16(b + 2));
+    template <class B>
+    __device__ static float dotb(const B& b, const int* x, float xd, int32_t xs) {
+        const float d = h2f(b.u16(0)), m = h2f(b.u16(2));
         int sumi = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t w = ld32(b + 4 + 4 * k);
+            const uint32_t w = b.u32(4 + 4 * k);
             sumi = dp4a(w & 0x0F0F0F0Fu, x[k], sumi);
             sumi = dp4a((w >> 4) & 0x0F0F0F0Fu, x[4 + k], sumi);
         }
         const float s = xd * (float)(sum_lo(xs) + sum_hi(xs));
         return d * xd * (float)sumi + m * s;
+    }
+    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
+        return dotb(MemBlock{row + c * kBytes}, x, xd, xs);
     }
 };
 
@@ -260,14 +288,14 @@ struct QT<DType::Q5_0> {
             y[4 + k] = (float)(q1 - 16) * d;
         }
     }
-    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
-        const uint8_t* b = row + c * kBytes;
-        const float d = h2f(ld16(b));
-        const uint32_t qh = ld32a2(b + 2);
+    template <class B>
+    __device__ static float dotb(const B& b, const int* x, float xd, int32_t xs) {
+        const float d = h2f(b.u16(0));
+        const uint32_t qh = b.u32a2(2);
         int sumi = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t w = ld32a2(b + 6 + 4 * k);
+            const uint32_t w = b.u32a2(6 + 4 * k);
             const uint32_t lo = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * k)) & 15) << 4);
             const uint32_t hi = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * k)) & 15) << 4);
             sumi = dp4a(lo, x[k], sumi);
@@ -275,6 +303,9 @@ struct QT<DType::Q5_0> {
         }
         const float s = xd * (float)(sum_lo(xs) + sum_hi(xs));
         return d * xd * (float)sumi - 16.0f * d * s;
+    }
+    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
+        return dotb(MemBlock{row + c * kBytes}, x, xd, xs);
     }
 };
 
@@ -296,14 +327,14 @@ struct QT<DType::Q5_1> {
             y[4 + k] = (float)q1 * d + m;
         }
     }
-    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
-        const uint8_t* b = row + c * kBytes;
-        const float d = h2f(ld16(b)), m = h2f(ld16(b + 2));
-        const uint32_t qh = ld32(b + 4);
+    template <class B>
+    __device__ static float dotb(const B& b, const int* x, float xd, int32_t xs) {
+        const float d = h2f(b.u16(0)), m = h2f(b.u16(2));
+        const uint32_t qh = b.u32(4);
         int sumi = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t w = ld32(b + 8 + 4 * k);
+            const uint32_t w = b.u32(8 + 4 * k);
             const uint32_t lo = (w & 0x0F0F0F0Fu) | (spread4((qh >> (4 * k)) & 15) << 4);
             const uint32_t hi = ((w >> 4) & 0x0F0F0F0Fu) | (spread4((qh >> (16 + 4 * k)) & 15) << 4);
             sumi = dp4a(lo, x[k], sumi);
@@ -311,6 +342,9 @@ struct QT<DType::Q5_1> {
         }
         const float s = xd * (float)(sum_lo(xs) + sum_hi(xs));
         return d * xd * (float)sumi + m * s;
+    }
+    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
+        return dotb(MemBlock{row + c * kBytes}, x, xd, xs);
     }
 };
 
@@ -329,13 +363,16 @@ struct QT<DType::Q8_0> {
             y[4 + k] = (float)(int8_t)(w1 >> (8 * k)) * d;
         }
     }
-    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t) {
-        const uint8_t* b = row + c * kBytes;
-        const float d = h2f(ld16(b));
+    template <class B>
+    __device__ static float dotb(const B& b, const int* x, float xd, int32_t) {
+        const float d = h2f(b.u16(0));
         int sumi = 0;
 #pragma unroll
-        for (int k = 0; k < 8; ++k) sumi = dp4a(ld32a2(b + 2 + 4 * k), x[k], sumi);
+        for (int k = 0; k < 8; ++k) sumi = dp4a(b.u32a2(2 + 4 * k), x[k], sumi);
         return d * xd * (float)sumi;
+    }
+    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
+        return dotb(MemBlock{row + c * kBytes}, x, xd, xs);
     }
 };
 
@@ -355,17 +392,20 @@ struct QT<DType::IQ4_NL> {
             y[4 + k] = d * (float)(int8_t)(v1 >> (8 * k));
         }
     }
-    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t) {
-        const uint8_t* b = row + c * kBytes;
-        const float d = h2f(ld16(b));
+    template <class B>
+    __device__ static float dotb(const B& b, const int* x, float xd, int32_t) {
+        const float d = h2f(b.u16(0));
         int sumi = 0;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const uint32_t w = ld32a2(b + 2 + 4 * k);
+            const uint32_t w = b.u32a2(2 + 4 * k);
             sumi = dp4a(iq4nl_lookup4(w & 0x0F0F0F0Fu), x[k], sumi);
             sumi = dp4a(iq4nl_lookup4((w >> 4) & 0x0F0F0F0Fu), x[4 + k], sumi);
         }
         return d * xd * (float)sumi;
+    }
+    __device__ static float dot32(const uint8_t* row, int c, const int* x, float xd, int32_t xs) {
+        return dotb(MemBlock{row + c * kBytes}, x, xd, xs);
     }
 };
 

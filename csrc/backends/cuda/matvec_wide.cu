@@ -1,0 +1,144 @@
+// Decode matvec with 16-byte weight loads (the per-type units: matvec_wide.cuh).
+//
+// A block of 4 warps. Each warp takes NR consecutive weight rows (x is loaded once for them)
+// and 1/S of their units (split-K: S warps of the block share the rows, S = 1, 2 or 4); its
+// lanes keep U steps of loads in flight. With S > 1 the partial sums meet in shared memory and
+// are added in a fixed order, so results do not depend on timing; with S = 1 the kernel has
+// no shared memory at all (see wide_tile for why that matters).
+#include <type_traits>
+
+#include "matvec_wide.cuh"
+
+namespace strata::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+
+template <class Op, int NR, int U, bool kSplit>
+__global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(const uint8_t* __restrict__ w, int64_t row_bytes,
+                                                                   int K, int R, typename Op::XArg x0,
+                                                                   float* __restrict__ y, int S) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r0 = (blockIdx.x * (kWarps / S) + warp / S) * NR, slice = warp % S;
+    const int t = blockIdx.y;
+    const typename Op::XArg x = Op::row_x(x0, t, K);
+    y += (int64_t)t * R;
+    int i0, i1;
+    wide_steps(K / Op::kElems, slice, S, &i0, &i1);
+    float acc[NR];
+    wide_lane_sums<Op, NR, U>(w, row_bytes, K, R, r0, x, i0, i1, lane, acc);
+#pragma unroll
+    for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
+    if constexpr (!kSplit) {  // S == 1
+        if (lane == 0) {
+#pragma unroll
+            for (int r = 0; r < NR; ++r)
+                if (r0 + r < R) y[r0 + r] = acc[r];
+        }
+    } else {
+        __shared__ float part[kWarps][NR];
+        if (lane == 0) {
+#pragma unroll
+            for (int r = 0; r < NR; ++r) part[warp][r] = acc[r];
+        }
+        __syncthreads();
+        if (slice == 0 && lane < NR && r0 + lane < R) {
+            float s = part[warp][lane];
+            for (int k = 1; k < S; ++k) s += part[warp + k][lane];
+            y[r0 + lane] = s;
+        }
+    }
+}
+
+template <class Op, int NR, int U>
+void launch_u(const uint8_t* w, int64_t row_bytes, int K, int R, const typename Op::XArg& x, int rows, float* y,
+              int S, bool split_kernel, cudaStream_t s) {
+    const dim3 grid((unsigned)ceil_div(ceil_div(R, NR), kWarps / S), (unsigned)rows);
+    if (S > 1 || split_kernel)
+        matvec_wide_kernel<Op, NR, U, true><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, S);
+    else
+        matvec_wide_kernel<Op, NR, U, false><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, 1);
+}
+
+template <class Op, int NR>
+void launch_nr(const uint8_t* w, int64_t row_bytes, int K, int R, const typename Op::XArg& x, int rows, float* y,
+               int S, int U, bool split_kernel, cudaStream_t s) {
+    switch (U) {
+        case 1: launch_u<Op, NR, 1>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
+        case 2: launch_u<Op, NR, 2>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
+        default: launch_u<Op, NR, 4>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
+    }
+}
+
+template <class Op>
+void launch_op(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const typename Op::XArg& x,
+               int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    const WideTile tile = wide_tile(t, cfg);
+    const bool sk = cfg.split_kernel;
+    switch (tile.nr) {
+        case 1: launch_nr<Op, 1>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
+        case 2: launch_nr<Op, 2>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
+        default: launch_nr<Op, 4>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
+    }
+}
+
+}  // namespace
+
+WideTile wide_tile(DType type, const MatvecConfig& cfg) {
+    // One tile per type, whatever the shape: measured on the H100 over every tile and the 1B
+    // and 8B Llama shapes (benchmarks/cuda_notes.md, round 3), these are within a few percent
+    // of each shape's best, but for the f16 k/v projections (split-K 2-4 saves ~0.5 us there).
+    // One kernel per type, no shared memory (split 1).
+    WideTile t{1, 1, 2};
+    if (type == DType::F16 || type == DType::BF16) t.unroll = 4;
+    if (type == DType::Q6_K) t.nr = 2;
+    if (cfg.nr > 0) t.nr = cfg.nr;
+    if (cfg.split > 0) t.split = cfg.split;
+    if (cfg.unroll > 0) t.unroll = cfg.unroll;
+    return t;
+}
+
+bool matvec_wide_supported(DType t, int64_t K, bool q8) {
+    switch (t) {
+        case DType::F16: case DType::BF16: return !q8 && K % 8 == 0;
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+        case DType::IQ4_NL: case DType::Q4_K: case DType::Q6_K:
+            return q8 && K % 32 == 0;
+        default: return false;
+    }
+}
+
+bool matvec_wide_default(DType t) {
+    switch (t) {
+        case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0: case DType::Q4_K: case DType::Q6_K:
+            return true;
+        default: return false;
+    }
+}
+
+bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg) {
+    return !cfg.v1 && (cfg.wide_all || matvec_wide_default(t)) && matvec_wide_supported(t, K, q8);
+}
+
+void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
+                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    dispatch_type(t, [&]<DType T>() {
+        using Op = typename WideOp<T>::type;
+        if constexpr (!std::is_void_v<Op>) {
+            if constexpr (Op::kElems == 32) launch_op<Op>(t, w, row_bytes, K, R, x, rows, y, cfg, s);
+        }
+    });
+}
+
+void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
+                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    dispatch_type(t, [&]<DType T>() {
+        using Op = typename WideOp<T>::type;
+        if constexpr (!std::is_void_v<Op>) {
+            if constexpr (Op::kElems == 8) launch_op<Op>(t, w, row_bytes, K, R, x, rows, y, cfg, s);
+        }
+    });
+}
+
+}  // namespace strata::cuda
