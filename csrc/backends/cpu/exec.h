@@ -32,8 +32,11 @@ inline constexpr int32_t kAttnScratchFixed = kAttnKeyTile * kAttnQueryBlock;
 
 // Activation formats for integer dot products (which one a weight type wants): none (fp32),
 // 8-bit per 32 elements (quants::block_q8_act), 8-bit per 256 (quants::block_q8_256), and
-// 8-bit per 32 with half sums (quants::block_q8_halves) for the prefill tile matmul.
-enum class ActFormat : int32_t { None = 0, Q8_32 = 1, Q8_256 = 2, Q8_Halves = 3 };
+// 8-bit per 32 with half sums (quants::block_q8_halves) for the prefill tile matmul, and
+// Q8_32 followed by each block's negated lane sums (8 int32 per block: minus the sum of
+// quants 4i..4i+3 in lane i), which the 32-element formats take on AVX2 and up (q4_0 and
+// q5_0 start their integer dot product from them; see dot_q_nibbles).
+enum class ActFormat : int32_t { None = 0, Q8_32 = 1, Q8_256 = 2, Q8_Halves = 3, Q8_32_Lanes = 4 };
 
 // The prefill tile matmuls repack weight rows into a per-thread buffer of at most
 // kGemmTileBytesPerElement bytes per input element: kGemmTileRows rows of 8-bit values and

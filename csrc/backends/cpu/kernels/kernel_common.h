@@ -65,6 +65,22 @@ static inline float hsum_ps256(__m256 v) {
     lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
     return _mm_cvtss_f32(lo);
 }
+
+// The lane sums of 8 vectors, all added in one fixed order (lanes i and i + 4, then
+// i and i + 2, then i and i + 1: hsum_ps256's order, so each sum is bit-identical to it),
+// in the order a[0], a[2], a[4], a[6], a[1], a[3], a[5], a[7].
+static inline __m256 reduce8(const __m256* a) {
+    __m256 h[4];
+    for (int i = 0; i < 4; ++i)
+        h[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x20),
+                             _mm256_permute2f128_ps(a[2 * i], a[2 * i + 1], 0x31));
+    const __m256 w0 = _mm256_add_ps(_mm256_shuffle_ps(h[0], h[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(h[0], h[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 w1 = _mm256_add_ps(_mm256_shuffle_ps(h[2], h[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm256_shuffle_ps(h[2], h[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(w0, w1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
 #endif
 
 // ---- kernels of this ISA (one file each) ----------------------------------------------

@@ -38,9 +38,17 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
 
 ActFormat act_format(DType t) {
     switch (t) {
+#if defined(__AVX2__)
+        // Every 32-element format takes the lanes format (a superset of q8_32), so weights
+        // of different types that read one input (q / k / v) share its quantization.
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+        case DType::IQ4_NL:
+            return ActFormat::Q8_32_Lanes;
+#else
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
         case DType::IQ4_NL:
             return ActFormat::Q8_32;
+#endif
         case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
         case DType::IQ4_XS:
             return ActFormat::Q8_256;
@@ -55,6 +63,7 @@ int64_t act_row_bytes(ActFormat f, int64_t n) {
         case ActFormat::Q8_32: return (n / 32) * (int64_t)sizeof(block_q8_act);
         case ActFormat::Q8_256: return (n / QK_K) * (int64_t)sizeof(block_q8_256);
         case ActFormat::Q8_Halves: return (n / 32) * (int64_t)sizeof(block_q8_halves);
+        case ActFormat::Q8_32_Lanes: return (n / 32) * (int64_t)(sizeof(block_q8_act) + 32);
         default: return n * (int64_t)sizeof(float);
     }
 }
@@ -101,8 +110,28 @@ static void quantize_row_q8_halves(const float* x, block_q8_halves* y, int64_t n
     }
 }
 
+#if defined(__AVX2__)
+// q8_32 blocks, then per block the negated sums of each 4 quants (the int32 lanes of a
+// 256-bit u8 x s8 dot): the offset formats start their integer dot from these, shifted by
+// log2 of the offset, so q - offset is applied exactly in integers.
+static void quantize_row_q8_32_lanes(const float* x, uint8_t* dst, int64_t n) {
+    const int64_t nb = n / 32;
+    block_q8_act* y = (block_q8_act*)dst;
+    quantize_row_q8_32(x, y, n);
+    __m256i* lanes = (__m256i*)(dst + nb * (int64_t)sizeof(block_q8_act));
+    for (int64_t b = 0; b < nb; ++b) {
+        const __m256i q = _mm256_loadu_si256((const __m256i*)y[b].qs);
+        const __m256i sums = dot_u8_s8(_mm256_set1_epi8(1), q);
+        _mm256_storeu_si256(lanes + b, _mm256_sub_epi32(_mm256_setzero_si256(), sums));
+    }
+}
+#endif
+
 void quantize_act_row(ActFormat f, const float* x, uint8_t* dst, int64_t n) {
     switch (f) {
+#if defined(__AVX2__)
+        case ActFormat::Q8_32_Lanes: quantize_row_q8_32_lanes(x, dst, n); return;
+#endif
         case ActFormat::Q8_32: quantize_row_q8_32(x, (block_q8_act*)dst, n); return;
         case ActFormat::Q8_Halves: quantize_row_q8_halves(x, (block_q8_halves*)dst, n); return;
         case ActFormat::Q8_256: quantize_row_q8_256(x, (block_q8_256*)dst, n); return;
@@ -111,25 +140,35 @@ void quantize_act_row(ActFormat f, const float* x, uint8_t* dst, int64_t n) {
 }
 
 // ---- per-type dot of one weight row with one q8 activation row -------------------------
-// Offset formats (q4_0: q-8, q5_0: q-16) are computed as unsigned q times x, minus
-// offset * sum(x), using the activation block's scaled sum: the integer part stays u8*s8.
+// Offset formats (q4_0: q-8, q5_0: q-16) are computed as unsigned q times x (the integer
+// part stays u8*s8), minus offset * sum(x): on AVX2 in integers, starting from the
+// activation's lane sums (Q8_32_Lanes); on NEON and scalar with the block's scaled sum.
 
-template <typename Block, int Offset, bool HasMin, bool Has5thBit>
-static inline float dot_q_nibbles(const Block* w, const block_q8_act* x, int64_t nb) {
 #if defined(__AVX2__)
+// The AVX2 dot before its horizontal sum: 8 float lanes, and the scalar term (the minimum
+// times the activation sums, q4_1 / q5_1) in *scalar; the value is
+// hsum_ps256(lanes) + *scalar (dot_rows sums 8 rows' lanes at once, in the same order).
+template <typename Block, int Offset, bool HasMin, bool Has5thBit>
+static inline __m256 dot_q_nibbles_lanes(const Block* w, const block_q8_act* x, int64_t nb, float* scalar) {
+    static_assert(HasMin || Offset == 8 || Offset == 16, "offsets are shifts of the lanes");
     // Even and odd blocks in two accumulators: one chain of fused multiply-adds would
-    // bound a row at a block per 4 cycles (row_x4_nibbles sums the same way).
+    // bound a row at a block per 4 cycles (row_x4_nibbles sums the same way). The offset
+    // formats (HasMin false) start each block's integer dot from its activation lanes
+    // times -Offset (Q8_32_Lanes), so q - Offset is exact and no float term is needed.
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float acc_s0 = 0.0f, acc_s1 = 0.0f;
+    [[maybe_unused]] const __m256i* lanes = (const __m256i*)(x + nb);
     auto block = [&](int64_t i, __m256& acc, float& acc_s) {
         __m256i q = unpack_nibbles(w[i].qs);
         if constexpr (Has5thBit) q = _mm256_or_si256(q, fifth_bits(w[i].qh));
         const __m256i y = _mm256_loadu_si256((const __m256i*)x[i].qs);
-        const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8(q, y));
+        __m256i d;
+        if constexpr (HasMin) d = dot_u8_s8(q, y);
+        else d = dot_u8_s8_acc(_mm256_slli_epi32(_mm256_loadu_si256(lanes + i), Offset == 8 ? 3 : 4), q, y);
+        const __m256 p = _mm256_cvtepi32_ps(d);
         const float dw = fp16_to_f32(w[i].d);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i].d), p, acc);
         if constexpr (HasMin) acc_s += fp16_to_f32(w[i].m) * x[i].s;
-        else acc_s -= Offset * dw * x[i].s;
     };
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
@@ -137,7 +176,17 @@ static inline float dot_q_nibbles(const Block* w, const block_q8_act* x, int64_t
         block(i + 1, acc1, acc_s1);
     }
     if (i < nb) block(i, acc0, acc_s0);
-    return hsum_ps256(_mm256_add_ps(acc0, acc1)) + (acc_s0 + acc_s1);
+    *scalar = acc_s0 + acc_s1;
+    return _mm256_add_ps(acc0, acc1);
+}
+#endif
+
+template <typename Block, int Offset, bool HasMin, bool Has5thBit>
+static inline float dot_q_nibbles(const Block* w, const block_q8_act* x, int64_t nb) {
+#if defined(__AVX2__)
+    float scalar;
+    const __m256 v = dot_q_nibbles_lanes<Block, Offset, HasMin, Has5thBit>(w, x, nb, &scalar);
+    return hsum_ps256(v) + scalar;
 #elif defined(STRATA_NEON)
     float32x4_t acc = vdupq_n_f32(0.0f);
     float acc_s = 0.0f;
@@ -179,8 +228,8 @@ static inline float dot_q_nibbles(const Block* w, const block_q8_act* x, int64_t
 #endif
 }
 
-static inline float dot_q8_0(const block_q8_0* w, const block_q8_act* x, int64_t nb) {
 #if defined(__AVX2__)
+static inline __m256 dot_q8_0_lanes(const block_q8_0* w, const block_q8_act* x, int64_t nb, float* scalar) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();  // even / odd blocks
     auto block = [&](int64_t i, __m256& acc) {
         const __m256i q = _mm256_loadu_si256((const __m256i*)w[i].qs);
@@ -195,7 +244,15 @@ static inline float dot_q8_0(const block_q8_0* w, const block_q8_act* x, int64_t
         block(i + 1, acc1);
     }
     if (i < nb) block(i, acc0);
-    return hsum_ps256(_mm256_add_ps(acc0, acc1));
+    *scalar = 0.0f;
+    return _mm256_add_ps(acc0, acc1);
+}
+#endif
+
+static inline float dot_q8_0(const block_q8_0* w, const block_q8_act* x, int64_t nb) {
+#if defined(__AVX2__)
+    float scalar;
+    return hsum_ps256(dot_q8_0_lanes(w, x, nb, &scalar));
 #elif defined(STRATA_NEON)
     float32x4_t acc = vdupq_n_f32(0.0f);
     for (int64_t i = 0; i < nb; ++i) {
@@ -318,12 +375,48 @@ static inline float dot_bf16(const uint16_t* w, const float* x, int64_t n) {
     return acc;
 }
 
+#if defined(__AVX2__)
+// Rows [r0, r1) of a 32-element format through a *_lanes dot, the horizontal sums of 8 rows
+// at a time in one reduce8 (same order as hsum_ps256, so the same values as the single-row
+// dot): with 576-wide rows (18 blocks) a row's own horizontal sum was a quarter of its time.
+template <typename Block, typename LanesFn>
+static inline void rows_reduced8(const uint8_t* w, int64_t nb, int64_t r0, int64_t r1, const block_q8_act* x,
+                                 float* out, int64_t out_stride, LanesFn lanes_of) {
+    const Block* wb = (const Block*)w;
+    int64_t r = r0;
+    for (; r + 8 <= r1; r += 8) {
+        __m256 v[8];
+        alignas(32) float scalar[8], sum[8];
+        for (int k = 0; k < 8; ++k) v[k] = lanes_of(wb + (r + k) * nb, x, nb, &scalar[k]);
+        _mm256_store_ps(sum, reduce8(v));
+        static constexpr int kLane[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // reduce8's row order
+        for (int k = 0; k < 8; ++k) out[(r + k - r0) * out_stride] = sum[kLane[k]] + scalar[k];
+    }
+    for (; r < r1; ++r) {
+        float scalar;
+        out[(r - r0) * out_stride] = hsum_ps256(lanes_of(wb + r * nb, x, nb, &scalar)) + scalar;
+    }
+}
+#endif
+
 void dot_rows(DType t, const uint8_t* w, int64_t width, int64_t r0, int64_t r1, const void* xq,
               float* out, int64_t out_stride) {
     const int64_t nb = width / 32, nbk = width / QK_K;
     const block_q8_act* xa = (const block_q8_act*)xq;
     const block_q8_256* xk = (const block_q8_256*)xq;
     const float* xf = (const float*)xq;
+#if defined(__AVX2__)
+    switch (t) {
+#define STRATA_ROWS8(BLOCK, FN) rows_reduced8<BLOCK>(w, nb, r0, r1, xa, out, out_stride, FN); return;
+        case DType::Q4_0: STRATA_ROWS8(block_q4_0, (dot_q_nibbles_lanes<block_q4_0, 8, false, false>))
+        case DType::Q4_1: STRATA_ROWS8(block_q4_1, (dot_q_nibbles_lanes<block_q4_1, 0, true, false>))
+        case DType::Q5_0: STRATA_ROWS8(block_q5_0, (dot_q_nibbles_lanes<block_q5_0, 16, false, true>))
+        case DType::Q5_1: STRATA_ROWS8(block_q5_1, (dot_q_nibbles_lanes<block_q5_1, 0, true, true>))
+        case DType::Q8_0: STRATA_ROWS8(block_q8_0, dot_q8_0_lanes)
+#undef STRATA_ROWS8
+        default: break;
+    }
+#endif
     switch (t) {
 #define STRATA_ROWS_N(BLOCK, NB, EXPR)                                             \
     for (int64_t r = r0; r < r1; ++r) {                                            \

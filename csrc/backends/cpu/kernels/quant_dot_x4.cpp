@@ -19,7 +19,8 @@ namespace {
 // Unsigned-nibble formats (q4_0, q4_1, q5_0, q5_1): see dot_q_nibbles in quant_dot.cpp.
 template <typename Block, int Offset, bool HasMin, bool Has5thBit>
 void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, float* out, int64_t ldo) {
-    // Even and odd blocks in separate accumulators, as the single-row dot.
+    // Even and odd blocks in separate accumulators, and the offset formats' q - Offset
+    // started from the activation lanes, as the single-row dot.
     __m256 acc0[4], acc1[4];
     float acc_s0[4], acc_s1[4];
     for (int j = 0; j < 4; ++j) acc0[j] = acc1[j] = _mm256_setzero_ps(), acc_s0[j] = acc_s1[j] = 0.0f;
@@ -33,10 +34,16 @@ void row_x4_nibbles(const Block* w, const uint8_t* xq, int64_t xrb, int64_t nb, 
         if constexpr (HasMin) m = fp16_to_f32(w[i].m);
         for (int j = 0; j < 4; ++j) {
             const __m256i y = _mm256_loadu_si256((const __m256i*)x[j][i].qs);
-            const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8(q, y));
+            __m256i d;
+            if constexpr (HasMin) {
+                d = dot_u8_s8(q, y);
+            } else {
+                const __m256i* lanes = (const __m256i*)(x[j] + nb);
+                d = dot_u8_s8_acc(_mm256_slli_epi32(_mm256_loadu_si256(lanes + i), Offset == 8 ? 3 : 4), q, y);
+            }
+            const __m256 p = _mm256_cvtepi32_ps(d);
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][i].d), p, acc[j]);
             if constexpr (HasMin) acc_s[j] += m * x[j][i].s;
-            else acc_s[j] -= Offset * dw * x[j][i].s;
         }
     };
     int64_t i = 0;

@@ -150,6 +150,14 @@ static inline __m256i dot_u8_s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 #endif
 }
+// acc + dot_u8_s8(u, s) (VNNI adds into acc in the same instruction).
+static inline __m256i dot_u8_s8_acc(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
 // 8 int32 partial sums of u8 * s8 times a per-16-byte scale: `scale16` holds int16 scales,
 // the low 8 for bytes 0..15, the high 8 for bytes 16..31 (see scales16()). Needs
 // |u8 * s8 + u8 * s8| < 2^15, true for u <= 127 with |s| <= 127 (quantized activations).
