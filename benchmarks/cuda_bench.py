@@ -62,7 +62,7 @@ def write_random(path: str, spec: str) -> None:
     from gguf.constants import GGML_QUANT_SIZES
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from make_random_llama import N_VOCAB, SHAPES
+    from make_random_llama import N_VOCAB, SHAPES, write_llama_metadata
 
     shape, ftype = spec.split(":")
     s = SHAPES[shape]
@@ -92,26 +92,7 @@ def write_random(path: str, spec: str) -> None:
     norms.append("output_norm.weight")
 
     w = gguf.GGUFWriter(path, "llama")
-    w.add_name(f"random llama {shape} {ftype}")
-    w.add_context_length(8192)
-    w.add_embedding_length(E)
-    w.add_block_count(L)
-    w.add_feed_forward_length(F)
-    w.add_head_count(H)
-    w.add_head_count_kv(HKV)
-    w.add_rope_dimension_count(hd)
-    w.add_rope_freq_base(500000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(getattr(gguf.LlamaFileType, "MOSTLY_" + ftype))
-    w.add_tokenizer_model("llama")
-    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    toks += [f"\u2581w{i}" for i in range(N_VOCAB - len(toks))]
-    w.add_token_list(toks)
-    w.add_token_scores([0.0] * 259 + [-float(i) for i in range(N_VOCAB - 259)])
-    w.add_token_types([2, 3, 3] + [6] * 256 + [1] * (N_VOCAB - 259))
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
+    write_llama_metadata(w, f"random llama {shape} {ftype}", shape, ftype)
     rng = np.random.default_rng(0)
     # random bytes, reused from moving offsets (fast: no new random numbers per tensor)
     pool = rng.integers(0, 256, size=(64 << 20) + 4096, dtype=np.uint8)

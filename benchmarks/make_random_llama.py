@@ -24,6 +24,34 @@ SHAPES = {
 N_VOCAB = 32000
 
 
+def write_llama_metadata(w, name: str, shape: str, ftype: str) -> None:
+    """The hyperparameters of SHAPES[shape] and the byte-fallback SentencePiece vocabulary
+    (N_VOCAB tokens) on a gguf.GGUFWriter; ftype names the file type (F16, Q8_0, ...)."""
+    import gguf
+
+    s = SHAPES[shape]
+    w.add_name(name)
+    w.add_context_length(8192)
+    w.add_embedding_length(s["n_embd"])
+    w.add_block_count(s["n_layer"])
+    w.add_feed_forward_length(s["n_ff"])
+    w.add_head_count(s["n_head"])
+    w.add_head_count_kv(s["n_head_kv"])
+    w.add_rope_dimension_count(s["n_embd"] // s["n_head"])
+    w.add_rope_freq_base(500000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(getattr(gguf.LlamaFileType, "MOSTLY_" + ftype))
+    w.add_tokenizer_model("llama")
+    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    toks += [f"\u2581w{i}" for i in range(N_VOCAB - len(toks))]
+    w.add_token_list(toks)
+    w.add_token_scores([0.0] * 259 + [-float(i) for i in range(N_VOCAB - 259)])
+    w.add_token_types([2, 3, 3] + [6] * 256 + [1] * (N_VOCAB - 259))
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+
+
 def main() -> None:
     import gguf
 
@@ -68,27 +96,7 @@ def main() -> None:
     tensors += [("output_norm.weight", (E,), 1.0, np.float32), ("output.weight", (N_VOCAB, E), 0.0, np.float16)]
 
     w = gguf.GGUFWriter(a.out, "llama")
-    w.add_name(f"random llama {a.shape}")
-    w.add_context_length(8192)
-    w.add_embedding_length(E)
-    w.add_block_count(L)
-    w.add_feed_forward_length(F)
-    w.add_head_count(H)
-    w.add_head_count_kv(HKV)
-    w.add_rope_dimension_count(hd)
-    w.add_rope_freq_base(500000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    w.add_tokenizer_model("llama")
-    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    toks += [f"\u2581w{i}" for i in range(N_VOCAB - len(toks))]
-    types = [2, 3, 3] + [6] * 256 + [1] * (N_VOCAB - 259)
-    w.add_token_list(toks)
-    w.add_token_scores([0.0] * 259 + [-float(i) for i in range(N_VOCAB - 259)])
-    w.add_token_types(types)
-    w.add_bos_token_id(1)
-    w.add_eos_token_id(2)
-    w.add_unk_token_id(0)
+    write_llama_metadata(w, f"random llama {a.shape}", a.shape, "F16")
     for name, shape, _base, dt in tensors:
         nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
         w.add_tensor_info(name, shape, np.dtype(dt), nbytes)

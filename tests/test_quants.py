@@ -277,6 +277,15 @@ def test_matvec_is_exact_when_the_input_is_exactly_quantizable(name: str) -> Non
         assert (err <= bound).all(), f"{isa}: {err.max():.3g} > {bound[err.argmax()]:.3g}"
 
 
+def run_matmul(name: str, raw: np.ndarray, width: int, rows: int, xs: np.ndarray, isa: str) -> np.ndarray:
+    """The matmul op (rows x width weights `raw` of type `name`) on token rows xs, one step,
+    weight rows split over 2 threads."""
+    h = OpHarness()
+    wv = h.weight("w", raw.tobytes(), int(qtype(name)), width, rows)
+    out = h.op(_core.Op.matmul, [h.rows(xs), wv])
+    return h.run(out, len(xs), isa=isa, n_threads=2)
+
+
 @pytest.mark.parametrize("name", TYPES)
 def test_matmul_prefill_against_float64(name: str) -> None:
     """The prefill path (several token rows, weight rows split over 2 threads, an odd
@@ -291,10 +300,7 @@ def test_matmul_prefill_against_float64(name: str) -> None:
     xs = np.stack([random_input(width, rng) for _ in range(tokens)])
     w = reference(name, raw).reshape(rows, width).astype(np.float64)
     for isa in ISAS:
-        h = OpHarness()
-        wv = h.weight("w", raw.tobytes(), int(qtype(name)), width, rows)
-        out = h.op(_core.Op.matmul, [h.rows(xs), wv])
-        got = h.run(out, tokens, isa=isa, n_threads=2)
+        got = run_matmul(name, raw, width, rows, xs, isa)
         for t in range(tokens):
             err = np.abs(got[t] - w @ xs[t].astype(np.float64))
             bound = error_bound(name, w, xs[t])
@@ -325,10 +331,7 @@ def test_matmul_tile_path_against_float64(name: str) -> None:
     }
     for isa in ISAS:
         for case, (xs, bound_of) in cases.items():
-            h = OpHarness()
-            wv = h.weight("w", raw.tobytes(), int(qtype(name)), width, rows)
-            out = h.op(_core.Op.matmul, [h.rows(xs), wv])
-            got = h.run(out, tokens, isa=isa, n_threads=2)
+            got = run_matmul(name, raw, width, rows, xs, isa)
             for t in range(tokens):
                 err = np.abs(got[t] - w @ xs[t].astype(np.float64))
                 bound = bound_of(name, w, xs[t])
