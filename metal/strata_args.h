@@ -200,6 +200,8 @@ struct MatvecArgs {
 // kv_append: rows t < T of k and v (kv_width = n_head_kv * head_dim floats) into the fp16
 // cache at row (n_past + t) % capacity.
 // attention: for row t (position n_past + t) and head h, softmax over visible cache rows.
+// attention_split / attention_merge: the visible rows in n_split ranges, one threadgroup
+// each, then merged (metal/attention.metal); the other attention kernels ignore it.
 struct AttnArgs {
     int32_t T;
     int32_t n_head;
@@ -210,6 +212,7 @@ struct AttnArgs {
     int32_t window;    // 0: full causal
     float scale;       // usually 1/sqrt(head_dim)
     float softcap;     // 0: off
+    int32_t n_split;   // key ranges per (row, head) of attention_split / attention_merge
 };
 
 // copy_cols (last_row, slice): y[t, c] = x[t, offset + c], c < width, t < T.
@@ -233,6 +236,6 @@ static_assert(sizeof(EltwiseArgs) == 16, "EltwiseArgs layout");
 static_assert(sizeof(RopeArgs) == 40, "RopeArgs layout");
 static_assert(sizeof(EmbeddingArgs) == 16, "EmbeddingArgs layout");
 static_assert(sizeof(MatvecArgs) == 16, "MatvecArgs layout");
-static_assert(sizeof(AttnArgs) == 36, "AttnArgs layout");
+static_assert(sizeof(AttnArgs) == 40, "AttnArgs layout");
 static_assert(sizeof(CopyArgs) == 16, "CopyArgs layout");
 static_assert(sizeof(ArgmaxArgs) == 8, "ArgmaxArgs layout");

@@ -448,22 +448,33 @@ def test_copy_cols(seed, T, src_width, offset, width):
 
 # ---- attention ------------------------------------------------------------------------------
 
+ATTN_HEADS = [  # n_head, n_kv, hd, window, softcap
+    (4, 4, 16, 0, 0.0),
+    (6, 2, 16, 0, 0.0),
+    (4, 2, 40, 5, 0.0),
+    (2, 1, 64, 0, 3.0),
+    (2, 2, 256, 0, 0.0),
+]
 
-def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, capacity=None):
-    """Step through `chunks` as the engine does: append K/V, then attend, per step."""
+
+def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, capacity=None,
+                  n_split=1, prog=None):
+    """Step through `chunks` as the engine does: append K/V, then attend, per step:
+    kernel_attention_f16 over n_split ranges per row, merged by kernel_attention_merge_f32
+    when n_split > 1. `prog` replaces the attention.metal program (mutants)."""
     T = q.shape[0]
     kvw = n_kv * hd
     cap = capacity or T
     kc = np.zeros((cap, kvw), np.float16)
     vc = np.zeros((cap, kvw), np.float16)
     out = np.full((T, n_head * hd), np.nan, np.float32)
-    prog = msl.program("attention.metal")
+    prog = prog or msl.program("attention.metal")
     n_past = 0
     for c in chunks:
         sl = slice(n_past, n_past + c)
         qs, ks, vs = (np.ascontiguousarray(a[sl]) for a in (q, k, v))
         o = np.full((c, n_head * hd), np.nan, np.float32)
-        args = S["AttnArgs"](c, n_head, n_kv, hd, n_past, cap, window, 1.0 / math.sqrt(hd), softcap)
+        args = S["AttnArgs"](c, n_head, n_kv, hd, n_past, cap, window, 1.0 / math.sqrt(hd), softcap, n_split)
         prog.launch(
             "kernel_kv_append",
             (groups(c * kvw, 64),),
@@ -471,36 +482,31 @@ def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed,
             [args, ks, vs, kc.view(np.uint16), vc.view(np.uint16)],
             seed=seed,
         )
-        prog.launch(
-            "kernel_attention_f16",
-            (n_head, c),
-            (32 * nsg,),
-            [args, qs, kc.view(np.uint16), vc.view(np.uint16), o],
-            seed=seed,
-        )
+        cache = [kc.view(np.uint16), vc.view(np.uint16)]
+        if n_split == 1:
+            prog.launch("kernel_attention_f16", (n_head, c), (32 * nsg,), [args, qs, *cache, o], seed=seed)
+        else:
+            part = np.full(c * n_head * n_split * (hd + 2), np.nan, np.float32)  # all written
+            prog.launch("kernel_attention_f16", (n_head, c, n_split), (32 * nsg,), [args, qs, *cache, part], seed=seed)
+            prog.launch("kernel_attention_merge_f32", (n_head, c), (64,), [args, part, o], seed=seed)
         out[sl] = o
         n_past += c
     return out
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize(
-    "n_head,n_kv,hd,window,softcap",
-    [
-        (4, 4, 16, 0, 0.0),
-        (6, 2, 16, 0, 0.0),
-        (4, 2, 40, 5, 0.0),
-        (2, 1, 64, 0, 3.0),
-        (2, 2, 256, 0, 0.0),
-    ],
-)
-@pytest.mark.parametrize("chunks,nsg", [([13], 1), ([1] * 13, 4), ([5, 1, 7], 3)])
-def test_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg):
+def attention_inputs(seed, T, n_head, n_kv, hd):
     rng = np.random.default_rng(seed)
-    T = 13
     q = rng.normal(size=(T, n_head * hd)).astype(np.float32)
     k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
     v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    return q, k, v
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_HEADS)
+@pytest.mark.parametrize("chunks,nsg", [([13], 1), ([1] * 13, 4), ([5, 1, 7], 3)])
+def test_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg):
+    q, k, v = attention_inputs(seed, 13, n_head, n_kv, hd)
     got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed)
     ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
@@ -516,6 +522,52 @@ def test_sliding_window_ring_buffer_wraps(seed):
     np.testing.assert_allclose(
         got, ref_attention(q, k, v, 1, 1, hd, window=4), rtol=1e-4, atol=1e-5
     )
+
+
+# ---- split-KV decode attention (flash-decoding) ----------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_HEADS)
+# 37 positions: a prefill of 6 (rows shorter than n_split: empty ranges), then decode steps,
+# a 3-row step among them; n_split 2, 3, 8 over 1 and 4 simdgroups.
+@pytest.mark.parametrize("chunks,nsg,n_split", [([6] + [1] * 31, 4, 3), ([6, 3] + [1] * 28, 1, 8), ([30, 1, 1, 5], 2, 2)])
+def test_split_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg, n_split):
+    q, k, v = attention_inputs(seed, 37, n_head, n_kv, hd)
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, n_split=n_split)
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_split", [2, 5])
+def test_split_attention_ring_buffer_wraps(seed, n_split):
+    """Window 7, steps of at most 3 rows: 9 cache rows, 30 tokens wrap them three times."""
+    rng = np.random.default_rng(seed)
+    T, hd = 30, 24
+    q, k, v = (rng.normal(size=(T, 2 * hd)).astype(np.float32) for _ in range(3))
+    chunks = [3, 1, 2, 3, 3, 3, 1, 1, 3, 1, 1, 1, 2, 3, 2]
+    got = run_attention(q, k, v, 2, 2, hd, 7, 0.0, chunks, 2, seed, capacity=9, n_split=n_split)
+    np.testing.assert_allclose(got, ref_attention(q, k, v, 2, 2, hd, window=7), rtol=1e-4, atol=1e-5)
+
+
+# Bugs injected into the split path: ranges that overlap, a merge that forgets to rescale,
+# a partial sum written as 1. Each must fail test_split_attention's check.
+SPLIT_MUTANTS = [
+    [("const int r0 = lo + z * range;", "const int r0 = lo + z * max(1, range - 1);")],
+    [("o += pp[z * stride + 2 + d] * exp(pp[z * stride] - M);", "o += pp[z * stride + 2 + d];")],
+    [("            pp[1] = L;  // 0 for an empty range", "            pp[1] = L > 0.0f ? 1.0f : 0.0f;")],
+]
+
+
+@pytest.mark.parametrize("edits", SPLIT_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_split_attention_check_catches_injected_bugs(edits):
+    n_head, n_kv, hd, window, softcap = 4, 2, 40, 0, 0.0
+    q, k, v = attention_inputs(0, 37, n_head, n_kv, hd)
+    prog = msl.mutant("attention.metal", edits)
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, [6] + [1] * 31, 4, 0, n_split=3, prog=prog)
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    assert not np.allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
 # ---- argmax ---------------------------------------------------------------------------------
