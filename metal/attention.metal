@@ -20,6 +20,8 @@
 // its range, and kernel_attention_merge_f32, grid (n_head, T), combines the n_split
 // partials of each (row, head): M* = max M_z, L* = sum L_z e^(M_z - M*), out = sum acc_z
 // e^(M_z - M*) / L*, skipping empty ranges (L = 0). head_dim <= 256.
+//
+// Prefill (steps of many rows): kernel_attention_tile_f16 in attention_tile.metal.
 #include "strata_args.h"
 
 #define STRATA_ATTN_MAX_SG 8

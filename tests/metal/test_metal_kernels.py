@@ -458,17 +458,18 @@ ATTN_HEADS = [  # n_head, n_kv, hd, window, softcap
 
 
 def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, capacity=None,
-                  n_split=1, prog=None):
-    """Step through `chunks` as the engine does: append K/V, then attend, per step:
-    kernel_attention_f16 over n_split ranges per row, merged by kernel_attention_merge_f32
-    when n_split > 1. `prog` replaces the attention.metal program (mutants)."""
+                  mode="rows", n_split=1, progs=None):
+    """Step through `chunks` as the engine does: append K/V, then attend, per step. mode
+    "rows": kernel_attention_f16 (n_split ranges per row, merged by kernel_attention_merge_f32
+    when n_split > 1); "tile": kernel_attention_tile_f16 for every step, whatever its size.
+    `progs` replaces (attention.metal, attention_tile.metal) programs (mutants)."""
     T = q.shape[0]
     kvw = n_kv * hd
     cap = capacity or T
     kc = np.zeros((cap, kvw), np.float16)
     vc = np.zeros((cap, kvw), np.float16)
     out = np.full((T, n_head * hd), np.nan, np.float32)
-    prog = prog or msl.program("attention.metal")
+    prog, tile = progs or (msl.program("attention.metal"), msl.program("attention_tile.metal"))
     n_past = 0
     for c in chunks:
         sl = slice(n_past, n_past + c)
@@ -483,7 +484,9 @@ def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed,
             seed=seed,
         )
         cache = [kc.view(np.uint16), vc.view(np.uint16)]
-        if n_split == 1:
+        if mode == "tile":
+            tile.launch("kernel_attention_tile_f16", (groups(c, 32), n_head), (128,), [args, qs, *cache, o], seed=seed)
+        elif n_split == 1:
             prog.launch("kernel_attention_f16", (n_head, c), (32 * nsg,), [args, qs, *cache, o], seed=seed)
         else:
             part = np.full(c * n_head * n_split * (hd + 2), np.nan, np.float32)  # all written
@@ -564,10 +567,64 @@ SPLIT_MUTANTS = [
 def test_split_attention_check_catches_injected_bugs(edits):
     n_head, n_kv, hd, window, softcap = 4, 2, 40, 0, 0.0
     q, k, v = attention_inputs(0, 37, n_head, n_kv, hd)
-    prog = msl.mutant("attention.metal", edits)
-    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, [6] + [1] * 31, 4, 0, n_split=3, prog=prog)
+    progs = (msl.mutant("attention.metal", edits), msl.program("attention_tile.metal"))
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, [6] + [1] * 31, 4, 0, n_split=3, progs=progs)
     ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
     assert not np.allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+# ---- prefill attention on tiles ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_HEADS)
+# One step of 37 rows (2 query blocks, 2+ key tiles); steps after a prefix (n_past > 0);
+# single rows and short steps (a block mostly past T).
+@pytest.mark.parametrize("chunks", [[37], [5, 20, 12], [1, 1, 9, 3, 1, 22]])
+def test_tile_attention(seed, n_head, n_kv, hd, window, softcap, chunks):
+    q, k, v = attention_inputs(seed, 37, n_head, n_kv, hd)
+    cap = window + max(chunks) - 1 if window else None
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, 4, seed, capacity=cap, mode="tile")
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tile_attention_ring_buffer_wraps(seed):
+    """Window 6, steps of up to 16 rows: 21 cache rows, 70 tokens wrap them."""
+    rng = np.random.default_rng(seed)
+    T, hd = 70, 32
+    q, k, v = (rng.normal(size=(T, hd)).astype(np.float32) for _ in range(3))
+    chunks = [16, 9, 1, 16, 12, 16]
+    got = run_attention(q, k, v, 1, 1, hd, 6, 0.0, chunks, 4, seed, capacity=21, mode="tile")
+    np.testing.assert_allclose(got, ref_attention(q, k, v, 1, 1, hd, window=6), rtol=1e-4, atol=1e-5)
+
+
+# Bugs injected into the tile kernel: each of its two tile barriers, the rescale of O when
+# the running max grows, the window ignored, K loaded untransposed, a lost key block. Each
+# must fail test_tile_attention's check on a step of 70 rows under a window of 40 (the 2nd
+# and 3rd query blocks see two key tiles each).
+TILE_MUTANTS = [
+    [("        threadgroup_barrier(mem_flags::mem_threadgroup);  // the previous", "        // the previous")],
+    [("        }\n        threadgroup_barrier(mem_flags::mem_threadgroup);\n\n        // 1.", "        }\n\n        // 1.")],
+    [("for (int c = 0; c < d8; ++c) simdgroup_multiply(om[c], dm, om[c]);", "")],
+    [("if (j <= pos && j >= lo) {", "if (j <= pos) {")],
+    [("simdgroup_load(kt, sk + kb * 8 * hd + 8 * c, hd, 0, true);", "simdgroup_load(kt, sk + kb * 8 * hd + 8 * c, hd, 0, false);")],
+    [("for (int kb = 0; kb < bk / 8; ++kb) {\n            simdgroup_float8x8 pm;", "for (int kb = 1; kb < bk / 8; ++kb) {\n            simdgroup_float8x8 pm;")],
+]
+
+
+@pytest.mark.parametrize("edits", TILE_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_tile_attention_check_catches_injected_bugs(edits):
+    n_head, n_kv, hd, window, softcap = 4, 2, 40, 40, 0.0
+    q, k, v = attention_inputs(0, 70, n_head, n_kv, hd)
+    progs = (msl.program("attention.metal"), msl.mutant("attention_tile.metal", edits))
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    caught = 0
+    for seed in (0, 1):  # a missing barrier shows under some thread orders, not necessarily all
+        got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, [70], 4, seed, mode="tile", progs=progs)
+        caught += not np.allclose(got, ref, rtol=1e-4, atol=1e-5)
+    assert caught >= 1
 
 
 # ---- argmax ---------------------------------------------------------------------------------

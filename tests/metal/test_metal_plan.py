@@ -75,8 +75,9 @@ def attn_args(d: dict) -> dict:
 
 
 def check_attention_kernels(plan: dict, T: int, n_past: int, split_keys: int = ATTN_SPLIT_KEYS) -> int:
-    """Each attention node: kv_append, then kernel_attention_f16: steps of
-    ATTN_PREFILL_MIN_ROWS rows or more one range per (head, row), shorter steps n_split = clamp(visible // split_keys, 1, 32) key ranges per
+    """Each attention node: kv_append, then steps of ATTN_PREFILL_MIN_ROWS rows or more on
+    kernel_attention_tile_f16 (32 query rows per threadgroup), shorter steps on
+    kernel_attention_f16 over n_split = clamp(visible // split_keys, 1, 32) key ranges per
     (head, row), merged by kernel_attention_merge_f32 when n_split > 1; `visible` is what the
     step's last row sees (its window, or every position). Returns the largest n_split."""
     ds = [d for d in plan["dispatches"] if d["op"] == "attention"]
@@ -86,8 +87,13 @@ def check_attention_kernels(plan: dict, T: int, n_past: int, split_keys: int = A
         main = ds[i + 1]
         a = attn_args(main)
         assert a["T"] == T and a["n_past"] == n_past
+        if T >= ATTN_PREFILL_MIN_ROWS:
+            assert main["kernel"] == "kernel_attention_tile_f16", main["kernel"]
+            assert main["groups"] == ((T + 31) // 32, a["n_head"], 1)
+            i += 2
+            continue
         visible = min(a["window"], n_past + T) if a["window"] > 0 else n_past + T
-        n_split = 1 if T >= ATTN_PREFILL_MIN_ROWS else min(max(visible // split_keys, 1), ATTN_MAX_SPLITS)
+        n_split = min(max(visible // split_keys, 1), ATTN_MAX_SPLITS)
         assert main["kernel"] == "kernel_attention_f16" and a["n_split"] == n_split, (a, n_split)
         assert main["groups"] == (a["n_head"], T, n_split)
         if n_split == 1:
@@ -253,7 +259,8 @@ def test_smollm2_llama_graph(T, n_past, all_rows):
     assert plan["output_rows"] == (T if all_rows else 1)
     kernels = {d["kernel"] for d in plan["dispatches"]}
     layer_matmul = "kernel_matvec_q4_1" if T < MATMUL_MIN_ROWS else "kernel_matmul"
-    assert {layer_matmul, "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
+    attention = "kernel_attention_f16" if T < ATTN_PREFILL_MIN_ROWS else "kernel_attention_tile_f16"
+    assert {layer_matmul, "kernel_quantize_q8_act", attention, "kernel_kv_append"} <= kernels
     # q, k and v share one quantized input: 7 matmuls per layer, 4 quantizations (+ lm_head).
     n = sum(d["kernel"] == "kernel_quantize_q8_act" for d in plan["dispatches"])
     assert n == 4 * 30 + 1
@@ -297,7 +304,7 @@ def test_head_dim_over_256_is_refused_by_name():
 @pytest.mark.parametrize("n_past,T", [(0, 1), (510, 1), (511, 1), (1000, 3), (4095, 1), (4000, 8)])
 def test_split_decode_attention_plan(n_past, T):
     """SmolLM2 at n_ctx 4096: one range per row below 512 visible positions, then one per
-    256 (16 at the end of the context); steps of 8 rows are not split."""
+    256 (16 at the end of the context); steps of 8 rows take the tiles instead."""
     _, graph = build_graph(smollm2_path(), 4096)
     plan = core.metal_dispatch_plan(graph, 4096, 16, T, n_past)
     check_dispatches(plan, graph.n_nodes)
@@ -429,11 +436,12 @@ class HarnessExecutor:
     [
         ("llama_spm", 7, 4, None),  # rope frequency factors, GQA; prefill on the matvecs
         ("mistral", 13, 4, None),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
-        ("llama_spm", 11, 9, None),  # prefill on kernel_matmul's tiles (every matmul, lm_head too)
+        # prefill on kernel_matmul's tiles (every matmul, lm_head too) and on attention tiles
+        ("llama_spm", 11, 9, None),
         # Q8_0 token rows; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16 matmuls, tiles then matvecs
         ("llama_spm:quant", 11, 9, None),
         ("llama_spm", 12, 9, 3),  # decode attention in 3 ranges per (head, row), merged
-        # window 8, then split decode (2..4 ranges) past the ring's wrap
+        # window 8 on attention tiles, then split decode (2..4 ranges) past the ring's wrap
         # (capacity 8 + 9 - 1 = 16 < 20 positions)
         ("mistral", 20, 9, 2),
     ],

@@ -17,8 +17,10 @@ namespace {
 // llama.cpp's mul_vec_q_n uses 4 as well.
 constexpr int32_t kMatvecRows = 4;
 constexpr int64_t kMatmulTileRows = 64, kMatmulTileCols = 32;
-// kernel_attention_f16 keeps head_dim / 32 accumulators per lane, at most 8.
+// kernel_attention_f16 keeps head_dim / 32 accumulators per lane, at most 8;
+// kernel_attention_tile_f16 head_dim / 8 matrices of Q and of O per simdgroup, at most 32.
 constexpr int32_t kAttentionMaxHeadDim = 256;
+constexpr int64_t kAttnTileRows = 32;  // query rows per kernel_attention_tile_f16 threadgroup
 
 // STRATA_METAL_ATTN_SPLIT_KEYS: the positions per split of decode attention (metal_plan.h).
 int64_t split_keys_from_env() {
@@ -237,6 +239,8 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
                 }
                 k.pre = pipeline_for("kernel_kv_append");
                 k.main = pipeline_for("kernel_attention_f16");
+                if (plan.max_rows >= kAttnPrefillMinRows && n.p.head_dim % 8 == 0)
+                    k.tile = pipeline_for("kernel_attention_tile_f16");
                 // Split decode: the most splits a step of this node can have, and the partial
                 // results (m, l, head_dim accumulators) of that many per (row, head).
                 const int64_t seen = n.p.window > 0 ? std::min<int64_t>(n.p.window, n_ctx) : n_ctx;
@@ -441,6 +445,12 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 bind(append, {value_slice(n.in[1], T, false), value_slice(n.in[2], T, false), kw, vw});
                 launch(append, k.pre, ceil_div(T * width_[n.in[1]], threads(k.pre)));
                 push(out, append, &a, sizeof a);
+                if (T >= kAttnPrefillMinRows && k.tile >= 0) {  // prefill: 32 query rows per threadgroup
+                    bind(d, {value_slice(x, T, false), kc, vc, value_slice(n.out, T, true)});
+                    launch(d, k.tile, ceil_div(T, kAttnTileRows), (uint32_t)n.p.n_head);
+                    push(out, d, &a, sizeof a);
+                    break;
+                }
                 // Decode: the positions the step's last row sees decide the split (metal_plan.h).
                 const int64_t last = n_past + T - 1;
                 const int64_t visible = n.p.window > 0 ? std::min<int64_t>(n.p.window, last + 1) : last + 1;

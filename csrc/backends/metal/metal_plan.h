@@ -49,8 +49,9 @@ struct Specialisation {
 // (64 weight rows x 32 activation rows per threadgroup of 128 threads); fewer rows take the
 // matvecs, one simdgroup per NR weight rows per activation row (Backend::batch_kernel_rows).
 constexpr int64_t kMatmulMinRows = 8;
-// Attention: kernel_attention_f16, a threadgroup per (head, row); steps of fewer rows than
-// this (decode) may be split over the keys as below, longer ones (prefill) are not.
+// Attention: steps of at least this many rows run kernel_attention_tile_f16 (32 query rows
+// of a head per threadgroup, when head_dim % 8 == 0); fewer rows run kernel_attention_f16,
+// a threadgroup per (head, row), split over the keys as below.
 constexpr int64_t kAttnPrefillMinRows = kMatmulMinRows;
 // Split-KV decode (flash-decoding): a step of fewer than kAttnPrefillMinRows rows whose last
 // row sees `visible` positions runs n_split = min(kAttnMaxSplits, visible / split_keys)
@@ -107,7 +108,7 @@ private:
     struct NodeKernels {
         int32_t main = -1;  // the node's kernel
         int32_t pre = -1;   // quantize_q8_act before a quantized matmul, kv_append before attention
-        int32_t tile = -1;  // matmul: kernel_matmul for steps of kMatmulMinRows rows or more
+        int32_t tile = -1;  // kernel_matmul / kernel_attention_tile_f16 for steps of 8 rows or more
         int32_t merge = -1; // attention: kernel_attention_merge_f32 when the keys may be split
     };
 
