@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 
 from .harness import msl
-from .reference import Q8_ACT, quantize_q8_act, ref_act, ref_attention, ref_rms_norm, ref_rope
+from .reference import (
+    Q8_ACT,
+    quantize_q8_act,
+    ref_act,
+    ref_attention,
+    ref_layer_norm,
+    ref_rms_norm,
+    ref_rope,
+)
 
 CXX, _ = msl.find_cxx()
 pytestmark = msl.harness_marks()
@@ -62,6 +70,58 @@ def test_rms_norm_per_head_groups():
     np.testing.assert_allclose(y, ref.reshape(3, 32), rtol=2e-5, atol=1e-6)
 
 
+# ---- layer_norm -----------------------------------------------------------------------------
+
+
+def run_layer_norm(x, w, b, threads, seed, prog=None):
+    R, W = x.shape
+    y = np.full_like(x, np.nan)
+    args = S["LayerNormArgs"](R, W, 1e-5, int(w is not None), int(b is not None))
+    (prog or msl.program("layer_norm.metal")).launch(
+        "kernel_layer_norm_f32", (R,), (threads,), [args, x, w, b, y], seed=seed
+    )
+    return y
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    "R,W,threads", [(1, 1, 32), (3, 7, 32), (5, 100, 96), (2, 2049, 256), (4, 64, 1024)]
+)
+@pytest.mark.parametrize("weighted,biased", [(True, True), (True, False), (False, True), (False, False)])
+def test_layer_norm(seed, R, W, threads, weighted, biased):
+    rng = np.random.default_rng(seed)
+    # Rows far from zero mean: a one-pass E[x^2] - mean^2 would cancel.
+    x = (rng.normal(size=(R, W)) * 3 + 20).astype(np.float32)
+    w = rng.normal(size=W).astype(np.float32) if weighted else None
+    b = rng.normal(size=W).astype(np.float32) if biased else None
+    y = run_layer_norm(x, w, b, threads, seed)
+    ref = ref_layer_norm(x, 1.0 if w is None else w, 0.0 if b is None else b, 1e-5)
+    np.testing.assert_allclose(y, ref, rtol=5e-5, atol=5e-5)
+
+
+# Bugs injected into layer_norm.metal: the deviations not centred, the barrier before the
+# deviation partials are read, the bias added before the weight multiplies.
+LAYER_NORM_MUTANTS = [
+    [("const float d = xr[i] - mean;", "const float d = xr[i];")],
+    [("    threadgroup_barrier(mem_flags::mem_threadgroup);\n    float dev", "    float dev")],
+    [("        if (args.has_weight) v *= w[i];\n        if (args.has_bias) v += b[i];",
+      "        if (args.has_bias) v += b[i];\n        if (args.has_weight) v *= w[i];")],
+]
+
+
+@pytest.mark.parametrize("edits", LAYER_NORM_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_layer_norm_check_catches_injected_bugs(edits):
+    prog = msl.mutant("layer_norm.metal", edits)
+    caught = 0
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        x = (rng.normal(size=(2, 2049)) * 3 + 20).astype(np.float32)
+        w, b = rng.normal(size=2049).astype(np.float32), rng.normal(size=2049).astype(np.float32)
+        y = run_layer_norm(x, w, b, 256, seed, prog=prog)
+        caught += not np.allclose(y, ref_layer_norm(x, w, b, 1e-5), rtol=5e-5, atol=5e-5)
+    assert caught >= 1
+
+
 # ---- elementwise ------------------------------------------------------------------------------
 
 
@@ -87,7 +147,7 @@ def test_binary_and_scale(seed, op):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("act,fc", [("silu", 0), ("gelu_tanh", 2)])
+@pytest.mark.parametrize("act,fc", [("silu", 0), ("gelu", 1), ("gelu_tanh", 2)])
 def test_activation_and_glu(seed, act, fc):
     rng = np.random.default_rng(seed)
     g = (rng.normal(size=(4, 41)) * 4).astype(np.float32)
@@ -102,6 +162,41 @@ def test_activation_and_glu(seed, act, fc):
     y = np.full_like(g, np.nan)
     prog.launch("kernel_glu_f32", (groups(n, 32),), (32,), [args, g, u, y], seed=seed)
     np.testing.assert_allclose(y, ref_act(act, g) * u, rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_erf_keeps_relative_precision_in_the_tails():
+    """gelu (erf) through erfc: |x| up to 12, relative error within 3e-5 everywhere, also
+    where 0.5 x (1 + erf) is ~1e-33 (the erfc fit is good to 1.2e-7; float z * z adds
+    up to ~1e-5 at z ~ 8.5)."""
+    x = np.linspace(-12, 12, 2001).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    args = S["EltwiseArgs"](x.size, x.size, 0, 1.0)
+    msl.program("elementwise.metal", {"ACT": 1}).launch(
+        "kernel_activation_f32", (groups(x.size, 64),), (64,), [args, x, None, y]
+    )
+    # 0.5 x erfc(-x / sqrt 2): float64's 1 + erf itself cancels below x ~ -7.
+    ref = 0.5 * x.astype(np.float64) * np.vectorize(math.erfc)(-x.astype(np.float64) / math.sqrt(2))
+    assert np.all(ref[x < 0] < 0)  # down to ~-2e-32 at x = -12: the tail is in the reference
+    np.testing.assert_allclose(y, ref, rtol=3e-5, atol=0)
+
+
+# Bugs injected into gelu (erf): the two tails swapped, a coefficient of the erfc fit with
+# the wrong sign.
+GELU_MUTANTS = [
+    [("return 0.5f * x * (x < 0.0f ? c : 2.0f - c);", "return 0.5f * x * (x < 0.0f ? 2.0f - c : c);")],
+    [("t * (-0.18628806f +", "t * (0.18628806f +")],
+]
+
+
+@pytest.mark.parametrize("edits", GELU_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_gelu_check_catches_injected_bugs(edits):
+    g = (np.random.default_rng(0).normal(size=(4, 41)) * 4).astype(np.float32)
+    y = np.full_like(g, np.nan)
+    args = S["EltwiseArgs"](g.size, 41, 0, 1.0)
+    msl.mutant("elementwise.metal", edits, {"ACT": 1}).launch(
+        "kernel_activation_f32", (groups(g.size, 32),), (32,), [args, g, None, y]
+    )
+    assert not np.allclose(y, ref_act("gelu", g), rtol=1e-5, atol=1e-6)
 
 
 # ---- rope -----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ syntax), Metal's compiler, concurrency on a GPU, speed (docs/metal.md).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -170,6 +171,12 @@ def write_quantized_case(maf, name: str, directory: str) -> str:
         return maf.write_case(name, directory)[0]
 
 
+# Cases of tests/fixtures/make_arch_fixtures.py made for these tests: gpt2 with the
+# 1,400-token SentencePiece vocabulary instead of GPT-2's 50,257 (the harness runs the
+# output matrix a fiber per GPU thread).
+EXTRA_CASES = {"gpt2_spm": lambda maf: dataclasses.replace(maf.CASES["gpt2"], vocab="spm", pre="")}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py);
@@ -181,6 +188,10 @@ def tiny(tmp_path_factory):
 
     def get(name: str) -> str:
         case, _, variant = name.partition(":")
+        if case in EXTRA_CASES:
+            with pytest.MonkeyPatch.context() as m:
+                m.setitem(maf.CASES, case, EXTRA_CASES[case](maf))
+                return get_case(name, case, variant)
         need_arch_vocabulary(case)
         return get_case(name, case, variant)
 
@@ -266,7 +277,7 @@ def test_smollm2_llama_graph(T, n_past, all_rows):
     assert n == 4 * 30 + 1
 
 
-@pytest.mark.parametrize("case", ["qwen2", "qwen3", "phi3", "phi3_longrope", "mistral", "llama_spm"])
+@pytest.mark.parametrize("case", ["qwen2", "qwen3", "phi3", "phi3_longrope", "mistral", "llama_spm", "gpt2"])
 def test_tiny_graphs(tiny, case):
     _, graph = build_graph(tiny(case), 64)
     for T, n_past, all_rows in [(1, 9, False), (8, 0, True)]:
@@ -275,6 +286,9 @@ def test_tiny_graphs(tiny, case):
         check_barriers(plan)
         check_matmul_kernels(plan, T)
         check_attention_kernels(plan, T, n_past)
+    if case == "gpt2":  # layer_norm with weight and bias, learned positions, gelu-tanh
+        kernels = {d["kernel"] for d in plan["dispatches"]}
+        assert {"kernel_layer_norm_f32", "kernel_get_rows_f32", "kernel_activation_f32"} <= kernels
 
 
 def one_op_plan(build) -> dict:
@@ -286,10 +300,27 @@ def one_op_plan(build) -> dict:
     return core.metal_dispatch_plan(g.graph, 64, 8, 1, 0)
 
 
-def test_layer_norm_graph_is_refused_by_name(tiny):
-    _, graph = build_graph(tiny("gpt2"), 64)
-    with pytest.raises(core_errors().UnsupportedModelError, match=r"no kernel yet for: layer_norm"):
-        core.metal_dispatch_plan(graph, 64, 8, 1, 0)
+@pytest.mark.parametrize("op,act", [("activation", "gelu"), ("glu", "gelu"), ("activation", "silu")])
+def test_activations_map_to_their_act_constant(op, act):
+    def build(g):
+        x = g.rows(np.zeros((1, 40), np.float32))
+        ins = [x, g.rows(np.ones((1, 40), np.float32))] if op == "glu" else [x]
+        return g.op(getattr(core.Op, op), ins, act=getattr(core.Activation, act))
+
+    (d,) = [d for d in one_op_plan(build)["dispatches"] if d["op"] == op]
+    act_fc = {"silu": 0, "gelu": 1, "gelu_tanh": 2}[act]  # STRATA_ACT_* (metal/strata_args.h)
+    assert d["kernel"] == f"kernel_{op}_f32" and d["fc"] == [(0, act_fc)]
+
+
+def test_layer_norm_without_weight_or_bias_binds_x_there():
+    def build(g):
+        return g.op(core.Op.layer_norm, [g.rows(np.zeros((1, 48), np.float32))], eps=1e-5)
+
+    plan = one_op_plan(build)
+    (d,) = [d for d in plan["dispatches"] if d["op"] == "layer_norm"]
+    assert d["kernel"] == "kernel_layer_norm_f32"
+    assert np.frombuffer(d["args"], np.int32)[[0, 1, 3, 4]].tolist() == [1, 48, 0, 0]
+    assert d["buffers"][1] == d["buffers"][0] == d["buffers"][2]
 
 
 def test_head_dim_over_256_is_refused_by_name():
@@ -444,6 +475,10 @@ class HarnessExecutor:
         # window 8 on attention tiles, then split decode (2..4 ranges) past the ring's wrap
         # (capacity 8 + 9 - 1 = 16 < 20 positions)
         ("mistral", 20, 9, 2),
+        # gpt2 (with the SentencePiece vocabulary): layer_norm with bias, learned positions,
+        # fused qkv with bias, gelu-tanh; a 4-row prefill split 2 ways, then 9 rows on tiles
+        ("gpt2_spm", 6, 4, 2),
+        ("gpt2_spm", 12, 9, 4),
     ],
 )
 def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill, split_keys, monkeypatch):

@@ -120,7 +120,7 @@ const char* matvec_float_kernel(DType t) {
 static_assert(sizeof(RopeArgs) <= kMaxArgsBytes && sizeof(AttnArgs) <= kMaxArgsBytes &&
               sizeof(EmbeddingArgs) <= kMaxArgsBytes && sizeof(RmsNormArgs) <= kMaxArgsBytes &&
               sizeof(EltwiseArgs) <= kMaxArgsBytes && sizeof(MatvecArgs) <= kMaxArgsBytes &&
-              sizeof(CopyArgs) <= kMaxArgsBytes,
+              sizeof(CopyArgs) <= kMaxArgsBytes && sizeof(LayerNormArgs) <= kMaxArgsBytes,
               "an argument struct outgrew Dispatch::args");
 
 void bind(Dispatch& d, std::initializer_list<BufferSlice> buffers) {
@@ -198,7 +198,7 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
                 break;
             }
             case Op::RmsNorm: k.main = pipeline_for("kernel_rms_norm_f32"); break;
-            case Op::LayerNorm: lack("layer_norm"); break;
+            case Op::LayerNorm: k.main = pipeline_for("kernel_layer_norm_f32"); break;
             case Op::MatMul: {
                 const WeightRef& w = weights_[weight_of_[n.in[1]]];
                 if (const char* name = matvec_q8_kernel(w.type)) {
@@ -222,9 +222,8 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
             case Op::Scale: k.main = pipeline_for("kernel_scale_f32"); break;
             case Op::Activation:
             case Op::Glu: {
-                const char* what = n.op == Op::Glu ? "glu" : "activation";
-                if (n.p.act == Activation::Gelu) lack(std::string(what) + " gelu (erf)");
-                else k.main = pipeline_for(n.op == Op::Glu ? "kernel_glu_f32" : "kernel_activation_f32", "ACT", (int32_t)n.p.act);
+                // ACT: the Activation value (STRATA_ACT_* in strata_args.h).
+                k.main = pipeline_for(n.op == Op::Glu ? "kernel_glu_f32" : "kernel_activation_f32", "ACT", (int32_t)n.p.act);
                 break;
             }
             case Op::Rope:
@@ -372,6 +371,16 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 push(out, d, &a, sizeof a);
                 break;
             }
+            case Op::LayerNorm: {
+                const int32_t w = n.in[1], b = n.in[2];
+                const LayerNormArgs a{(int32_t)rows, (int32_t)width_[x], n.p.eps, w >= 0 ? 1 : 0, b >= 0 ? 1 : 0};
+                // As for rms_norm: x stands in for an absent weight or bias, never read.
+                bind(d, {value_slice(x, rows, false), w >= 0 ? weight_slice(w) : value_slice(x, rows, false),
+                         b >= 0 ? weight_slice(b) : value_slice(x, rows, false), value_slice(n.out, rows, true)});
+                launch(d, k.main, (uint32_t)rows);
+                push(out, d, &a, sizeof a);
+                break;
+            }
             case Op::MatMul: {
                 const int32_t wv = n.in[1];
                 const WeightRef& w = weights_[weight_of_[wv]];
@@ -493,7 +502,6 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 push(out, d, &a, sizeof a);
                 break;
             }
-            case Op::LayerNorm: break;  // refused by the constructor
         }
     }
 }
