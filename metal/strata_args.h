@@ -139,11 +139,23 @@ struct EltwiseArgs {
     float scale;
 };
 
-// Activation kinds (function constant ACT, index 0, of the glu / activation kernels).
+// Activation kinds (function constant ACT, index 0, of the glu / activation kernels), the
+// values of csrc/core/graph.h's Activation.
 // Function-constant indices are unique across all shaders (one library): ACT 0,
 // ROPE_NEOX 1, NR 2, MM_TYPE 3 (metal/kernels.def lists them per kernel).
 #define STRATA_ACT_SILU 0
+#define STRATA_ACT_GELU 1  // with erf
 #define STRATA_ACT_GELU_TANH 2
+
+// layer_norm: threadgroup r normalises row r (W floats at x + r * W) to zero mean and unit
+// variance, then multiplies by w[0..W) when has_weight and adds b[0..W) when has_bias.
+struct LayerNormArgs {
+    int32_t n_rows;
+    int32_t W;
+    float eps;
+    int32_t has_weight;
+    int32_t has_bias;
+};
 
 // rope over T rows of width W = n_head * head_dim (rows at positions n_past + t).
 // Function constant ROPE_NEOX (index 1) selects the layout (0 normal pairs, 1 neox halves).
@@ -200,6 +212,8 @@ struct MatvecArgs {
 // kv_append: rows t < T of k and v (kv_width = n_head_kv * head_dim floats) into the fp16
 // cache at row (n_past + t) % capacity.
 // attention: for row t (position n_past + t) and head h, softmax over visible cache rows.
+// attention_split / attention_merge: the visible rows in n_split ranges, one threadgroup
+// each, then merged (metal/attention.metal); the other attention kernels ignore it.
 struct AttnArgs {
     int32_t T;
     int32_t n_head;
@@ -210,6 +224,7 @@ struct AttnArgs {
     int32_t window;    // 0: full causal
     float scale;       // usually 1/sqrt(head_dim)
     float softcap;     // 0: off
+    int32_t n_split;   // key ranges per (row, head) of attention_split / attention_merge
 };
 
 // copy_cols (last_row, slice): y[t, c] = x[t, offset + c], c < width, t < T.
@@ -233,6 +248,7 @@ static_assert(sizeof(EltwiseArgs) == 16, "EltwiseArgs layout");
 static_assert(sizeof(RopeArgs) == 40, "RopeArgs layout");
 static_assert(sizeof(EmbeddingArgs) == 16, "EmbeddingArgs layout");
 static_assert(sizeof(MatvecArgs) == 16, "MatvecArgs layout");
-static_assert(sizeof(AttnArgs) == 36, "AttnArgs layout");
+static_assert(sizeof(AttnArgs) == 40, "AttnArgs layout");
+static_assert(sizeof(LayerNormArgs) == 20, "LayerNormArgs layout");
 static_assert(sizeof(CopyArgs) == 16, "CopyArgs layout");
 static_assert(sizeof(ArgmaxArgs) == 8, "ArgmaxArgs layout");

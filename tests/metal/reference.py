@@ -8,10 +8,8 @@ tests/test_quants.py does.
 
 from __future__ import annotations
 
-
 import numpy as np
-
-from reference.numpy_ops import ref_act, ref_attention, ref_rms_norm, ref_rope  # noqa: F401
+from reference.numpy_ops import ref_act, ref_attention, ref_layer_norm, ref_rms_norm, ref_rope  # noqa: F401
 
 
 def quantize_q8_act(x: np.ndarray):

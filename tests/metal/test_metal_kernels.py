@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 
 from .harness import msl
-from .reference import Q8_ACT, quantize_q8_act, ref_act, ref_attention, ref_rms_norm, ref_rope
+from .reference import (
+    Q8_ACT,
+    quantize_q8_act,
+    ref_act,
+    ref_attention,
+    ref_layer_norm,
+    ref_rms_norm,
+    ref_rope,
+)
 
 CXX, _ = msl.find_cxx()
 pytestmark = msl.harness_marks()
@@ -62,6 +70,58 @@ def test_rms_norm_per_head_groups():
     np.testing.assert_allclose(y, ref.reshape(3, 32), rtol=2e-5, atol=1e-6)
 
 
+# ---- layer_norm -----------------------------------------------------------------------------
+
+
+def run_layer_norm(x, w, b, threads, seed, prog=None):
+    R, W = x.shape
+    y = np.full_like(x, np.nan)
+    args = S["LayerNormArgs"](R, W, 1e-5, int(w is not None), int(b is not None))
+    (prog or msl.program("layer_norm.metal")).launch(
+        "kernel_layer_norm_f32", (R,), (threads,), [args, x, w, b, y], seed=seed
+    )
+    return y
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    "R,W,threads", [(1, 1, 32), (3, 7, 32), (5, 100, 96), (2, 2049, 256), (4, 64, 1024)]
+)
+@pytest.mark.parametrize("weighted,biased", [(True, True), (True, False), (False, True), (False, False)])
+def test_layer_norm(seed, R, W, threads, weighted, biased):
+    rng = np.random.default_rng(seed)
+    # Rows far from zero mean: a one-pass E[x^2] - mean^2 would cancel.
+    x = (rng.normal(size=(R, W)) * 3 + 20).astype(np.float32)
+    w = rng.normal(size=W).astype(np.float32) if weighted else None
+    b = rng.normal(size=W).astype(np.float32) if biased else None
+    y = run_layer_norm(x, w, b, threads, seed)
+    ref = ref_layer_norm(x, 1.0 if w is None else w, 0.0 if b is None else b, 1e-5)
+    np.testing.assert_allclose(y, ref, rtol=5e-5, atol=5e-5)
+
+
+# Bugs injected into layer_norm.metal: the deviations not centred, the barrier before the
+# deviation partials are read, the bias added before the weight multiplies.
+LAYER_NORM_MUTANTS = [
+    [("const float d = xr[i] - mean;", "const float d = xr[i];")],
+    [("    threadgroup_barrier(mem_flags::mem_threadgroup);\n    float dev", "    float dev")],
+    [("        if (args.has_weight) v *= w[i];\n        if (args.has_bias) v += b[i];",
+      "        if (args.has_bias) v += b[i];\n        if (args.has_weight) v *= w[i];")],
+]
+
+
+@pytest.mark.parametrize("edits", LAYER_NORM_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_layer_norm_check_catches_injected_bugs(edits):
+    prog = msl.mutant("layer_norm.metal", edits)
+    caught = 0
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        x = (rng.normal(size=(2, 2049)) * 3 + 20).astype(np.float32)
+        w, b = rng.normal(size=2049).astype(np.float32), rng.normal(size=2049).astype(np.float32)
+        y = run_layer_norm(x, w, b, 256, seed, prog=prog)
+        caught += not np.allclose(y, ref_layer_norm(x, w, b, 1e-5), rtol=5e-5, atol=5e-5)
+    assert caught >= 1
+
+
 # ---- elementwise ------------------------------------------------------------------------------
 
 
@@ -87,7 +147,7 @@ def test_binary_and_scale(seed, op):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("act,fc", [("silu", 0), ("gelu_tanh", 2)])
+@pytest.mark.parametrize("act,fc", [("silu", 0), ("gelu", 1), ("gelu_tanh", 2)])
 def test_activation_and_glu(seed, act, fc):
     rng = np.random.default_rng(seed)
     g = (rng.normal(size=(4, 41)) * 4).astype(np.float32)
@@ -102,6 +162,41 @@ def test_activation_and_glu(seed, act, fc):
     y = np.full_like(g, np.nan)
     prog.launch("kernel_glu_f32", (groups(n, 32),), (32,), [args, g, u, y], seed=seed)
     np.testing.assert_allclose(y, ref_act(act, g) * u, rtol=1e-5, atol=1e-6)
+
+
+def test_gelu_erf_keeps_relative_precision_in_the_tails():
+    """gelu (erf) through erfc: |x| up to 12, relative error within 3e-5 everywhere, also
+    where 0.5 x (1 + erf) is ~1e-33 (the erfc fit is good to 1.2e-7; float z * z adds
+    up to ~1e-5 at z ~ 8.5)."""
+    x = np.linspace(-12, 12, 2001).astype(np.float32)
+    y = np.full_like(x, np.nan)
+    args = S["EltwiseArgs"](x.size, x.size, 0, 1.0)
+    msl.program("elementwise.metal", {"ACT": 1}).launch(
+        "kernel_activation_f32", (groups(x.size, 64),), (64,), [args, x, None, y]
+    )
+    # 0.5 x erfc(-x / sqrt 2): float64's 1 + erf itself cancels below x ~ -7.
+    ref = 0.5 * x.astype(np.float64) * np.vectorize(math.erfc)(-x.astype(np.float64) / math.sqrt(2))
+    assert np.all(ref[x < 0] < 0)  # down to ~-2e-32 at x = -12: the tail is in the reference
+    np.testing.assert_allclose(y, ref, rtol=3e-5, atol=0)
+
+
+# Bugs injected into gelu (erf): the two tails swapped, a coefficient of the erfc fit with
+# the wrong sign.
+GELU_MUTANTS = [
+    [("return 0.5f * x * (x < 0.0f ? c : 2.0f - c);", "return 0.5f * x * (x < 0.0f ? 2.0f - c : c);")],
+    [("t * (-0.18628806f +", "t * (0.18628806f +")],
+]
+
+
+@pytest.mark.parametrize("edits", GELU_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_gelu_check_catches_injected_bugs(edits):
+    g = (np.random.default_rng(0).normal(size=(4, 41)) * 4).astype(np.float32)
+    y = np.full_like(g, np.nan)
+    args = S["EltwiseArgs"](g.size, 41, 0, 1.0)
+    msl.mutant("elementwise.metal", edits, {"ACT": 1}).launch(
+        "kernel_activation_f32", (groups(g.size, 32),), (32,), [args, g, None, y]
+    )
+    assert not np.allclose(y, ref_act("gelu", g), rtol=1e-5, atol=1e-6)
 
 
 # ---- rope -----------------------------------------------------------------------------------
@@ -448,22 +543,34 @@ def test_copy_cols(seed, T, src_width, offset, width):
 
 # ---- attention ------------------------------------------------------------------------------
 
+ATTN_HEADS = [  # n_head, n_kv, hd, window, softcap
+    (4, 4, 16, 0, 0.0),
+    (6, 2, 16, 0, 0.0),
+    (4, 2, 40, 5, 0.0),
+    (2, 1, 64, 0, 3.0),
+    (2, 2, 256, 0, 0.0),
+]
 
-def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, capacity=None):
-    """Step through `chunks` as the engine does: append K/V, then attend, per step."""
+
+def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, capacity=None,
+                  mode="rows", n_split=1, progs=None):
+    """Step through `chunks` as the engine does: append K/V, then attend, per step. mode
+    "rows": kernel_attention_f16 (n_split ranges per row, merged by kernel_attention_merge_f32
+    when n_split > 1); "tile": kernel_attention_tile_f16 for every step, whatever its size.
+    `progs` replaces (attention.metal, attention_tile.metal) programs (mutants)."""
     T = q.shape[0]
     kvw = n_kv * hd
     cap = capacity or T
     kc = np.zeros((cap, kvw), np.float16)
     vc = np.zeros((cap, kvw), np.float16)
     out = np.full((T, n_head * hd), np.nan, np.float32)
-    prog = msl.program("attention.metal")
+    prog, tile = progs or (msl.program("attention.metal"), msl.program("attention_tile.metal"))
     n_past = 0
     for c in chunks:
         sl = slice(n_past, n_past + c)
         qs, ks, vs = (np.ascontiguousarray(a[sl]) for a in (q, k, v))
         o = np.full((c, n_head * hd), np.nan, np.float32)
-        args = S["AttnArgs"](c, n_head, n_kv, hd, n_past, cap, window, 1.0 / math.sqrt(hd), softcap)
+        args = S["AttnArgs"](c, n_head, n_kv, hd, n_past, cap, window, 1.0 / math.sqrt(hd), softcap, n_split)
         prog.launch(
             "kernel_kv_append",
             (groups(c * kvw, 64),),
@@ -471,36 +578,33 @@ def run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed,
             [args, ks, vs, kc.view(np.uint16), vc.view(np.uint16)],
             seed=seed,
         )
-        prog.launch(
-            "kernel_attention_f16",
-            (n_head, c),
-            (32 * nsg,),
-            [args, qs, kc.view(np.uint16), vc.view(np.uint16), o],
-            seed=seed,
-        )
+        cache = [kc.view(np.uint16), vc.view(np.uint16)]
+        if mode == "tile":
+            tile.launch("kernel_attention_tile_f16", (groups(c, 32), n_head), (128,), [args, qs, *cache, o], seed=seed)
+        elif n_split == 1:
+            prog.launch("kernel_attention_f16", (n_head, c), (32 * nsg,), [args, qs, *cache, o], seed=seed)
+        else:
+            part = np.full(c * n_head * n_split * (hd + 2), np.nan, np.float32)  # all written
+            prog.launch("kernel_attention_f16", (n_head, c, n_split), (32 * nsg,), [args, qs, *cache, part], seed=seed)
+            prog.launch("kernel_attention_merge_f32", (n_head, c), (64,), [args, part, o], seed=seed)
         out[sl] = o
         n_past += c
     return out
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize(
-    "n_head,n_kv,hd,window,softcap",
-    [
-        (4, 4, 16, 0, 0.0),
-        (6, 2, 16, 0, 0.0),
-        (4, 2, 40, 5, 0.0),
-        (2, 1, 64, 0, 3.0),
-        (2, 2, 256, 0, 0.0),
-    ],
-)
-@pytest.mark.parametrize("chunks,nsg", [([13], 1), ([1] * 13, 4), ([5, 1, 7], 3)])
-def test_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg):
+def attention_inputs(seed, T, n_head, n_kv, hd):
     rng = np.random.default_rng(seed)
-    T = 13
     q = rng.normal(size=(T, n_head * hd)).astype(np.float32)
     k = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
     v = rng.normal(size=(T, n_kv * hd)).astype(np.float32)
+    return q, k, v
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_HEADS)
+@pytest.mark.parametrize("chunks,nsg", [([13], 1), ([1] * 13, 4), ([5, 1, 7], 3)])
+def test_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg):
+    q, k, v = attention_inputs(seed, 13, n_head, n_kv, hd)
     got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed)
     ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
@@ -516,6 +620,106 @@ def test_sliding_window_ring_buffer_wraps(seed):
     np.testing.assert_allclose(
         got, ref_attention(q, k, v, 1, 1, hd, window=4), rtol=1e-4, atol=1e-5
     )
+
+
+# ---- split-KV decode attention (flash-decoding) ----------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_HEADS)
+# 37 positions: a prefill of 6 (rows shorter than n_split: empty ranges), then decode steps,
+# a 3-row step among them; n_split 2, 3, 8 over 1 and 4 simdgroups.
+@pytest.mark.parametrize("chunks,nsg,n_split", [([6] + [1] * 31, 4, 3), ([6, 3] + [1] * 28, 1, 8), ([30, 1, 1, 5], 2, 2)])
+def test_split_attention(seed, n_head, n_kv, hd, window, softcap, chunks, nsg, n_split):
+    q, k, v = attention_inputs(seed, 37, n_head, n_kv, hd)
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, nsg, seed, n_split=n_split)
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_split", [2, 5])
+def test_split_attention_ring_buffer_wraps(seed, n_split):
+    """Window 7, steps of at most 3 rows: 9 cache rows, 30 tokens wrap them three times."""
+    rng = np.random.default_rng(seed)
+    T, hd = 30, 24
+    q, k, v = (rng.normal(size=(T, 2 * hd)).astype(np.float32) for _ in range(3))
+    chunks = [3, 1, 2, 3, 3, 3, 1, 1, 3, 1, 1, 1, 2, 3, 2]
+    got = run_attention(q, k, v, 2, 2, hd, 7, 0.0, chunks, 2, seed, capacity=9, n_split=n_split)
+    np.testing.assert_allclose(got, ref_attention(q, k, v, 2, 2, hd, window=7), rtol=1e-4, atol=1e-5)
+
+
+# Bugs injected into the split path: ranges that overlap, a merge that forgets to rescale,
+# a partial sum written as 1. Each must fail test_split_attention's check.
+SPLIT_MUTANTS = [
+    [("const int r0 = lo + z * range;", "const int r0 = lo + z * max(1, range - 1);")],
+    [("o += pp[z * stride + 2 + d] * exp(pp[z * stride] - M);", "o += pp[z * stride + 2 + d];")],
+    [("            pp[1] = L;  // 0 for an empty range", "            pp[1] = L > 0.0f ? 1.0f : 0.0f;")],
+]
+
+
+@pytest.mark.parametrize("edits", SPLIT_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_split_attention_check_catches_injected_bugs(edits):
+    n_head, n_kv, hd, window, softcap = 4, 2, 40, 0, 0.0
+    q, k, v = attention_inputs(0, 37, n_head, n_kv, hd)
+    progs = (msl.mutant("attention.metal", edits), msl.program("attention_tile.metal"))
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, [6] + [1] * 31, 4, 0, n_split=3, progs=progs)
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    assert not np.allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+# ---- prefill attention on tiles ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_HEADS)
+# One step of 37 rows (2 query blocks, 2+ key tiles); steps after a prefix (n_past > 0);
+# single rows and short steps (a block mostly past T).
+@pytest.mark.parametrize("chunks", [[37], [5, 20, 12], [1, 1, 9, 3, 1, 22]])
+def test_tile_attention(seed, n_head, n_kv, hd, window, softcap, chunks):
+    q, k, v = attention_inputs(seed, 37, n_head, n_kv, hd)
+    cap = window + max(chunks) - 1 if window else None
+    got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, chunks, 4, seed, capacity=cap, mode="tile")
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tile_attention_ring_buffer_wraps(seed):
+    """Window 6, steps of up to 16 rows: 21 cache rows, 70 tokens wrap them."""
+    rng = np.random.default_rng(seed)
+    T, hd = 70, 32
+    q, k, v = (rng.normal(size=(T, hd)).astype(np.float32) for _ in range(3))
+    chunks = [16, 9, 1, 16, 12, 16]
+    got = run_attention(q, k, v, 1, 1, hd, 6, 0.0, chunks, 4, seed, capacity=21, mode="tile")
+    np.testing.assert_allclose(got, ref_attention(q, k, v, 1, 1, hd, window=6), rtol=1e-4, atol=1e-5)
+
+
+# Bugs injected into the tile kernel: each of its two tile barriers, the rescale of O when
+# the running max grows, the window ignored, K loaded untransposed, a lost key block. Each
+# must fail test_tile_attention's check on a step of 70 rows under a window of 40 (the 2nd
+# and 3rd query blocks see two key tiles each).
+TILE_MUTANTS = [
+    [("        threadgroup_barrier(mem_flags::mem_threadgroup);  // the previous", "        // the previous")],
+    [("        }\n        threadgroup_barrier(mem_flags::mem_threadgroup);\n\n        // 1.", "        }\n\n        // 1.")],
+    [("for (int c = 0; c < d8; ++c) simdgroup_multiply(om[c], dm, om[c]);", "")],
+    [("if (j <= pos && j >= lo) {", "if (j <= pos) {")],
+    [("simdgroup_load(kt, sk + kb * 8 * hd + 8 * c, hd, 0, true);", "simdgroup_load(kt, sk + kb * 8 * hd + 8 * c, hd, 0, false);")],
+    [("for (int kb = 0; kb < bk / 8; ++kb) {\n            simdgroup_float8x8 pm;", "for (int kb = 1; kb < bk / 8; ++kb) {\n            simdgroup_float8x8 pm;")],
+]
+
+
+@pytest.mark.parametrize("edits", TILE_MUTANTS, ids=lambda e: e[0][0].strip()[:30])
+def test_tile_attention_check_catches_injected_bugs(edits):
+    n_head, n_kv, hd, window, softcap = 4, 2, 40, 40, 0.0
+    q, k, v = attention_inputs(0, 70, n_head, n_kv, hd)
+    progs = (msl.program("attention.metal"), msl.mutant("attention_tile.metal", edits))
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window, softcap)
+    caught = 0
+    for seed in (0, 1):  # a missing barrier shows under some thread orders, not necessarily all
+        got = run_attention(q, k, v, n_head, n_kv, hd, window, softcap, [70], 4, seed, mode="tile", progs=progs)
+        caught += not np.allclose(got, ref, rtol=1e-4, atol=1e-5)
+    assert caught >= 1
 
 
 # ---- argmax ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ syntax), Metal's compiler, concurrency on a GPU, speed (docs/metal.md).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ MM_TYPE = {  # kernel_matmul's function constant MM_TYPE per GGUF type (metal/st
     for name, v in __import__("re").findall(r"#define STRATA_MM_(\w+) (\d+)", (msl.METAL / "strata_args.h").read_text())
 }
 MATMUL_MIN_ROWS = 8  # metal_plan.cpp kMatmulMinRows
+ATTN_PREFILL_MIN_ROWS = 8  # metal_plan.h kAttnPrefillMinRows
+ATTN_SPLIT_KEYS, ATTN_MAX_SPLITS = 256, 32  # metal_plan.h kAttnSplitKeys, kAttnMaxSplits
 
 
 def check_matmul_kernels(plan: dict, T: int) -> None:
@@ -62,6 +65,51 @@ def check_matmul_kernels(plan: dict, T: int) -> None:
         rows = int.from_bytes(d["args"][8:12], "little")  # MatvecArgs.T
         assert rows in (1, T), d
         assert (d["kernel"] == "kernel_matmul") == (rows >= MATMUL_MIN_ROWS), (rows, d["kernel"])
+
+
+def attn_args(d: dict) -> dict:
+    """AttnArgs of a dispatch (metal/strata_args.h), by field name."""
+    names = ["T", "n_head", "n_head_kv", "head_dim", "n_past", "capacity", "window", "scale", "softcap", "n_split"]
+    raw = np.frombuffer(d["args"], np.int32)
+    return {n: (float(np.frombuffer(d["args"], np.float32)[i]) if n in ("scale", "softcap") else int(raw[i]))
+            for i, n in enumerate(names)}
+
+
+def check_attention_kernels(plan: dict, T: int, n_past: int, split_keys: int = ATTN_SPLIT_KEYS) -> int:
+    """Each attention node: kv_append, then steps of ATTN_PREFILL_MIN_ROWS rows or more on
+    kernel_attention_tile_f16 (32 query rows per threadgroup), shorter steps on
+    kernel_attention_f16 over n_split = clamp(visible // split_keys, 1, 32) key ranges per
+    (head, row), merged by kernel_attention_merge_f32 when n_split > 1; `visible` is what the
+    step's last row sees (its window, or every position). Returns the largest n_split."""
+    ds = [d for d in plan["dispatches"] if d["op"] == "attention"]
+    most, i = 1, 0
+    while i < len(ds):
+        assert ds[i]["kernel"] == "kernel_kv_append", ds[i]
+        main = ds[i + 1]
+        a = attn_args(main)
+        assert a["T"] == T and a["n_past"] == n_past
+        if T >= ATTN_PREFILL_MIN_ROWS:
+            assert main["kernel"] == "kernel_attention_tile_f16", main["kernel"]
+            assert main["groups"] == ((T + 31) // 32, a["n_head"], 1)
+            i += 2
+            continue
+        visible = min(a["window"], n_past + T) if a["window"] > 0 else n_past + T
+        n_split = min(max(visible // split_keys, 1), ATTN_MAX_SPLITS)
+        assert main["kernel"] == "kernel_attention_f16" and a["n_split"] == n_split, (a, n_split)
+        assert main["groups"] == (a["n_head"], T, n_split)
+        if n_split == 1:
+            i += 2
+            continue
+        merge = ds[i + 2]
+        assert merge["kernel"] == "kernel_attention_merge_f32" and merge["groups"] == (a["n_head"], T, 1)
+        assert attn_args(merge)["n_split"] == n_split
+        part = main["buffers"][3]  # the partial results: written by the split, read by the merge
+        assert part[0] == "q8" and part[3] and merge["buffers"][0] == (*part[:3], False)
+        assert part[1] + part[2] <= plan["q8_bytes"]
+        assert part[2] == T * a["n_head"] * n_split * (a["head_dim"] + 2) * 4
+        most = max(most, n_split)
+        i += 3
+    return most
 
 
 def kernel_suffix(type_name: str) -> str:
@@ -123,6 +171,12 @@ def write_quantized_case(maf, name: str, directory: str) -> str:
         return maf.write_case(name, directory)[0]
 
 
+# Cases of tests/fixtures/make_arch_fixtures.py made for these tests: gpt2 with the
+# 1,400-token SentencePiece vocabulary instead of GPT-2's 50,257 (the harness runs the
+# output matrix a fiber per GPU thread).
+EXTRA_CASES = {"gpt2_spm": lambda maf: dataclasses.replace(maf.CASES["gpt2"], vocab="spm", pre="")}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """case name -> path of the random-weight GGUF (tests/fixtures/make_arch_fixtures.py);
@@ -134,7 +188,14 @@ def tiny(tmp_path_factory):
 
     def get(name: str) -> str:
         case, _, variant = name.partition(":")
+        if case in EXTRA_CASES:
+            with pytest.MonkeyPatch.context() as m:
+                m.setitem(maf.CASES, case, EXTRA_CASES[case](maf))
+                return get_case(name, case, variant)
         need_arch_vocabulary(case)
+        return get_case(name, case, variant)
+
+    def get_case(name: str, case: str, variant: str) -> str:
         if name not in paths:
             if variant == "quant":
                 (tmp / "quant").mkdir(exist_ok=True)
@@ -205,16 +266,18 @@ def test_smollm2_llama_graph(T, n_past, all_rows):
     check_dispatches(plan, graph.n_nodes)
     check_barriers(plan)
     check_matmul_kernels(plan, T)
+    check_attention_kernels(plan, T, n_past)
     assert plan["output_rows"] == (T if all_rows else 1)
     kernels = {d["kernel"] for d in plan["dispatches"]}
     layer_matmul = "kernel_matvec_q4_1" if T < MATMUL_MIN_ROWS else "kernel_matmul"
-    assert {layer_matmul, "kernel_quantize_q8_act", "kernel_attention_f16", "kernel_kv_append"} <= kernels
+    attention = "kernel_attention_f16" if T < ATTN_PREFILL_MIN_ROWS else "kernel_attention_tile_f16"
+    assert {layer_matmul, "kernel_quantize_q8_act", attention, "kernel_kv_append"} <= kernels
     # q, k and v share one quantized input: 7 matmuls per layer, 4 quantizations (+ lm_head).
     n = sum(d["kernel"] == "kernel_quantize_q8_act" for d in plan["dispatches"])
     assert n == 4 * 30 + 1
 
 
-@pytest.mark.parametrize("case", ["qwen2", "qwen3", "phi3", "phi3_longrope", "mistral", "llama_spm"])
+@pytest.mark.parametrize("case", ["qwen2", "qwen3", "phi3", "phi3_longrope", "mistral", "llama_spm", "gpt2"])
 def test_tiny_graphs(tiny, case):
     _, graph = build_graph(tiny(case), 64)
     for T, n_past, all_rows in [(1, 9, False), (8, 0, True)]:
@@ -222,15 +285,77 @@ def test_tiny_graphs(tiny, case):
         check_dispatches(plan, graph.n_nodes)
         check_barriers(plan)
         check_matmul_kernels(plan, T)
+        check_attention_kernels(plan, T, n_past)
+    if case == "gpt2":  # layer_norm with weight and bias, learned positions, gelu-tanh
+        kernels = {d["kernel"] for d in plan["dispatches"]}
+        assert {"kernel_layer_norm_f32", "kernel_get_rows_f32", "kernel_activation_f32"} <= kernels
 
 
-def test_layer_norm_graph_is_refused_by_name(tiny):
-    _, graph = build_graph(tiny("gpt2"), 64)
-    with pytest.raises(core_errors().UnsupportedModelError, match=r"no kernel yet for: layer_norm"):
-        core.metal_dispatch_plan(graph, 64, 8, 1, 0)
+def one_op_plan(build) -> dict:
+    """The plan of a graph of one op (strata.opgraph) at n_ctx 64, one row."""
+    from strata.opgraph import OpGraph
+
+    g = OpGraph()
+    g.graph.set_output(build(g))
+    return core.metal_dispatch_plan(g.graph, 64, 8, 1, 0)
 
 
-@pytest.mark.parametrize("T,n_past", [(1, 5), (7, 0)])
+@pytest.mark.parametrize("op,act", [("activation", "gelu"), ("glu", "gelu"), ("activation", "silu")])
+def test_activations_map_to_their_act_constant(op, act):
+    def build(g):
+        x = g.rows(np.zeros((1, 40), np.float32))
+        ins = [x, g.rows(np.ones((1, 40), np.float32))] if op == "glu" else [x]
+        return g.op(getattr(core.Op, op), ins, act=getattr(core.Activation, act))
+
+    (d,) = [d for d in one_op_plan(build)["dispatches"] if d["op"] == op]
+    act_fc = {"silu": 0, "gelu": 1, "gelu_tanh": 2}[act]  # STRATA_ACT_* (metal/strata_args.h)
+    assert d["kernel"] == f"kernel_{op}_f32" and d["fc"] == [(0, act_fc)]
+
+
+def test_layer_norm_without_weight_or_bias_binds_x_there():
+    def build(g):
+        return g.op(core.Op.layer_norm, [g.rows(np.zeros((1, 48), np.float32))], eps=1e-5)
+
+    plan = one_op_plan(build)
+    (d,) = [d for d in plan["dispatches"] if d["op"] == "layer_norm"]
+    assert d["kernel"] == "kernel_layer_norm_f32"
+    assert np.frombuffer(d["args"], np.int32)[[0, 1, 3, 4]].tolist() == [1, 48, 0, 0]
+    assert d["buffers"][1] == d["buffers"][0] == d["buffers"][2]
+
+
+def test_head_dim_over_256_is_refused_by_name():
+    def build(g):
+        x = g.rows(np.zeros((1, 512), np.float32))
+        return g.op(core.Op.attention, [x, x, x], n_head=1, n_head_kv=1, head_dim=512)
+
+    with pytest.raises(core_errors().UnsupportedModelError, match=r"no kernel yet for: attention with head_dim 512 > 256"):
+        one_op_plan(build)
+
+
+@pytest.mark.parametrize("n_past,T", [(0, 1), (510, 1), (511, 1), (1000, 3), (4095, 1), (4000, 8)])
+def test_split_decode_attention_plan(n_past, T):
+    """SmolLM2 at n_ctx 4096: one range per row below 512 visible positions, then one per
+    256 (16 at the end of the context); steps of 8 rows take the tiles instead."""
+    _, graph = build_graph(smollm2_path(), 4096)
+    plan = core.metal_dispatch_plan(graph, 4096, 16, T, n_past)
+    check_dispatches(plan, graph.n_nodes)
+    check_barriers(plan)
+    most = check_attention_kernels(plan, T, n_past)
+    assert most == (1 if T >= ATTN_PREFILL_MIN_ROWS else max(1, (n_past + T) // 256))
+
+
+def test_split_keys_from_the_environment(monkeypatch):
+    _, graph = build_graph(smollm2_path(), 256)
+    monkeypatch.setenv("STRATA_METAL_ATTN_SPLIT_KEYS", "3")
+    plan = core.metal_dispatch_plan(graph, 256, 16, 1, 99)
+    assert check_attention_kernels(plan, 1, 99, split_keys=3) == 32  # 100 // 3, at most 32
+    check_barriers(plan)
+    monkeypatch.setenv("STRATA_METAL_ATTN_SPLIT_KEYS", "many")
+    with pytest.raises(core_errors().StrataError, match="STRATA_METAL_ATTN_SPLIT_KEYS"):
+        core.metal_dispatch_plan(graph, 256, 16, 1, 99)
+
+
+@pytest.mark.parametrize("T,n_past", [(1, 5), (7, 0), (1, 1000)])
 def test_gemma3_q4_k_m_graph(T, n_past):
     """The real Gemma 3 270M Q4_K_M: Q4_K, Q6_K (with Q5_0 and Q8_0) matmuls, head_dim 256
     attention, gelu-tanh glu and sliding-window layers all map to kernels. (Not run through
@@ -244,6 +369,7 @@ def test_gemma3_q4_k_m_graph(T, n_past):
     plan = core.metal_dispatch_plan(graph, 1024, 32, T, n_past)
     check_dispatches(plan, graph.n_nodes)
     check_barriers(plan)
+    check_attention_kernels(plan, T, n_past)
     kernels = {d["kernel"] for d in plan["dispatches"]}
     assert {"kernel_matvec_q4_K", "kernel_matvec_q6_K", "kernel_attention_f16"} <= kernels
 
@@ -334,17 +460,28 @@ class HarnessExecutor:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the MSL harness is Linux-only")
 # The SentencePiece cases only: their 1,400-token vocabulary keeps the harness (a fiber per
 # GPU thread) quick; the BPE cases' 49,152-row output matrix takes minutes.
+# split_keys: STRATA_METAL_ATTN_SPLIT_KEYS, so that a 64-position context already splits
+# decode attention over several threadgroups per (head, row) and merges them.
 @pytest.mark.parametrize(
-    "case,n_tokens,prefill",
+    "case,n_tokens,prefill,split_keys",
     [
-        ("llama_spm", 7, 4),  # rope frequency factors, GQA; prefill on the matvecs
-        ("mistral", 13, 4),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
-        ("llama_spm", 11, 9),  # prefill on kernel_matmul's tiles (every matmul, lm_head too)
+        ("llama_spm", 7, 4, None),  # rope frequency factors, GQA; prefill on the matvecs
+        ("mistral", 13, 4, None),  # sliding window 8: the ring buffer (capacity 8 + 4 - 1) wraps
+        # prefill on kernel_matmul's tiles (every matmul, lm_head too) and on attention tiles
+        ("llama_spm", 11, 9, None),
         # Q8_0 token rows; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16 matmuls, tiles then matvecs
-        ("llama_spm:quant", 11, 9),
+        ("llama_spm:quant", 11, 9, None),
+        ("llama_spm", 12, 9, 3),  # decode attention in 3 ranges per (head, row), merged
+        # window 8 on attention tiles, then split decode (2..4 ranges) past the ring's wrap
+        # (capacity 8 + 9 - 1 = 16 < 20 positions)
+        ("mistral", 20, 9, 2),
+        # gpt2 (with the SentencePiece vocabulary): layer_norm with bias, learned positions,
+        # fused qkv with bias, gelu-tanh; a 4-row prefill split 2 ways, then 9 rows on tiles
+        ("gpt2_spm", 6, 4, 2),
+        ("gpt2_spm", 12, 9, 4),
     ],
 )
-def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill, monkeypatch):
+def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, prefill, split_keys, monkeypatch):
     import strata
 
     # The reference is the CPU's scalar kernel set: it sums each block's products and the
@@ -352,6 +489,8 @@ def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, p
     # other fp32 orders, which on the quantized tiny model flips one 8-bit activation
     # rounding and moves later logits by ~0.05 (seen with the AVX2 / AVX-512 decode dots).
     monkeypatch.setenv("STRATA_CPU_ISA", "scalar")
+    if split_keys:
+        monkeypatch.setenv("STRATA_METAL_ATTN_SPLIT_KEYS", str(split_keys))
     path = tiny(case)
     n_ctx, max_rows = 64, prefill
     gguf, graph = build_graph(path, n_ctx)
@@ -368,9 +507,13 @@ def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, p
     ex = HarnessExecutor(path, graph, n_ctx, max_rows)
     first = core.metal_dispatch_plan(graph, n_ctx, max_rows, prefill, 0, True)
     check_matmul_kernels(first, prefill)
+    keys = split_keys or ATTN_SPLIT_KEYS
+    most = check_attention_kernels(first, prefill, 0, keys)
     got = [ex.step(tokens[:prefill], 0, True, seed=1)]  # every position's logits
     for p in range(prefill, n_tokens):  # decode: the last (only) row
+        most = max(most, check_attention_kernels(core.metal_dispatch_plan(graph, n_ctx, max_rows, 1, p), 1, p, keys))
         got.append(ex.step(tokens[p : p + 1], p, False, seed=p))
+    assert (most > 1) == bool(split_keys)
     got = np.concatenate(got)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=2e-3, rtol=1e-3)

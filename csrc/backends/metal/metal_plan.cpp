@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 
@@ -16,8 +17,21 @@ namespace {
 // llama.cpp's mul_vec_q_n uses 4 as well.
 constexpr int32_t kMatvecRows = 4;
 constexpr int64_t kMatmulTileRows = 64, kMatmulTileCols = 32;
-// kernel_attention_f16 keeps head_dim / 32 accumulators per lane, at most 8.
+// kernel_attention_f16 keeps head_dim / 32 accumulators per lane, at most 8;
+// kernel_attention_tile_f16 head_dim / 8 matrices of Q and of O per simdgroup, at most 32.
 constexpr int32_t kAttentionMaxHeadDim = 256;
+constexpr int64_t kAttnTileRows = 32;  // query rows per kernel_attention_tile_f16 threadgroup
+
+// STRATA_METAL_ATTN_SPLIT_KEYS: the positions per split of decode attention (metal_plan.h).
+int64_t split_keys_from_env() {
+    const char* v = std::getenv("STRATA_METAL_ATTN_SPLIT_KEYS");
+    if (!v || !*v) return kAttnSplitKeys;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (*end || n < 1 || n > (1 << 20))
+        throw StrataError(std::string("STRATA_METAL_ATTN_SPLIT_KEYS must be a positive number of positions, got '") + v + "'");
+    return n;
+}
 
 int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
 
@@ -106,7 +120,7 @@ const char* matvec_float_kernel(DType t) {
 static_assert(sizeof(RopeArgs) <= kMaxArgsBytes && sizeof(AttnArgs) <= kMaxArgsBytes &&
               sizeof(EmbeddingArgs) <= kMaxArgsBytes && sizeof(RmsNormArgs) <= kMaxArgsBytes &&
               sizeof(EltwiseArgs) <= kMaxArgsBytes && sizeof(MatvecArgs) <= kMaxArgsBytes &&
-              sizeof(CopyArgs) <= kMaxArgsBytes,
+              sizeof(CopyArgs) <= kMaxArgsBytes && sizeof(LayerNormArgs) <= kMaxArgsBytes,
               "an argument struct outgrew Dispatch::args");
 
 void bind(Dispatch& d, std::initializer_list<BufferSlice> buffers) {
@@ -141,6 +155,7 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
     weight_of_.assign(nv, -1);
     width_.assign(nv, 0);
     single_row_.assign(nv, 0);
+    split_keys_ = split_keys_from_env();
 
     if (n_ctx > (int64_t)INT32_MAX - plan.max_rows)
         throw UnsupportedError("n_ctx = " + std::to_string(n_ctx) +
@@ -171,6 +186,7 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
     };
     kernels_.assign(nodes_.size(), NodeKernels{});
     kv_.assign(g.n_kv_slots(), KvSlot{});
+    int64_t partial_bytes = 0;  // split attention's partial results, after the q8 blocks
     for (size_t i = 0; i < nodes_.size(); ++i) {
         const Node& n = nodes_[i];
         NodeKernels& k = kernels_[i];
@@ -182,7 +198,7 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
                 break;
             }
             case Op::RmsNorm: k.main = pipeline_for("kernel_rms_norm_f32"); break;
-            case Op::LayerNorm: lack("layer_norm"); break;
+            case Op::LayerNorm: k.main = pipeline_for("kernel_layer_norm_f32"); break;
             case Op::MatMul: {
                 const WeightRef& w = weights_[weight_of_[n.in[1]]];
                 if (const char* name = matvec_q8_kernel(w.type)) {
@@ -206,9 +222,8 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
             case Op::Scale: k.main = pipeline_for("kernel_scale_f32"); break;
             case Op::Activation:
             case Op::Glu: {
-                const char* what = n.op == Op::Glu ? "glu" : "activation";
-                if (n.p.act == Activation::Gelu) lack(std::string(what) + " gelu (erf)");
-                else k.main = pipeline_for(n.op == Op::Glu ? "kernel_glu_f32" : "kernel_activation_f32", "ACT", (int32_t)n.p.act);
+                // ACT: the Activation value (STRATA_ACT_* in strata_args.h).
+                k.main = pipeline_for(n.op == Op::Glu ? "kernel_glu_f32" : "kernel_activation_f32", "ACT", (int32_t)n.p.act);
                 break;
             }
             case Op::Rope:
@@ -223,6 +238,18 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
                 }
                 k.pre = pipeline_for("kernel_kv_append");
                 k.main = pipeline_for("kernel_attention_f16");
+                if (plan.max_rows >= kAttnPrefillMinRows && n.p.head_dim % 8 == 0)
+                    k.tile = pipeline_for("kernel_attention_tile_f16");
+                // Split decode: the most splits a step of this node can have, and the partial
+                // results (m, l, head_dim accumulators) of that many per (row, head).
+                const int64_t seen = n.p.window > 0 ? std::min<int64_t>(n.p.window, n_ctx) : n_ctx;
+                const int64_t splits = std::min(kAttnMaxSplits, seen / split_keys_);
+                if (splits >= 2) {
+                    k.merge = pipeline_for("kernel_attention_merge_f32");
+                    const int64_t rows = std::min(plan.max_rows, kAttnPrefillMinRows - 1);
+                    partial_bytes = std::max(partial_bytes, checked_mul(checked_mul(rows * n.p.n_head, splits, "attention partials"),
+                                                                        (int64_t)(n.p.head_dim + 2) * 4, "attention partials"));
+                }
                 // Position p lives in row p % capacity; a sliding window keeps window +
                 // max_rows - 1 rows, enough for a step's queries to see their whole window.
                 KvSlot& s = kv_[n.p.kv_slot];
@@ -236,6 +263,10 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
             case Op::LastRow:
             case Op::Slice: k.main = pipeline_for("kernel_copy_cols_f32"); break;
         }
+    }
+    if (partial_bytes > 0) {
+        partial_offset_ = align_up(q8_bytes_, 256);
+        q8_bytes_ = checked_add(partial_offset_, partial_bytes, "attention partials");
     }
     if (!missing.empty()) {
         std::string list;
@@ -296,6 +327,9 @@ void MetalPlan::push(std::vector<Dispatch>& out, Dispatch d, const void* args, s
 
 void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dispatch>& out) {
     out.clear();
+    // At most 3 dispatches a node (kv_append, attention, merge), whatever the step: after the
+    // first step no step allocates, even one that splits where the first did not.
+    out.reserve(3 * nodes_.size());
     pending_.clear();  // the previous step's command buffer has completed
     int32_t q8_value = -1;  // the value whose int8 copy the q8 region holds
     const BufferSlice none{};
@@ -334,6 +368,16 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 bind(d, {value_slice(x, rows, false), n.in[1] >= 0 ? weight_slice(n.in[1]) : value_slice(x, rows, false),
                          value_slice(n.out, rows, true)});
                 launch(d, k.main, (uint32_t)groups);
+                push(out, d, &a, sizeof a);
+                break;
+            }
+            case Op::LayerNorm: {
+                const int32_t w = n.in[1], b = n.in[2];
+                const LayerNormArgs a{(int32_t)rows, (int32_t)width_[x], n.p.eps, w >= 0 ? 1 : 0, b >= 0 ? 1 : 0};
+                // As for rms_norm: x stands in for an absent weight or bias, never read.
+                bind(d, {value_slice(x, rows, false), w >= 0 ? weight_slice(w) : value_slice(x, rows, false),
+                         b >= 0 ? weight_slice(b) : value_slice(x, rows, false), value_slice(n.out, rows, true)});
+                launch(d, k.main, (uint32_t)rows);
                 push(out, d, &a, sizeof a);
                 break;
             }
@@ -399,8 +443,8 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
             }
             case Op::Attention: {
                 const KvSlot& s = kv_[n.p.kv_slot];
-                const AttnArgs a{(int32_t)T, n.p.n_head, n.p.n_head_kv, n.p.head_dim, (int32_t)n_past,
-                                 (int32_t)s.capacity, n.p.window, n.p.attn_scale, n.p.softcap};
+                AttnArgs a{(int32_t)T, n.p.n_head, n.p.n_head_kv, n.p.head_dim, (int32_t)n_past,
+                           (int32_t)s.capacity, n.p.window, n.p.attn_scale, n.p.softcap, 1};
                 const BufferSlice kc{Region::Kv, false, -1, s.k_offset, s.bytes};
                 const BufferSlice vc{Region::Kv, false, -1, s.v_offset, s.bytes};
                 BufferSlice kw = kc, vw = vc;
@@ -410,9 +454,37 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 bind(append, {value_slice(n.in[1], T, false), value_slice(n.in[2], T, false), kw, vw});
                 launch(append, k.pre, ceil_div(T * width_[n.in[1]], threads(k.pre)));
                 push(out, append, &a, sizeof a);
-                bind(d, {value_slice(x, T, false), kc, vc, value_slice(n.out, T, true)});
-                launch(d, k.main, (uint32_t)n.p.n_head, (uint32_t)T);
+                if (T >= kAttnPrefillMinRows && k.tile >= 0) {  // prefill: 32 query rows per threadgroup
+                    bind(d, {value_slice(x, T, false), kc, vc, value_slice(n.out, T, true)});
+                    launch(d, k.tile, ceil_div(T, kAttnTileRows), (uint32_t)n.p.n_head);
+                    push(out, d, &a, sizeof a);
+                    break;
+                }
+                // Decode: the positions the step's last row sees decide the split (metal_plan.h).
+                const int64_t last = n_past + T - 1;
+                const int64_t visible = n.p.window > 0 ? std::min<int64_t>(n.p.window, last + 1) : last + 1;
+                const int64_t n_split = k.merge >= 0 && T < kAttnPrefillMinRows
+                                            ? std::clamp<int64_t>(visible / split_keys_, 1, kAttnMaxSplits)
+                                            : 1;
+                if (n_split == 1) {
+                    bind(d, {value_slice(x, T, false), kc, vc, value_slice(n.out, T, true)});
+                    launch(d, k.main, (uint32_t)n.p.n_head, (uint32_t)T);
+                    push(out, d, &a, sizeof a);
+                    break;
+                }
+                a.n_split = (int32_t)n_split;
+                const int64_t part = T * n.p.n_head * n_split * (n.p.head_dim + 2) * 4;
+                const BufferSlice partial{Region::Q8, false, -1, partial_offset_, part};
+                BufferSlice partial_w = partial;
+                partial_w.written = true;
+                bind(d, {value_slice(x, T, false), kc, vc, partial_w});
+                launch(d, k.main, (uint32_t)n.p.n_head, (uint32_t)T, (uint32_t)n_split);
                 push(out, d, &a, sizeof a);
+                Dispatch merge;
+                merge.node = (int32_t)i;
+                bind(merge, {partial, value_slice(n.out, T, true)});
+                launch(merge, k.merge, (uint32_t)n.p.n_head, (uint32_t)T);
+                push(out, merge, &a, sizeof a);
                 break;
             }
             case Op::LastRow: {
@@ -430,7 +502,6 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
                 push(out, d, &a, sizeof a);
                 break;
             }
-            case Op::LayerNorm: break;  // refused by the constructor
         }
     }
 }

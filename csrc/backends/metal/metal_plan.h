@@ -11,7 +11,8 @@
 //   Arena  the planner's activation arena (host-visible: tokens and positions are written
 //          into it before a step, the output read from it after);
 //   Kv     every attention layer's fp16 K then V cache, slot after slot;
-//   Q8     the int8 copy of the activation a quantized matmul multiplies.
+//   Q8     scratch: the int8 copy of the activation a quantized matmul multiplies, then (from
+//          attention_partial_offset()) the split decode attention's partial results.
 #pragma once
 
 #include <cstddef>
@@ -48,8 +49,20 @@ struct Specialisation {
 // (64 weight rows x 32 activation rows per threadgroup of 128 threads); fewer rows take the
 // matvecs, one simdgroup per NR weight rows per activation row (Backend::batch_kernel_rows).
 constexpr int64_t kMatmulMinRows = 8;
+// Attention: steps of at least this many rows run kernel_attention_tile_f16 (32 query rows
+// of a head per threadgroup, when head_dim % 8 == 0); fewer rows run kernel_attention_f16,
+// a threadgroup per (head, row), split over the keys as below.
+constexpr int64_t kAttnPrefillMinRows = kMatmulMinRows;
+// Split-KV decode (flash-decoding): a step of fewer than kAttnPrefillMinRows rows whose last
+// row sees `visible` positions runs n_split = min(kAttnMaxSplits, visible / split_keys)
+// threadgroups per (head, row), each over a contiguous range of at least split_keys
+// positions, then kernel_attention_merge_f32; below 2 * split_keys positions, one.
+// split_keys = kAttnSplitKeys unless STRATA_METAL_ATTN_SPLIT_KEYS says otherwise (tests,
+// tuning on a Mac).
+constexpr int64_t kAttnSplitKeys = 256;
+constexpr int64_t kAttnMaxSplits = 32;
 constexpr int kMaxBuffers = 4;       // the most any kernel of kernels.def binds after args
-constexpr size_t kMaxArgsBytes = 40; // the largest argument struct (RopeArgs)
+constexpr size_t kMaxArgsBytes = 40; // the largest argument structs (RopeArgs, AttnArgs)
 
 struct Dispatch {
     int32_t node = -1;      // the graph node it computes (part of)
@@ -71,7 +84,9 @@ public:
     const std::vector<Specialisation>& pipelines() const { return pipelines_; }
     int64_t arena_bytes() const { return arena_bytes_; }
     int64_t kv_bytes() const { return kv_bytes_; }
-    int64_t q8_bytes() const { return q8_bytes_; }
+    int64_t q8_bytes() const { return q8_bytes_; }  // the whole Q8 scratch region
+    int64_t attention_partial_offset() const { return partial_offset_; }
+    int64_t attention_split_keys() const { return split_keys_; }
     int64_t offset_of(int32_t value) const { return offset_[value]; }  // arena offset
     int64_t rows_of(int32_t value, int64_t T, bool all_rows) const {
         return (single_row_[value] && !all_rows) ? 1 : T;
@@ -93,7 +108,8 @@ private:
     struct NodeKernels {
         int32_t main = -1;  // the node's kernel
         int32_t pre = -1;   // quantize_q8_act before a quantized matmul, kv_append before attention
-        int32_t tile = -1;  // matmul: kernel_matmul for steps of kMatmulMinRows rows or more
+        int32_t tile = -1;  // kernel_matmul / kernel_attention_tile_f16 for steps of 8 rows or more
+        int32_t merge = -1; // attention: kernel_attention_merge_f32 when the keys may be split
     };
 
     int32_t pipeline_for(const char* kernel, const char* fc = nullptr, int32_t value = 0);
@@ -110,7 +126,8 @@ private:
     std::vector<KvSlot> kv_;
     std::vector<Specialisation> pipelines_;
     std::vector<BufferSlice> pending_;  // accesses since the last barrier
-    int64_t arena_bytes_ = 0, kv_bytes_ = 0, q8_bytes_ = 0;
+    int64_t arena_bytes_ = 0, kv_bytes_ = 0, q8_bytes_ = 0, partial_offset_ = 0;
+    int64_t split_keys_ = kAttnSplitKeys;
 };
 
 }  // namespace strata::metal
