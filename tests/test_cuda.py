@@ -510,17 +510,14 @@ FUSE_TYPES = {
 }
 
 
-@pytest.mark.parametrize("fuse", ["all", "all,amerge"])
 @pytest.mark.parametrize("n_ctx", [256, 2048])  # 2048: 8 decode splits, the merge quantizes
 @pytest.mark.parametrize("types", list(FUSE_TYPES))
-def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n_ctx, fuse):
+def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n_ctx):
     """Fused decode steps (norm + quantize, add + norm, glu / merge + quantize, rope + KV append,
-    q/k/v and gate/up in one launch; amerge: the attention kernel merges its own splits)
-    compute every value as the unfused launches do: the logits of every decode step are equal
+    q/k/v and gate/up in one launch) compute every value as the unfused launches do: the logits of every decode step are equal
     bit for bit, and as close to float64 as the CPU's."""
     h, out, params = mini_llama(2, FUSE_TYPES[types])
-    fused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": fuse},
-                      n_ctx=n_ctx, chunks=DECODE)
+    fused = h.run(out, N_MINI, backend="cuda", n_ctx=n_ctx, chunks=DECODE)
     unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"},
                         n_ctx=n_ctx, chunks=DECODE)
     np.testing.assert_array_equal(fused, unfused)
@@ -529,8 +526,7 @@ def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n
     assert rel_rms(fused, exact) <= max(2 * cpu_err, 2e-3), (rel_rms(fused, exact), cpu_err)
 
 
-@pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv", "amerge",
-                                  "merge,amerge"])
+@pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv"])
 @pytest.mark.parametrize("tile", ["default", "4,4,2", "2,2,1", "v1"])
 def test_each_decode_fusion_alone_and_at_other_tiles(monkeypatch, fuse, tile):
     """Each fusion on its own (the others off), and the fused q/k/v and gate/up launches at
@@ -574,26 +570,6 @@ def test_fused_rope_and_kv_append_against_unfused_and_cpu(monkeypatch, neox, n_r
     np.testing.assert_array_equal(fused, unfused)
     cpu = h.run(out, T, backend="cpu", chunks=chunks, n_batch=3)
     np.testing.assert_allclose(fused, cpu, rtol=1e-4, atol=2e-5)
-
-
-@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", [c for c in ATTN_CASES if c[0] % 4 == 0])
-def test_attention_merged_in_kernel_equals_merge_kernel(monkeypatch, n_head, n_kv, hd, window, softcap):
-    """Decode attention split 16 ways: the last block of each head group merging the splits
-    (STRATA_CUDA_FUSE=amerge) gives the merge kernel's bytes, step after step (the counters
-    are left at zero for the next launch)."""
-    rng = np.random.default_rng(10)
-    T = 40
-    q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
-    k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
-    v = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
-    h = OpHarness()
-    out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
-               n_head_kv=n_kv, head_dim=hd, window=window, softcap=softcap)
-    chunks = [5] + [1] * (T - 5)
-    base = h.run(out, T, backend="cuda", chunks=chunks, n_ctx=4096)
-    got = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "amerge"}, chunks=chunks,
-                    n_ctx=4096)
-    np.testing.assert_array_equal(got, base)
 
 
 def test_bad_fuse_setting_is_named(monkeypatch):

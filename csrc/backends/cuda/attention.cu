@@ -39,39 +39,34 @@ __global__ void kv_append_kernel(const float* __restrict__ k, const float* __res
 // The merge of one (row, head)'s split results pp (n_split x (m, l, head_dim values)) into
 // op[0, hd), by threads tid, tid + nt, ... of a group (nt a multiple of 32); with q8 each warp's
 // 32 consecutive outputs are quantized as chunk chunk0 + d / 32. Every output element is a
-// function of pp alone, summed over the splits in order: the same bits whichever threads or
-// kernel compute it. Reads through L2 (__ldcg): in the attention kernel's own merge the
-// partials were written by other blocks of the same launch.
+// function of pp alone, summed over the splits in order.
 __device__ __forceinline__ void merge_head(const float* pp, int n_split, int hd, float* op, int tid, int nt,
                                            const ActQ8& q8, int64_t chunk0) {
     float M = -INFINITY;
     for (int z = 0; z < n_split; ++z)
-        if (__ldcg(pp + z * (hd + 2) + 1) > 0.0f) M = fmaxf(M, __ldcg(pp + z * (hd + 2)));
+        if (pp[z * (hd + 2) + 1] > 0.0f) M = fmaxf(M, pp[z * (hd + 2)]);
     float L = 0.0f;
     for (int z = 0; z < n_split; ++z) {
-        const float lz = __ldcg(pp + z * (hd + 2) + 1);
-        if (lz > 0.0f) L += lz * expf(__ldcg(pp + z * (hd + 2)) - M);
+        const float lz = pp[z * (hd + 2) + 1];
+        if (lz > 0.0f) L += lz * expf(pp[z * (hd + 2)] - M);
     }
     const float inv = 1.0f / L;
     for (int d = tid; d < hd; d += nt) {
         float o = 0.0f;
         for (int z = 0; z < n_split; ++z) {
-            const float lz = __ldcg(pp + z * (hd + 2) + 1);
-            if (lz > 0.0f) o += __ldcg(pp + z * (hd + 2) + 2 + d) * expf(__ldcg(pp + z * (hd + 2)) - M);
+            const float lz = pp[z * (hd + 2) + 1];
+            if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
         }
         op[d] = o * inv;
         if (q8.q) quantize_chunk32(o * inv, chunk0 + (d >> 5), q8);  // whole warps: hd % 32 == 0
     }
 }
 
-// counters (decode, n_split > 1, every warp of a block a head): the last block of a (row,
-// head group) to finish merges the group's heads itself (merge_head, one warp per head), so
-// no merge kernel follows; it resets its counter to 0 for the next launch.
 template <int NC>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                      const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
-                     const StepParams* __restrict__ sp, unsigned* __restrict__ counters, ActQ8 q8) {
+                     const StepParams* __restrict__ sp) {
     const int lane = threadIdx.x & 31;
     const int t = blockIdx.x;
     const int h = blockIdx.y * kHeadsPerBlock + (threadIdx.x >> 5);
@@ -203,22 +198,6 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
             if (d < hd) {
                 pp[2 + d] = acc[c].x;
                 pp[3 + d] = acc[c].y;
-            }
-        }
-        if (counters) {
-            __shared__ unsigned last;
-            __threadfence();  // this block's partials reach L2 before its count does
-            __syncthreads();
-            if (threadIdx.x == 0) {
-                unsigned* c = counters + (int64_t)t * gridDim.y + blockIdx.y;
-                last = atomicAdd(c, 1u) == (unsigned)n_split - 1;
-                if (last) *c = 0u;
-            }
-            __syncthreads();
-            if (last) {
-                __threadfence();
-                merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), n_split, hd,
-                           out + (int64_t)t * qw + (int64_t)h * hd, lane, 32, q8, (t * qw + (int64_t)h * hd) >> 5);
             }
         }
     }
@@ -419,11 +398,8 @@ static bool tiled_prefill() {
 
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
-int64_t attention_counters(int32_t n_head) { return ceil_div(n_head, kHeadsPerBlock); }  // per decode row
-
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
-                      int n_split, float* partial, const StepParams* sp, cudaStream_t s, ActQ8 q8,
-                      unsigned* counters) {
+                      int n_split, float* partial, const StepParams* sp, cudaStream_t s, ActQ8 q8) {
     if (n_split == 1 && rows > 1 && (a.head_dim == 64 || a.head_dim == 128) && tiled_prefill()) {
         const dim3 tiles((unsigned)ceil_div(rows, kTileQ), (unsigned)a.n_head);
         if (a.head_dim == 64)
@@ -434,14 +410,13 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
     }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
-    if (n_split == 1 || a.n_head % kHeadsPerBlock) counters = nullptr;
     if (a.head_dim <= 64)
-        attention_kernel<1><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp, counters, q8);
+        attention_kernel<1><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
     else if (a.head_dim <= 128)
-        attention_kernel<2><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp, counters, q8);
+        attention_kernel<2><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
     else
-        attention_kernel<4><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp, counters, q8);
-    if (n_split > 1 && !counters)
+        attention_kernel<4><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+    if (n_split > 1)
         attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(a, n_split, partial, out,
                                                                                         q8);
 }

@@ -117,16 +117,12 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 // out = softmax(scale * q k^T) v over each row's visible cache positions. With n_split > 1
 // each (row, head) is split over that many stretches of keys, written to `partial`
 // (rows * n_head * n_split * (head_dim + 2) floats) and merged by a second kernel.
-// With q8 given (q8.q not null; decode, n_split > 1, head_dim % 32 == 0) the merge also
-// quantizes the output into it, as launch_quantize_q8 would. With counters (decode, n_split > 1,
-// n_head % 4 == 0; attention_counters() zeroed unsigneds, left zeroed after each launch) the
-// attention kernel merges in its last block per head group instead of a second kernel.
+// With q8 given (q8.q not null; decode, n_split > 1, head_dim % 32 == 0) the merge kernel
+// also quantizes the output into it, as launch_quantize_q8 would.
 bool attention_supported(int32_t head_dim);
-int64_t attention_counters(int32_t n_head);
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
                       float* out, int64_t rows, int n_split, float* partial,
-                      const StepParams* sp, cudaStream_t s, ActQ8 q8 = ActQ8{},
-                      unsigned* counters = nullptr);
+                      const StepParams* sp, cudaStream_t s, ActQ8 q8 = ActQ8{});
 
 // Decode matvec settings: the backend fills them from the environment when it is made
 // (STRATA_CUDA_MATVEC=v1 | wide | wide-smem, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools

@@ -22,8 +22,7 @@
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
-//                             all = those six, the default; amerge, not in the default: the
-//                             attention kernel merges its own splits), see plan_decode_fusion
+//                             all = those six, the default), see plan_decode_fusion
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -92,8 +91,7 @@ enum : unsigned {
     kFuseMerge = 8,    // the attention merge quantizes its output for the int8 matvec
     kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
-    kFuseAll = 63,     // the default
-    kFuseAttnMerge = 64,  // (not in the default) the attention kernel merges its splits in its last block
+    kFuseAll = 63,
 };
 
 unsigned parse_fuse(const std::string& v) {
@@ -102,7 +100,7 @@ unsigned parse_fuse(const std::string& v) {
     static const std::pair<const char*, unsigned> names[] = {{"norm", kFuseNorm}, {"add", kFuseAdd},
                                                              {"glu", kFuseGlu},   {"merge", kFuseMerge},
                                                              {"rope", kFuseRope}, {"mv", kFuseMatvec},
-                                                             {"all", kFuseAll},   {"amerge", kFuseAttnMerge}};
+                                                             {"all", kFuseAll}};
     unsigned bits = 0;
     for (size_t i = 0;;) {
         const size_t j = v.find(',', i);
@@ -112,7 +110,7 @@ unsigned parse_fuse(const std::string& v) {
             if (part == name) b = bit;
         if (!b)
             throw StrataError(
-                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, amerge; got '" + v + "'");
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv; got '" + v + "'");
         bits |= b;
         if (j == std::string::npos) break;
         i = j + 1;
@@ -128,7 +126,6 @@ struct DecodeNode {
     int32_t rope_k = -1;    // Rope of q: the Rope of k and the Attention whose KV append
     int32_t attn = -1;      //   run in the same launch
     bool appended = false;  // Attention: its KV append was done by that launch
-    bool merge_in = false;  // Attention: split results merged by the attention kernel's last blocks
     int n_more = 0;         // MatMul: later MatMul nodes of the same input done in the same launch
     int32_t more[kMaxMatvecParts - 1] = {-1, -1};
 };
@@ -198,14 +195,13 @@ public:
             if (!supported_weight_type(w.type))
                 throw UnsupportedError("tensor " + w.name + " has type " + dtype_name(w.type) +
                                        ", which the CUDA backend does not support");
-        int64_t max_q8_k = 0, partial_floats = 0, gemm_halves = 0, n_counters = 0;
+        int64_t max_q8_k = 0, partial_floats = 0, gemm_halves = 0;
         for (const Node& n : nodes_) {
             if (n.op == Op::Attention) {
                 if (!attention_supported(n.p.head_dim))
                     throw UnsupportedError("the CUDA backend's attention needs an even head_dim of at most 256, got " +
                                            std::to_string(n.p.head_dim));
                 partial_floats = std::max<int64_t>(partial_floats, (int64_t)n.p.n_head * (n.p.head_dim + 2));
-                n_counters = std::max(n_counters, attention_counters(n.p.n_head));
             }
             if (n.op == Op::MatMul) {
                 const WeightRef& w = weights[values[n.in[1]].weight];
@@ -248,11 +244,10 @@ public:
         const int64_t q8_bytes =
             max_q8_k > 0 ? align_up(q8_rows * max_q8_k, 256) + 2 * align_up(q8_rows * max_q8_k / 8, 256) : 0;
         const int64_t partial_bytes = decode_splits_ > 1 ? partial_floats * decode_splits_ * 4 : 0;
-        const int64_t counter_bytes = decode_splits_ > 1 ? n_counters * 4 : 0;
         const int64_t arena_bytes = std::max<int64_t>(plan.arena_bytes, 64);
         const int64_t gemm_bytes = checked_mul(gemm_halves, 2, "prefill scratch");
         int64_t total = 256;
-        for (int64_t part : {weight_bytes, kv_bytes, arena_bytes, q8_bytes, partial_bytes, counter_bytes, gemm_bytes})
+        for (int64_t part : {weight_bytes, kv_bytes, arena_bytes, q8_bytes, partial_bytes, gemm_bytes})
             total = checked_add(total, part, "device memory");
 
         size_t free_b = 0, total_b = 0;
@@ -270,7 +265,6 @@ public:
         arena_.allocate(arena_bytes, "the activations", total);
         q8_.allocate(q8_bytes, "the quantized activations", total);
         partial_.allocate(partial_bytes, "attention partials", total);
-        counters_.allocate(counter_bytes, "attention counters", total);
         gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
         kv_bytes_ = kv_bytes;
@@ -278,8 +272,6 @@ public:
         upload_weights(placed, file);
         check(cudaMemsetAsync(kv_.get(), 0, (size_t)kv_.bytes(), stream_), "cudaMemset (KV cache)");
         check(cudaMemsetAsync(arena_.get(), 0, (size_t)arena_.bytes(), stream_), "cudaMemset (activations)");
-        if (counter_bytes > 0)
-            check(cudaMemsetAsync(counters_.get(), 0, (size_t)counter_bytes, stream_), "cudaMemset (counters)");
 
         uint8_t* kvp = kv_.get();
         for (KvSlot& s : kv_slots_) {
@@ -500,7 +492,6 @@ private:
                     break;
                 case Op::Attention:
                     d.quant = (fuse_ & kFuseMerge) && decode_splits_ > 1 && n.p.head_dim % 32 == 0 && q8_read(n.out);
-                    d.merge_in = (fuse_ & kFuseAttnMerge) && decode_splits_ > 1;
                     break;
                 case Op::Rope: {
                     if (!(fuse_ & kFuseRope) || i + 2 >= N) break;
@@ -700,10 +691,8 @@ private:
                     }
                     const int splits = T == 1 ? decode_splits_ : 1;
                     const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
-                    unsigned* counters = d && d->merge_in ? reinterpret_cast<unsigned*>(counters_.get()) : nullptr;
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                     reinterpret_cast<float*>(partial_.get()), sp, stream_, quant ? q8_act_ : no_q8,
-                                     counters);
+                                     reinterpret_cast<float*>(partial_.get()), sp, stream_, quant ? q8_act_ : no_q8);
                     if (quant) q8_value = n.out;
                     break;
                 }
@@ -755,7 +744,7 @@ private:
     std::string graph_note_;
 
     std::vector<Node> nodes_;
-    DeviceBuffer weights_, kv_, arena_, q8_, partial_, counters_, params_, gemm_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_;
     PinnedBuffer host_out_, host_tokens_, host_params_;
     ActQ8 q8_act_{};
     MatvecConfig matvec_{};
