@@ -72,26 +72,62 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
 }
 
 // Decode: one block, one row. `xr` (or x + b, written to `sum` first) is read, and its sum
-// of squares taken, exactly as rms_norm_kernel does with the same block size; every read of
-// x and b happens before block_sum's barriers, every write of y after them (y may share
-// memory with x or b). With quant, warp w of step k holds elements k * blockDim + 32 w + lane:
-// one whole 32-element chunk, quantized in registers (quantize_chunk32).
+// of squares taken, exactly as rms_norm_kernel does with the same block size (thread t adds
+// elements t, t + blockDim, ... in that order, then block_sum); every read of x and b happens
+// before block_sum's barriers, every write of y after them (y may share memory with x or b).
+// With quant, warp w of step k holds elements k * blockDim + 32 w + lane: one whole 32-element
+// chunk, quantized in registers (quantize_chunk32). Rows of up to kNormRegs * blockDim
+// elements are loaded into registers all at once (the weights too), so the loads of a thread
+// are in flight together rather than one after another (the same values, the same order of
+// the sums); wider rows take the plain loops.
+constexpr int kNormRegs = 16;
+
 __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* sum,
                                        const float* __restrict__ w, float* y, int W, float eps, ActQ8 q8) {
+    const int tid = threadIdx.x, nt = blockDim.x;
     double ss = 0.0;
+    if (W <= kNormRegs * nt) {
+        float v[kNormRegs], wv[kNormRegs];
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            v[k] = i < W ? (b ? x[i] + b[i] : x[i]) : 0.0f;
+            wv[k] = i < W && w ? w[i] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            if (i < W) {
+                if (b) sum[i] = v[k];
+                ss += (double)v[k] * v[k];
+            }
+        }
+        ss = block_sum(ss);
+        const float scale = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            if (i < W) {
+                const float o = w ? v[k] * scale * wv[k] : v[k] * scale;
+                y[i] = o;
+                if (q8.q) quantize_chunk32(o, i >> 5, q8);  // whole warps: W % 32 == 0
+            }
+        }
+        return;
+    }
     if (b) {
-        for (int i = threadIdx.x; i < W; i += blockDim.x) {
+        for (int i = tid; i < W; i += nt) {
             const float v = x[i] + b[i];
             sum[i] = v;
             ss += (double)v * v;
         }
     } else {
-        for (int i = threadIdx.x; i < W; i += blockDim.x) ss += (double)x[i] * x[i];
+        for (int i = tid; i < W; i += nt) ss += (double)x[i] * x[i];
     }
     ss = block_sum(ss);
     const float scale = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
     const float* xr = b ? sum : x;  // each thread reads back only what it wrote itself
-    for (int i = threadIdx.x; i < W; i += blockDim.x) {
+    for (int i = tid; i < W; i += nt) {
         const float v = w ? xr[i] * scale * w[i] : xr[i] * scale;
         y[i] = v;
         if (q8.q) quantize_chunk32(v, i >> 5, q8);  // whole warps: W % 32 == 0
