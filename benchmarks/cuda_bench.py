@@ -9,7 +9,8 @@ generated token (the file's tensors minus the token-embedding table) for bandwid
 --profile adds the device time per op of one pp512 step and of one decode step (ms).
 --tg-only skips pp512. --env NAME=VALUE[,NAME=VALUE] (repeatable) runs each model once per
 setting, each in a fresh process, e.g. --env STRATA_CUDA_MATVEC=v1 --env "" for the old and
-the new decode matvec in one call (each line of output names its setting). Fresh processes
+the new decode matvec in one call (each line of output names its setting; a value may hold
+commas: --env STRATA_CUDA_FUSE=norm,add). Fresh processes
 because, measured on the H100, a model loaded after another in the same process decoded
 5-12% slower than the first one (cause not found; cuda_notes.md round 3).
 
@@ -133,6 +134,22 @@ def write_random(path: str, spec: str) -> None:
     w.close()
 
 
+def parse_setting(setting: str) -> dict:
+    """NAME=VALUE[,NAME=VALUE]: a piece without '=' continues the previous value, so a value
+    may hold commas (STRATA_CUDA_FUSE=norm,add)."""
+    env: dict = {}
+    last = None
+    for piece in setting.split(","):
+        if "=" in piece:
+            last, value = piece.split("=", 1)
+            env[last] = value
+        elif piece and last is not None:
+            env[last] += "," + piece
+        elif piece:
+            raise SystemExit(f"--env {setting!r}: {piece!r} is not NAME=VALUE")
+    return env
+
+
 def op_profile(m, run) -> dict:
     m.set_profiling(True)
     run()
@@ -203,7 +220,7 @@ def main() -> None:
         for path in a.models:
             for setting in a.env:
                 env = dict(os.environ)
-                env.update(dict(kv.split("=", 1) for kv in setting.split(",") if kv))
+                env.update(parse_setting(setting))
                 cmd = [sys.executable, os.path.abspath(__file__), path, *flags]
                 p = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]

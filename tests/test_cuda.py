@@ -52,9 +52,11 @@ def qtype(name: str) -> GGMLQuantizationType:
     return GGMLQuantizationType[name]
 
 
-def random_weights(name: str, rows: int, width: int, rng: np.random.Generator) -> np.ndarray:
+def random_weights(name: str, rows: int, width: int, rng: np.random.Generator,
+                   scale: float | None = None) -> np.ndarray:
     """Raw bytes of a rows x width weight: random quants and sub-block scales under fp16
-    scales in +-[1e-3, 1e-1] (as tests/test_quants.py), or normal values for float types."""
+    scales in +-[1e-3, 1e-1] (as tests/test_quants.py; +-[0.5, 1.5] * scale if given), or
+    normal values for float types."""
     block, size = GGML_QUANT_SIZES[qtype(name)]
     if name == "F32":
         return rng.standard_normal(rows * width).astype(np.float32).view(np.uint8)
@@ -66,7 +68,8 @@ def random_weights(name: str, rows: int, width: int, rng: np.random.Generator) -
     n_blocks = rows * width // block
     raw = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
     for off in FP16_FIELDS[name]:
-        d = rng.uniform(1e-3, 1e-1, n_blocks) * rng.choice([-1.0, 1.0], n_blocks)
+        lo, hi = (1e-3, 1e-1) if scale is None else (0.5 * scale, 1.5 * scale)
+        d = rng.uniform(lo, hi, n_blocks) * rng.choice([-1.0, 1.0], n_blocks)
         raw[:, off : off + 2] = d.astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
     return raw.ravel()
 
@@ -374,10 +377,17 @@ MINI = {"n_embd": 256, "n_head": 4, "n_kv": 2, "hd": 64, "ffn": 512, "vocab": 32
         "windows": (0, 16)}
 
 
-def mini_llama(seed: int = 0) -> tuple[OpHarness, int, dict]:
+K_SCALE = {"Q4_K": 4e-5, "Q6_K": 1e-5}  # fp16 scales of random K-quant blocks in mini_llama
+MINI_TYPES = {"tok": "Q8_0", "q": "Q4_0", "k": "Q5_0", "v": "Q8_0", "o": "Q4_1", "g": "Q5_1",
+              "u": "F16", "d": "Q4_0", "out": "Q8_0"}
+
+
+def mini_llama(seed: int = 0, types: dict | None = None) -> tuple[OpHarness, int, dict]:
     """2 layers (the second with a sliding window of 16), n_embd 256, 4 heads of 64 (2 KV
-    heads), ffn 512, vocab 320; weights of several types quantized with gguf from normal
-    values / sqrt(width). Returns the harness, the logits value and the dequantized weights."""
+    heads), ffn 512, vocab 320; weights of several types (MINI_TYPES, or `types` over it)
+    quantized with gguf from normal values / sqrt(width). Returns the harness, the logits
+    value and the dequantized weights."""
+    ty = {**MINI_TYPES, **(types or {})}
     rng = np.random.default_rng(seed)
     h = OpHarness()
     h._tokens = h.graph.tokens()
@@ -390,6 +400,9 @@ def mini_llama(seed: int = 0) -> tuple[OpHarness, int, dict]:
         if t == "F16":
             raw = w.astype(np.float16)
             params[name] = raw.astype(np.float64)
+        elif t in K_SCALE:  # gguf cannot quantize K-quants: random blocks, weights near +-0.05
+            raw = random_weights(t, rows, width, rng, K_SCALE[t])
+            params[name] = dequantized(t, raw, rows, width)
         else:
             raw = gguf_quants.quantize(w, qtype(t))
             params[name] = np.asarray(gguf_quants.dequantize(raw, qtype(t)), np.float64)
@@ -399,27 +412,27 @@ def mini_llama(seed: int = 0) -> tuple[OpHarness, int, dict]:
         params[name] = (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
         return h.weight(name, params[name])
 
-    x = h.op(_core.Op.embedding, [mat("tok", vocab, n_embd, "Q8_0"), h._tokens])
+    x = h.op(_core.Op.embedding, [mat("tok", vocab, n_embd, ty["tok"]), h._tokens])
     x = h.op(_core.Op.scale, [x], scale=float(np.sqrt(n_embd)))
     for i, window in enumerate(MINI["windows"]):
         hn = h.op(_core.Op.rms_norm, [x, vec(f"an{i}", n_embd)], eps=1e-5)
-        q = h.op(_core.Op.matmul, [hn, mat(f"q{i}", n_head * hd, n_embd, "Q4_0")])
-        k = h.op(_core.Op.matmul, [hn, mat(f"k{i}", n_kv * hd, n_embd, "Q5_0")])
-        v = h.op(_core.Op.matmul, [hn, mat(f"v{i}", n_kv * hd, n_embd, "Q8_0")])
+        q = h.op(_core.Op.matmul, [hn, mat(f"q{i}", n_head * hd, n_embd, ty["q"])])
+        k = h.op(_core.Op.matmul, [hn, mat(f"k{i}", n_kv * hd, n_embd, ty["k"])])
+        v = h.op(_core.Op.matmul, [hn, mat(f"v{i}", n_kv * hd, n_embd, ty["v"])])
         q = h.op(_core.Op.rope, [q], n_head=n_head, head_dim=hd, rope_base=10000.0)
         k = h.op(_core.Op.rope, [k], n_head=n_kv, head_dim=hd, rope_base=10000.0)
         a = h.op(_core.Op.attention, [q, k, v], n_head=n_head, n_head_kv=n_kv, head_dim=hd,
                  window=window)
-        o = h.op(_core.Op.matmul, [a, mat(f"o{i}", n_embd, n_head * hd, "Q4_1")])
+        o = h.op(_core.Op.matmul, [a, mat(f"o{i}", n_embd, n_head * hd, ty["o"])])
         x = h.op(_core.Op.add, [x, o])
         hn = h.op(_core.Op.rms_norm, [x, vec(f"fn{i}", n_embd)], eps=1e-5)
-        g = h.op(_core.Op.matmul, [hn, mat(f"g{i}", ffn, n_embd, "Q5_1")])
-        u = h.op(_core.Op.matmul, [hn, mat(f"u{i}", ffn, n_embd, "F16")])
+        g = h.op(_core.Op.matmul, [hn, mat(f"g{i}", ffn, n_embd, ty["g"])])
+        u = h.op(_core.Op.matmul, [hn, mat(f"u{i}", ffn, n_embd, ty["u"])])
         f = h.op(_core.Op.glu, [g, u], act=_core.Activation.silu)
-        x = h.op(_core.Op.add, [x, h.op(_core.Op.matmul, [f, mat(f"d{i}", n_embd, ffn, "Q4_0")])])
+        x = h.op(_core.Op.add, [x, h.op(_core.Op.matmul, [f, mat(f"d{i}", n_embd, ffn, ty["d"])])])
     x = h.op(_core.Op.last_row, [x])
     x = h.op(_core.Op.rms_norm, [x, vec("on", n_embd)], eps=1e-5)
-    return h, h.op(_core.Op.matmul, [x, mat("out", vocab, n_embd, "Q8_0")]), params
+    return h, h.op(_core.Op.matmul, [x, mat("out", vocab, n_embd, ty["out"])]), params
 
 
 def mini_llama_f64(p: dict, n: int) -> np.ndarray:
@@ -481,6 +494,89 @@ def test_mini_llama_graph_replay_equals_direct_launches(monkeypatch):
                        n_ctx=2048, chunks=DECODE)
     np.testing.assert_array_equal(graphs, direct)
     np.testing.assert_array_equal(graphs, synced)
+
+
+# ---- decode fusions (STRATA_CUDA_FUSE): the same bytes as the unfused launches -------------
+# One type per role where the fused q/k/v and gate/up launches need it (the mixed MINI_TYPES
+# fuse only the norms, glu, merge and rope): Q4_0 and Q8_0 on the wide kernel's default
+# path, Q4_K with a Q6_K v and down (as Q4_K_M files have), F16 on its f32 path.
+FUSE_TYPES = {
+    "mixed": {},
+    "q4_0": {k: "Q4_0" for k in ("q", "k", "v", "o", "g", "u", "d")},
+    "q8_0": {k: "Q8_0" for k in ("q", "k", "v", "o", "g", "u", "d")},
+    "q4_k_m": {"q": "Q4_K", "k": "Q4_K", "v": "Q6_K", "o": "Q4_K", "g": "Q4_K", "u": "Q4_K",
+               "d": "Q6_K"},
+    "f16": {k: "F16" for k in ("q", "k", "v", "o", "g", "u", "d")},
+}
+
+
+@pytest.mark.parametrize("n_ctx", [256, 2048])  # 2048: 8 decode splits, the merge quantizes
+@pytest.mark.parametrize("types", list(FUSE_TYPES))
+def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n_ctx):
+    """Fused decode steps (norm + quantize, add + norm, glu / merge + quantize, rope + KV append,
+    q/k/v and gate/up in one launch) compute every value as the unfused launches do: the logits of every decode step are equal
+    bit for bit, and as close to float64 as the CPU's."""
+    h, out, params = mini_llama(2, FUSE_TYPES[types])
+    fused = h.run(out, N_MINI, backend="cuda", n_ctx=n_ctx, chunks=DECODE)
+    unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"},
+                        n_ctx=n_ctx, chunks=DECODE)
+    np.testing.assert_array_equal(fused, unfused)
+    exact = mini_llama_f64(params, N_MINI)
+    cpu_err = rel_rms(h.run(out, N_MINI, backend="cpu", n_ctx=n_ctx), exact)
+    assert rel_rms(fused, exact) <= max(2 * cpu_err, 2e-3), (rel_rms(fused, exact), cpu_err)
+
+
+@pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv"])
+@pytest.mark.parametrize("tile", ["default", "4,4,2", "2,2,1", "v1"])
+def test_each_decode_fusion_alone_and_at_other_tiles(monkeypatch, fuse, tile):
+    """Each fusion on its own (the others off), and the fused q/k/v and gate/up launches at
+    tiles with several rows per warp and split-K (v1: no multi-weight launch), against the
+    unfused launches, bit for bit."""
+    h, out, _ = mini_llama(3, FUSE_TYPES["q4_0"])
+    env = tile_env(tile)
+    base = run_graph(h, out, N_MINI, "cuda", monkeypatch, {**env, "STRATA_CUDA_FUSE": "0"},
+                     n_ctx=2048, chunks=DECODE)
+    got = run_graph(h, out, N_MINI, "cuda", monkeypatch, {**env, "STRATA_CUDA_FUSE": fuse},
+                    n_ctx=2048, chunks=DECODE)
+    np.testing.assert_array_equal(got, base)
+
+
+@pytest.mark.parametrize(
+    "neox,n_rot,factors,window",
+    [(False, 64, False, 0), (True, 64, False, 0), (True, 32, True, 0), (False, 48, False, 6)],
+)
+def test_fused_rope_and_kv_append_against_unfused_and_cpu(monkeypatch, neox, n_rot, factors, window):
+    """rope(q), rope(k), attention(q', k', v) in decode steps: the fused launch (angles once,
+    both ropes, the KV append; dimensions past n_rot passed through; a ring buffer that wraps)
+    equals the unfused launches bit for bit, and the CPU backend within the attention bound."""
+    rng = np.random.default_rng(9)
+    T, n_head, n_kv, hd = 20, 6, 2, 64
+    q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
+    k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
+    v = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
+    ff = rng.uniform(1, 8, size=n_rot // 2).astype(np.float32) if factors else None
+    h = OpHarness()
+    extra = [h.weight("ff", ff)] if factors else []
+    rope = {"head_dim": hd, "n_rot": n_rot, "rope_base": 10000.0, "rope_freq_scale": 0.5,
+            "rope_mode": _core.RopeMode.neox if neox else _core.RopeMode.normal}
+    qr = h.op(_core.Op.rope, [h.rows(q)] + extra, n_head=n_head, **rope)
+    kr = h.op(_core.Op.rope, [h.rows(k)] + extra, n_head=n_kv, **rope)
+    out = h.op(_core.Op.attention, [qr, kr, h.rows(v)], n_head=n_head, n_head_kv=n_kv,
+               head_dim=hd, window=window)
+    chunks = [3] + [1] * (T - 3)
+    fused = h.run(out, T, backend="cuda", chunks=chunks, n_batch=3)
+    unfused = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"}, chunks=chunks,
+                        n_batch=3)
+    np.testing.assert_array_equal(fused, unfused)
+    cpu = h.run(out, T, backend="cpu", chunks=chunks, n_batch=3)
+    np.testing.assert_allclose(fused, cpu, rtol=1e-4, atol=2e-5)
+
+
+def test_bad_fuse_setting_is_named(monkeypatch):
+    h, out, _ = mini_llama(0)
+    monkeypatch.setenv("STRATA_CUDA_FUSE", "norm,rope+")
+    with pytest.raises(strata.StrataError, match="STRATA_CUDA_FUSE"):
+        h.run(out, 1, backend="cuda")
 
 
 # ---- errors -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "common.cuh"
+#include "quantize_q8.cuh"
 
 namespace strata::cuda {
 
@@ -32,6 +33,32 @@ __global__ void kv_append_kernel(const float* __restrict__ k, const float* __res
         const int64_t dst = ((n_past + t) % capacity) * kvw + c;
         kc[dst] = __float2half_rn(k[i]);
         vc[dst] = __float2half_rn(v[i]);
+    }
+}
+
+// The merge of one (row, head)'s split results pp (n_split x (m, l, head_dim values)) into
+// op[0, hd), by threads tid, tid + nt, ... of a group (nt a multiple of 32); with q8 each warp's
+// 32 consecutive outputs are quantized as chunk chunk0 + d / 32. Every output element is a
+// function of pp alone, summed over the splits in order.
+__device__ __forceinline__ void merge_head(const float* pp, int n_split, int hd, float* op, int tid, int nt,
+                                           const ActQ8& q8, int64_t chunk0) {
+    float M = -INFINITY;
+    for (int z = 0; z < n_split; ++z)
+        if (pp[z * (hd + 2) + 1] > 0.0f) M = fmaxf(M, pp[z * (hd + 2)]);
+    float L = 0.0f;
+    for (int z = 0; z < n_split; ++z) {
+        const float lz = pp[z * (hd + 2) + 1];
+        if (lz > 0.0f) L += lz * expf(pp[z * (hd + 2)] - M);
+    }
+    const float inv = 1.0f / L;
+    for (int d = tid; d < hd; d += nt) {
+        float o = 0.0f;
+        for (int z = 0; z < n_split; ++z) {
+            const float lz = pp[z * (hd + 2) + 1];
+            if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
+        }
+        op[d] = o * inv;
+        if (q8.q) quantize_chunk32(o * inv, chunk0 + (d >> 5), q8);  // whole warps: hd % 32 == 0
     }
 }
 
@@ -176,28 +203,13 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     }
 }
 
+// One block per (row, head); with q8 (decode, head_dim % 32 == 0) the output is quantized too.
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
-                                       float* __restrict__ out) {
+                                       float* __restrict__ out, ActQ8 q8) {
     const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
-    const float* pp = partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2);
-    float M = -INFINITY;
-    for (int z = 0; z < n_split; ++z)
-        if (pp[z * (hd + 2) + 1] > 0.0f) M = fmaxf(M, pp[z * (hd + 2)]);
-    float L = 0.0f;
-    for (int z = 0; z < n_split; ++z) {
-        const float lz = pp[z * (hd + 2) + 1];
-        if (lz > 0.0f) L += lz * expf(pp[z * (hd + 2)] - M);
-    }
-    const float inv = 1.0f / L;
-    float* op = out + (int64_t)t * a.n_head * hd + (int64_t)h * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int z = 0; z < n_split; ++z) {
-            const float lz = pp[z * (hd + 2) + 1];
-            if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
-        }
-        op[d] = o * inv;
-    }
+    const int64_t o = (int64_t)t * a.n_head * hd + (int64_t)h * hd;
+    merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), n_split, hd, out + o, threadIdx.x,
+               blockDim.x, q8, o >> 5);
 }
 
 // ---- prefill: tiles of 32 query rows x 32 keys ------------------------------------------
@@ -387,7 +399,7 @@ static bool tiled_prefill() {
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
-                      int n_split, float* partial, const StepParams* sp, cudaStream_t s) {
+                      int n_split, float* partial, const StepParams* sp, cudaStream_t s, ActQ8 q8) {
     if (n_split == 1 && rows > 1 && (a.head_dim == 64 || a.head_dim == 128) && tiled_prefill()) {
         const dim3 tiles((unsigned)ceil_div(rows, kTileQ), (unsigned)a.n_head);
         if (a.head_dim == 64)
@@ -405,7 +417,8 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
     else
         attention_kernel<4><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
     if (n_split > 1)
-        attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(a, n_split, partial, out);
+        attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(a, n_split, partial, out,
+                                                                                        q8);
 }
 
 }  // namespace strata::cuda

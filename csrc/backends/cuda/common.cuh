@@ -75,6 +75,18 @@ void launch_activation(Activation act, const float* x, float* y, int64_t n, cuda
 void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, int64_t w,
                       int64_t rows, cudaStream_t s);
 
+// Decode-step fusions (one row; cuda_backend.cu's decode plan says when each applies). Each
+// computes what the unfused launches compute, in the same order per element, and writes the
+// same outputs: the bytes are identical, only launches are saved.
+// sum = x + b (when b), then y = rms_norm(sum or x) (* w), and, when q8 is given (q8.q not
+// null, W % 32 == 0), y quantized into it as launch_quantize_q8 would. One row of W. The
+// inputs are all read before any of y is written, so y may share memory with x or b.
+void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
+                            float eps, ActQ8 q8, cudaStream_t s);
+// y = act(gate) * up over n elements (n % 32 == 0), quantized into q8 in the same pass.
+void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,
+                   cudaStream_t s);
+
 // rope.cu
 struct RopeArgs {
     int32_t n_head, head_dim, n_rot;
@@ -83,6 +95,14 @@ struct RopeArgs {
 };
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
                  const StepParams* sp, cudaStream_t s);
+// Decode (one row): rope of q (a.n_head heads) and of k (n_head_k heads, same angles) and the
+// KV append of the roped k and of v at position n_past (cache row n_past % capacity), in one
+// block: q, k and v are read before anything is written, so ko may share memory with q.
+// Returns false (nothing launched) when q and k do not fit the block's shared memory.
+bool rope_qk_append_fits(const RopeArgs& a, int n_head_k);
+void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
+                           const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
+                           const StepParams* sp, cudaStream_t s);
 
 // attention.cu
 struct AttnArgs {
@@ -97,10 +117,12 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 // out = softmax(scale * q k^T) v over each row's visible cache positions. With n_split > 1
 // each (row, head) is split over that many stretches of keys, written to `partial`
 // (rows * n_head * n_split * (head_dim + 2) floats) and merged by a second kernel.
+// With q8 given (q8.q not null; decode, n_split > 1, head_dim % 32 == 0) the merge kernel
+// also quantizes the output into it, as launch_quantize_q8 would.
 bool attention_supported(int32_t head_dim);
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
                       float* out, int64_t rows, int n_split, float* partial,
-                      const StepParams* sp, cudaStream_t s);
+                      const StepParams* sp, cudaStream_t s, ActQ8 q8 = ActQ8{});
 
 // Decode matvec settings: the backend fills them from the environment when it is made
 // (STRATA_CUDA_MATVEC=v1 | wide | wide-smem, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools
@@ -142,6 +164,20 @@ void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t
                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
 void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
                             int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+// Several weights of one type and width against the same activations in one launch (q/k/v,
+// gate/up in a decode step): the blocks of weight i follow those of weight i - 1, and every
+// row is computed exactly as a launch of its own would compute it. For types and widths that
+// matvec_takes_wide accepts; at most kMaxMatvecParts weights.
+constexpr int kMaxMatvecParts = 3;
+struct MatvecPart {
+    const uint8_t* w;
+    int64_t R;
+    float* y;
+};
+void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s);
+void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded

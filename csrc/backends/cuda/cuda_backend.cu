@@ -20,6 +20,9 @@
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
+//   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
+//                             =a,b,...: only the fusions named (norm add glu merge rope mv;
+//                             all = those six, the default), see plan_decode_fusion
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -80,11 +83,59 @@ void parse_tile(const std::string& v, MatvecConfig* c) {
     c->unroll = f.size() > 2 ? f[2] : 0;
 }
 
+// Decode-step fusions (STRATA_CUDA_FUSE), each one launch fewer per use.
+enum : unsigned {
+    kFuseNorm = 1,     // rms_norm quantizes its output for the int8 matvec that reads it
+    kFuseAdd = 2,      // a residual add and the rms_norm of its sum in one launch
+    kFuseGlu = 4,      // glu quantizes its output for the int8 matvec
+    kFuseMerge = 8,    // the attention merge quantizes its output for the int8 matvec
+    kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
+    kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
+    kFuseAll = 63,
+};
+
+unsigned parse_fuse(const std::string& v) {
+    if (v.empty() || v == "1" || v == "all") return kFuseAll;
+    if (v == "0" || v == "none") return 0;
+    static const std::pair<const char*, unsigned> names[] = {{"norm", kFuseNorm}, {"add", kFuseAdd},
+                                                             {"glu", kFuseGlu},   {"merge", kFuseMerge},
+                                                             {"rope", kFuseRope}, {"mv", kFuseMatvec},
+                                                             {"all", kFuseAll}};
+    unsigned bits = 0;
+    for (size_t i = 0;;) {
+        const size_t j = v.find(',', i);
+        const std::string part = v.substr(i, j == std::string::npos ? std::string::npos : j - i);
+        unsigned b = 0;
+        for (const auto& [name, bit] : names)
+            if (part == name) b = bit;
+        if (!b)
+            throw StrataError(
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv; got '" + v + "'");
+        bits |= b;
+        if (j == std::string::npos) break;
+        i = j + 1;
+    }
+    return bits;
+}
+
+// How a node runs in a decode step (one row) when fused with its neighbours.
+struct DecodeNode {
+    bool skip = false;      // computed by an earlier node's launch
+    bool quant = false;     // rms_norm (or add + rms_norm), glu, attention: also writes the q8 buffer
+    int32_t norm = -1;      // Add: the RmsNorm of its sum, in the same launch
+    int32_t rope_k = -1;    // Rope of q: the Rope of k and the Attention whose KV append
+    int32_t attn = -1;      //   run in the same launch
+    bool appended = false;  // Attention: its KV append was done by that launch
+    int n_more = 0;         // MatMul: later MatMul nodes of the same input done in the same launch
+    int32_t more[kMaxMatvecParts - 1] = {-1, -1};
+};
+
 class CudaBackend final : public Backend {
 public:
     explicit CudaBackend(int device) : device_(device) {
         check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
         check(cudaGetDeviceProperties(&props_, device_), "cudaGetDeviceProperties");
+        fuse_ = parse_fuse(env("STRATA_CUDA_FUSE"));  // before anything the destructor would release
         check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
         use_graphs_ = env("STRATA_CUDA_GRAPH") != "0";
         sync_debug_ = env("STRATA_CUDA_SYNC") == "1";
@@ -116,7 +167,8 @@ public:
                         std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
                         " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
-                        (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off");
+                        (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
+                        (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
     }
@@ -262,6 +314,8 @@ public:
             }
         }
 
+        plan_decode_fusion();
+
         const Value& out = values[output_value_];
         const int64_t out_rows = out.single_row ? plan.max_single_rows : plan.max_rows;
         host_out_.allocate(checked_mul(out_rows, out.width * 4, "output"), "output");
@@ -380,6 +434,108 @@ private:
         for (auto& e : done) cudaEventDestroy(e);
     }
 
+    static std::string hex_str(unsigned v) {
+        static const char* d = "0123456789abcdef";
+        std::string s;
+        do {
+            s.insert(s.begin(), d[v & 15]);
+            v >>= 4;
+        } while (v);
+        return s;
+    }
+
+    // Whether a single-row matmul with weight w takes the int8 path (and so reads the q8 buffer).
+    bool q8_path(int32_t w) const { return !matvec_f32_ && matvec_q8_supported(type_[w]); }
+    // Whether some matmul reads value v on the int8 path.
+    bool q8_read(int32_t v) const {
+        for (const Node& n : nodes_)
+            if (n.op == Op::MatMul && n.in[0] == v && q8_path(n.in[1])) return true;
+        return false;
+    }
+
+    // Which neighbouring nodes of a decode step run as one launch (decode_, used when T == 1).
+    // Patterns, each needing its nodes to be consecutive (nothing else runs between them):
+    //   add(a, b) -> rms_norm(sum) [-> int8 matmuls]: one block adds, writes the sum, normalizes,
+    //     writes the norm and, when an int8 matvec reads it, its q8 form (rms_norm alone likewise);
+    //   glu / attention (merge, decode splits > 1) -> int8 matmul: the output is quantized by the
+    //     kernel that writes it;
+    //   rope(q), rope(k), attention(q', k', v): the two ropes and the KV append in one block;
+    //   matmul(x, w1), matmul(x, w2)[, matmul(x, w3)] of one type and width on the wide kernel:
+    //     one launch over the rows of all (q/k/v, gate/up).
+    // Every fused kernel computes each element as the unfused ones do: the outputs and the q8
+    // bytes are the same (tests/test_cuda.py compares them bit for bit).
+    void plan_decode_fusion() {
+        const size_t N = nodes_.size();
+        decode_.assign(N, DecodeNode{});
+        auto whole_row_norm = [&](const Node& n) {
+            return n.op == Op::RmsNorm && (n.p.head_dim == 0 || n.p.head_dim == width_[n.in[0]]);
+        };
+        for (size_t i = 0; i < N; ++i) {
+            const Node& n = nodes_[i];
+            DecodeNode& d = decode_[i];
+            if (d.skip) continue;
+            switch (n.op) {
+                case Op::Add: {
+                    if (!(fuse_ & kFuseAdd) || i + 1 >= N) break;
+                    const Node& nn = nodes_[i + 1];
+                    if (!whole_row_norm(nn) || nn.in[0] != n.out || is_weight_[n.in[0]] || is_weight_[n.in[1]]) break;
+                    d.norm = (int32_t)(i + 1);
+                    decode_[i + 1].skip = true;
+                    d.quant = (fuse_ & kFuseNorm) && width_[n.out] % 32 == 0 && q8_read(nn.out);
+                    break;
+                }
+                case Op::RmsNorm:
+                    d.quant = (fuse_ & kFuseNorm) && whole_row_norm(n) && width_[n.out] % 32 == 0 && q8_read(n.out);
+                    break;
+                case Op::Glu:
+                    d.quant = (fuse_ & kFuseGlu) && !is_weight_[n.in[1]] && width_[n.out] % 32 == 0 && q8_read(n.out);
+                    break;
+                case Op::Attention:
+                    d.quant = (fuse_ & kFuseMerge) && decode_splits_ > 1 && n.p.head_dim % 32 == 0 && q8_read(n.out);
+                    break;
+                case Op::Rope: {
+                    if (!(fuse_ & kFuseRope) || i + 2 >= N) break;
+                    const Node& nk = nodes_[i + 1];
+                    const Node& na = nodes_[i + 2];
+                    const OpParams& p = n.p;
+                    const OpParams& pk = nk.p;
+                    if (nk.op != Op::Rope || na.op != Op::Attention || na.in[0] != n.out || na.in[1] != nk.out) break;
+                    if (pk.head_dim != p.head_dim || pk.n_rot != p.n_rot || pk.rope_mode != p.rope_mode ||
+                        pk.rope_base != p.rope_base || pk.rope_freq_scale != p.rope_freq_scale ||
+                        pk.rope_attn_factor != p.rope_attn_factor || nk.in[1] != n.in[1])
+                        break;
+                    if (p.n_head != na.p.n_head || pk.n_head != na.p.n_head_kv || p.head_dim != na.p.head_dim) break;
+                    if (!rope_qk_append_fits(rope_args(n), pk.n_head)) break;
+                    d.rope_k = (int32_t)(i + 1);
+                    d.attn = (int32_t)(i + 2);
+                    decode_[i + 1].skip = true;
+                    decode_[i + 2].appended = true;
+                    break;
+                }
+                case Op::MatMul: {
+                    if (!(fuse_ & kFuseMatvec)) break;
+                    const int32_t x = n.in[0], w = n.in[1];
+                    if (!matvec_takes_wide(type_[w], width_[x], q8_path(w), matvec_)) break;
+                    for (size_t j = i + 1; j < N && d.n_more < kMaxMatvecParts - 1; ++j) {
+                        const Node& m = nodes_[j];
+                        if (m.op != Op::MatMul || m.in[0] != x || type_[m.in[1]] != type_[w] ||
+                            width_[m.in[1]] != width_[w])
+                            break;
+                        d.more[d.n_more++] = (int32_t)j;
+                        decode_[j].skip = true;
+                    }
+                    break;
+                }
+                default: break;
+            }
+        }
+    }
+
+    static RopeArgs rope_args(const Node& n) {
+        return RopeArgs{n.p.n_head, n.p.head_dim, n.p.n_rot, n.p.rope_mode == RopeMode::Neox ? 1 : 0,
+                        n.p.rope_base, n.p.rope_freq_scale, n.p.rope_attn_factor};
+    }
+
     void capture_decode_graph() {
         cudaGraph_t graph = nullptr;
         check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
@@ -415,10 +571,13 @@ private:
             launch_positions(reinterpret_cast<int32_t*>(data_[positions_value_]), T, sp, stream_);
             after_launch(-1, "positions");
         }
+        const ActQ8 no_q8{};
         for (size_t i = 0; i < nodes_.size(); ++i) {
             const Node& n = nodes_[i];
             const int32_t x = n.in[0];
             if (profiling_) check(cudaEventRecord(events_[i], stream_), "cudaEventRecord");
+            const DecodeNode* d = T == 1 ? &decode_[i] : nullptr;  // how it is fused in a decode step
+            if (d && d->skip) continue;  // done by an earlier node's launch
             switch (n.op) {
                 case Op::Embedding: {
                     const int32_t w = n.in[0];
@@ -427,6 +586,12 @@ private:
                     break;
                 }
                 case Op::RmsNorm: {
+                    if (d && d->quant) {
+                        launch_add_rms_norm_q8(f32(x), nullptr, nullptr, opt_f32(n.in[1]), f32(n.out), width_[x],
+                                               n.p.eps, q8_act_, stream_);
+                        q8_value = n.out;
+                        break;
+                    }
                     const int64_t W = n.p.head_dim > 0 ? n.p.head_dim : width_[x];
                     launch_rms_norm(f32(x), opt_f32(n.in[1]), f32(n.out), rows_of(x, T, all_rows) * (width_[x] / W), W,
                                     n.p.eps, stream_);
@@ -443,15 +608,29 @@ private:
                     // Decode steps take the matvec; every matmul of a prefill step (the
                     // single-row lm_head too) takes the tiled kernels, so the logits of a
                     // position do not depend on how the prompt was split into steps.
+                    // With d->n_more, the matvecs of the next nodes (same input, type, width) run in
+                    // the same launch.
+                    MatvecPart parts[kMaxMatvecParts] = {{data_[w], R, f32(n.out)}};
+                    const int n_parts = d ? 1 + d->n_more : 1;
+                    for (int k = 1; k < n_parts; ++k) {
+                        const Node& m = nodes_[d->more[k - 1]];
+                        parts[k] = {data_[m.in[1]], weight_rows_[m.in[1]], f32(m.out)};
+                    }
                     if (T == 1 && !matvec_f32_ && matvec_q8_supported(t)) {
                         if (q8_value != x) {
                             launch_quantize_q8(f32(x), 1, K, q8_act_, stream_);
                             after_launch((int)i, "quantize");
                             q8_value = x;
                         }
-                        launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, stream_);
+                        if (n_parts > 1)
+                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, stream_);
+                        else
+                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, stream_);
                     } else if (T == 1) {
-                        launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, stream_);
+                        if (n_parts > 1)
+                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, stream_);
+                        else
+                            launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, stream_);
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {
                         launch_gemm_f16(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                         reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, stream_);
@@ -465,6 +644,18 @@ private:
                 case Op::Mul:
                 case Op::Glu: {
                     const int32_t b = n.in[1];
+                    if (d && d->quant && n.op == Op::Glu) {
+                        launch_glu_q8(n.p.act, f32(x), f32(b), f32(n.out), width_[x], q8_act_, stream_);
+                        q8_value = n.out;
+                        break;
+                    }
+                    if (d && d->norm >= 0) {  // add, then the rms_norm of the sum
+                        const Node& nn = nodes_[d->norm];
+                        launch_add_rms_norm_q8(f32(x), f32(b), f32(n.out), opt_f32(nn.in[1]), f32(nn.out), width_[x],
+                                               nn.p.eps, d->quant ? q8_act_ : no_q8, stream_);
+                        if (d->quant) q8_value = nn.out;
+                        break;
+                    }
                     const Binary op = n.op == Op::Add ? Binary::Add : n.op == Op::Mul ? Binary::Mul : Binary::Glu;
                     const bool broadcast = is_weight_[b] && type_[b] == DType::F32 && weight_rows_[b] == 1;
                     launch_binary(op, n.p.act, f32(x), f32(b), broadcast, f32(n.out), rows_of(x, T, all_rows),
@@ -478,20 +669,31 @@ private:
                     launch_activation(n.p.act, f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), stream_);
                     break;
                 case Op::Rope: {
-                    RopeArgs a{n.p.n_head, n.p.head_dim, n.p.n_rot, n.p.rope_mode == RopeMode::Neox ? 1 : 0,
-                               n.p.rope_base, n.p.rope_freq_scale, n.p.rope_attn_factor};
-                    launch_rope(a, f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, stream_);
+                    if (d && d->rope_k >= 0) {  // rope of q and k, the KV append of the attention
+                        const Node& nk = nodes_[d->rope_k];
+                        const Node& na = nodes_[d->attn];
+                        const KvSlot& s = kv_slots_[na.p.kv_slot];
+                        launch_rope_qk_append(rope_args(n), nk.p.n_head, f32(x), f32(nk.in[0]), f32(na.in[2]),
+                                              opt_f32(n.in[1]), f32(n.out), f32(nk.out), s.k, s.v, s.capacity, sp,
+                                              stream_);
+                        break;
+                    }
+                    launch_rope(rope_args(n), f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, stream_);
                     break;
                 }
                 case Op::Attention: {
                     const KvSlot& s = kv_slots_[n.p.kv_slot];
                     AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
                                n.p.softcap};
-                    launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, stream_);
-                    after_launch((int)i, "kv append");
+                    if (!(d && d->appended)) {
+                        launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, stream_);
+                        after_launch((int)i, "kv append");
+                    }
                     const int splits = T == 1 ? decode_splits_ : 1;
+                    const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                     reinterpret_cast<float*>(partial_.get()), sp, stream_);
+                                     reinterpret_cast<float*>(partial_.get()), sp, stream_, quant ? q8_act_ : no_q8);
+                    if (quant) q8_value = n.out;
                     break;
                 }
                 case Op::LastRow: {
@@ -537,6 +739,8 @@ private:
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1;
+    unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
+    std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;
 
     std::vector<Node> nodes_;

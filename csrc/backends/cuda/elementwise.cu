@@ -3,6 +3,7 @@
 // mul, glu, scale and activations with the same formulas (elementwise.cpp), and the column
 // copies behind last_row and slice; plus the step's positions (n_past + row).
 #include "common.cuh"
+#include "quantize_q8.cuh"
 #include "quant.cuh"
 
 namespace strata::cuda {
@@ -70,6 +71,69 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
         for (int i = threadIdx.x; i < W; i += blockDim.x) yr[i] = xr[i] * scale;
 }
 
+// Decode: one block, one row. `xr` (or x + b, written to `sum` first) is read, and its sum
+// of squares taken, exactly as rms_norm_kernel does with the same block size (thread t adds
+// elements t, t + blockDim, ... in that order, then block_sum); every read of x and b happens
+// before block_sum's barriers, every write of y after them (y may share memory with x or b).
+// With quant, warp w of step k holds elements k * blockDim + 32 w + lane: one whole 32-element
+// chunk, quantized in registers (quantize_chunk32). Rows of up to kNormRegs * blockDim
+// elements are loaded into registers all at once (the weights too), so the loads of a thread
+// are in flight together rather than one after another (the same values, the same order of
+// the sums); wider rows take the plain loops.
+constexpr int kNormRegs = 16;
+
+__global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* sum,
+                                       const float* __restrict__ w, float* y, int W, float eps, ActQ8 q8) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    double ss = 0.0;
+    if (W <= kNormRegs * nt) {
+        float v[kNormRegs], wv[kNormRegs];
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            v[k] = i < W ? (b ? x[i] + b[i] : x[i]) : 0.0f;
+            wv[k] = i < W && w ? w[i] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            if (i < W) {
+                if (b) sum[i] = v[k];
+                ss += (double)v[k] * v[k];
+            }
+        }
+        ss = block_sum(ss);
+        const float scale = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            if (i < W) {
+                const float o = w ? v[k] * scale * wv[k] : v[k] * scale;
+                y[i] = o;
+                if (q8.q) quantize_chunk32(o, i >> 5, q8);  // whole warps: W % 32 == 0
+            }
+        }
+        return;
+    }
+    if (b) {
+        for (int i = tid; i < W; i += nt) {
+            const float v = x[i] + b[i];
+            sum[i] = v;
+            ss += (double)v * v;
+        }
+    } else {
+        for (int i = tid; i < W; i += nt) ss += (double)x[i] * x[i];
+    }
+    ss = block_sum(ss);
+    const float scale = (float)(1.0 / sqrt(ss / (double)W + (double)eps));
+    const float* xr = b ? sum : x;  // each thread reads back only what it wrote itself
+    for (int i = tid; i < W; i += nt) {
+        const float v = w ? xr[i] * scale * w[i] : xr[i] * scale;
+        y[i] = v;
+        if (q8.q) quantize_chunk32(v, i >> 5, q8);  // whole warps: W % 32 == 0
+    }
+}
+
 __global__ void layer_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                   const float* __restrict__ b, float* __restrict__ y, int W, float eps) {
     const float* xr = x + (int64_t)blockIdx.x * W;
@@ -108,6 +172,19 @@ __global__ void binary_kernel(Binary op, Activation act, const float* __restrict
     }
 }
 
+// One warp per 32-element chunk: the glu of binary_kernel, then quantize_chunk32.
+__global__ void glu_q8_kernel(Activation act, const float* __restrict__ g, const float* __restrict__ u,
+                              float* __restrict__ y, int64_t n_chunks, ActQ8 q8) {
+    const int lane = threadIdx.x & 31;
+    const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step) {
+        const int64_t i = c * 32 + lane;
+        const float v = act_apply(act, g[i]) * u[i];
+        y[i] = v;
+        quantize_chunk32(v, c, q8);
+    }
+}
+
 __global__ void scale_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float s) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = x[i] * s;
@@ -143,6 +220,19 @@ void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStre
 void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps, cudaStream_t s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;
     rms_norm_kernel<<<(unsigned)groups, threads, 0, s>>>(x, w, y, (int)W, eps);
+}
+
+void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
+                            float eps, ActQ8 q8, cudaStream_t s) {
+    const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;  // as launch_rms_norm
+    add_rms_norm_q8_kernel<<<1, threads, 0, s>>>(x, b, sum, w, y, (int)W, eps, q8);
+}
+
+void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,
+                   cudaStream_t s) {
+    const int64_t n_chunks = n / 32;
+    const int64_t blocks = std::min<int64_t>(ceil_div(n_chunks, 4), 65535);
+    glu_q8_kernel<<<(unsigned)blocks, 128, 0, s>>>(act, gate, up, y, n_chunks, q8);
 }
 
 void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t W, float eps,

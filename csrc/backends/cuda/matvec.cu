@@ -12,6 +12,7 @@
 // integers (quant.cuh: dot32). Float weights, and every type when STRATA_CUDA_MATVEC=f32,
 // take the f32 path: weights dequantized in registers (deq8) times f32 activations.
 #include "common.cuh"
+#include "quantize_q8.cuh"
 #include "quant.cuh"
 
 namespace strata::cuda {
@@ -22,26 +23,11 @@ constexpr int kWarps = 4;  // weight rows per block
 
 // One warp per 32-element chunk of the flattened rows (K % 32 == 0, so chunks never span
 // rows and chunk c of the flat array is chunk c of ActQ8's flat arrays).
-__global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_chunks, int8_t* __restrict__ q,
-                                   float* __restrict__ d, int32_t* __restrict__ s) {
+__global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_chunks, ActQ8 out) {
     const int lane = threadIdx.x & 31;
     const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
-    for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step) {
-        const float v = x[c * 32 + lane];
-        const float amax = warp_max(fabsf(v));
-        const float dd = amax / 127.0f;  // the CPU's act_scale / act_inv_scale
-        const float id = dd != 0.0f ? 1.0f / dd : 0.0f;
-        const int qi = __float2int_rn(v * id);  // round to nearest even, |qi| <= 127
-        q[c * 32 + lane] = (int8_t)qi;
-        int part = qi;
-#pragma unroll
-        for (int o = 8; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);  // per 16 lanes
-        const int lo = __shfl_sync(0xffffffffu, part, 0), hi = __shfl_sync(0xffffffffu, part, 16);
-        if (lane == 0) {
-            d[c] = dd;
-            s[c] = (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
-        }
-    }
+    for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step)
+        quantize_chunk32(x[c * 32 + lane], c, out);
 }
 
 template <DType T>
@@ -107,7 +93,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f32_kernel(const uint8_t* 
 void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s) {
     const int64_t n_chunks = rows * (K / 32);
     const int64_t blocks = std::min<int64_t>(ceil_div(n_chunks, 4), 65535);
-    quantize_q8_kernel<<<(unsigned)blocks, 128, 0, s>>>(x, n_chunks, out.q, out.d, out.s);
+    quantize_q8_kernel<<<(unsigned)blocks, 128, 0, s>>>(x, n_chunks, out);
 }
 
 bool matvec_q8_supported(DType t) {

@@ -15,12 +15,32 @@ namespace {
 
 constexpr int kWarps = 4;
 
+// Up to kMaxMatvecParts weights of one type and width against the same x: the blocks of part
+// p follow those of part p - 1 (a launch of one weight is one part).
+struct Parts {
+    const uint8_t* w[kMaxMatvecParts];
+    float* y[kMaxMatvecParts];
+    int R[kMaxMatvecParts];
+    int end[kMaxMatvecParts];  // first block past part p
+};
+
 template <class Op, int NR, int U, bool kSplit>
-__global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(const uint8_t* __restrict__ w, int64_t row_bytes,
-                                                                   int K, int R, typename Op::XArg x0,
-                                                                   float* __restrict__ y, int S) {
+__global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
+                                                                   typename Op::XArg x0, int S) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int r0 = (blockIdx.x * (kWarps / S) + warp / S) * NR, slice = warp % S;
+    // The part of this block (uniform over the block: no divergence), then its block index in it.
+    int bx = blockIdx.x;
+    const uint8_t* __restrict__ w = parts.w[0];
+    float* __restrict__ y = parts.y[0];
+    int R = parts.R[0];
+    if (bx >= parts.end[0]) {
+        const bool second = bx < parts.end[1];
+        bx -= second ? parts.end[0] : parts.end[1];
+        w = second ? parts.w[1] : parts.w[2];
+        y = second ? parts.y[1] : parts.y[2];
+        R = second ? parts.R[1] : parts.R[2];
+    }
+    const int r0 = (bx * (kWarps / S) + warp / S) * NR, slice = warp % S;
     const int t = blockIdx.y;
     const typename Op::XArg x = Op::row_x(x0, t, K);
     y += (int64_t)t * R;
@@ -52,34 +72,45 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(const uint8_t*
 }
 
 template <class Op, int NR, int U>
-void launch_u(const uint8_t* w, int64_t row_bytes, int K, int R, const typename Op::XArg& x, int rows, float* y,
+void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
               int S, bool split_kernel, cudaStream_t s) {
-    const dim3 grid((unsigned)ceil_div(ceil_div(R, NR), kWarps / S), (unsigned)rows);
+    Parts parts{};
+    int blocks = 0;
+    for (int p = 0; p < kMaxMatvecParts; ++p) {
+        const MatvecPart& m = mp[std::min(p, n_parts - 1)];  // unused parts repeat the last (no blocks)
+        parts.w[p] = m.w;
+        parts.y[p] = m.y;
+        parts.R[p] = (int)m.R;
+        if (p < n_parts) blocks += (int)ceil_div(ceil_div(m.R, NR), kWarps / S);
+        parts.end[p] = blocks;
+    }
+    const dim3 grid((unsigned)blocks, (unsigned)rows);
     if (S > 1 || split_kernel)
-        matvec_wide_kernel<Op, NR, U, true><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, S);
+        matvec_wide_kernel<Op, NR, U, true><<<grid, kWarps * 32, 0, s>>>(parts, row_bytes, K, x, S);
     else
-        matvec_wide_kernel<Op, NR, U, false><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, K, R, x, y, 1);
+        matvec_wide_kernel<Op, NR, U, false><<<grid, kWarps * 32, 0, s>>>(parts, row_bytes, K, x, 1);
 }
 
 template <class Op, int NR>
-void launch_nr(const uint8_t* w, int64_t row_bytes, int K, int R, const typename Op::XArg& x, int rows, float* y,
+void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
                int S, int U, bool split_kernel, cudaStream_t s) {
     switch (U) {
-        case 1: launch_u<Op, NR, 1>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
-        case 2: launch_u<Op, NR, 2>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
-        default: launch_u<Op, NR, 4>(w, row_bytes, K, R, x, rows, y, S, split_kernel, s); break;
+        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
     }
 }
 
 template <class Op>
-void launch_op(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const typename Op::XArg& x,
-               int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, int64_t K, const typename Op::XArg& x,
+               int64_t rows, const MatvecConfig& cfg, cudaStream_t s) {
     const WideTile tile = wide_tile(t, cfg);
     const bool sk = cfg.split_kernel;
+    const int k = (int)K, r = (int)rows;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
-        case 2: launch_nr<Op, 2>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
-        default: launch_nr<Op, 4>(w, row_bytes, (int)K, (int)R, x, (int)rows, y, tile.split, tile.unroll, sk, s); break;
+        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
     }
 }
 
@@ -121,24 +152,36 @@ bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg) {
     return !cfg.v1 && (cfg.wide_all || matvec_wide_default(t)) && matvec_wide_supported(t, K, q8);
 }
 
-void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
-                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 32) launch_op<Op>(t, w, row_bytes, K, R, x, rows, y, cfg, s);
+            if constexpr (Op::kElems == 32) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
         }
     });
 }
 
-void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 8) launch_op<Op>(t, w, row_bytes, K, R, x, rows, y, cfg, s);
+            if constexpr (Op::kElems == 8) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
         }
     });
+}
+
+void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
+                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    const MatvecPart part{w, R, y};
+    launch_matvec_wide_q8_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s);
+}
+
+void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
+                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+    const MatvecPart part{w, R, y};
+    launch_matvec_wide_f32_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s);
 }
 
 }  // namespace strata::cuda

@@ -5,31 +5,42 @@
 // adjacent pairs, neox the two halves; dimensions past n_rot pass through.
 //
 // One block per row; n_past comes from device memory (StepParams) so a captured decode
-// graph stays valid.
+// graph stays valid. In a decode step the rope of q, the rope of k and the KV append of the
+// next attention are one launch (rope_qk_append_kernel); both kernels take their angles and
+// rotations from the same two functions, so the values are the same bit for bit.
 #include "common.cuh"
 
 namespace strata::cuda {
 
 namespace {
 
+// cos and sin (times the magnitude factor) of pair i at position `position`.
+__device__ __forceinline__ float2 rope_cs(const RopeArgs& a, int position, int i, const float* factors) {
+    const double pos = (double)position * (double)a.freq_scale;
+    double theta = pos * pow((double)a.base, -2.0 * (double)i / (double)a.n_rot);
+    if (factors) theta /= (double)factors[i];
+    return make_float2((float)(cos(theta) * (double)a.attn_factor), (float)(sin(theta) * (double)a.attn_factor));
+}
+
+// (x0, x1) rotated by (c, s); explicit roundings, so no kernel contracts it differently.
+__device__ __forceinline__ float2 rope_rotate(float x0, float x1, float2 cs) {
+    return make_float2(__fmaf_rn(x0, cs.x, -__fmul_rn(x1, cs.y)), __fmaf_rn(x0, cs.y, __fmul_rn(x1, cs.x)));
+}
+
 __global__ void rope_kernel(RopeArgs a, const float* __restrict__ x, const float* __restrict__ factors,
                             float* __restrict__ y, const StepParams* __restrict__ sp) {
     const int t = blockIdx.x;
     const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
     const int64_t base_row = (int64_t)t * a.n_head * hd;
-    const double pos = (double)(sp->n_past + t) * (double)a.freq_scale;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        double theta = pos * pow((double)a.base, -2.0 * (double)i / (double)n_rot);
-        if (factors) theta /= (double)factors[i];
-        const float c = (float)(cos(theta) * (double)a.attn_factor);
-        const float s = (float)(sin(theta) * (double)a.attn_factor);
+        const float2 cs = rope_cs(a, sp->n_past + t, i, factors);
         const int ia = a.neox ? i : 2 * i;
         const int ib = a.neox ? i + half : 2 * i + 1;
         for (int h = 0; h < a.n_head; ++h) {
             const int64_t o = base_row + (int64_t)h * hd;
-            const float x0 = x[o + ia], x1 = x[o + ib];
-            y[o + ia] = x0 * c - x1 * s;
-            y[o + ib] = x0 * s + x1 * c;
+            const float2 r = rope_rotate(x[o + ia], x[o + ib], cs);
+            y[o + ia] = r.x;
+            y[o + ib] = r.y;
         }
     }
     const int rest = hd - n_rot;
@@ -40,6 +51,64 @@ __global__ void rope_kernel(RopeArgs a, const float* __restrict__ x, const float
         }
 }
 
+constexpr int kFusedThreads = 512;
+
+size_t rope_qk_smem(const RopeArgs& a, int n_head_k) {
+    return (size_t)(a.n_rot / 2) * sizeof(float2) + (size_t)(a.n_head + n_head_k) * a.head_dim * sizeof(float);
+}
+
+// One block: the angles of the position into shared memory, q and k copied in (v appended
+// to the cache), one barrier, then every head of q and k rotated from shared memory: q to qo,
+// k to ko and to the cache. q and k are not read after the barrier (ko may share memory with q).
+__global__ void __launch_bounds__(kFusedThreads)
+    rope_qk_append_kernel(RopeArgs a, int n_head_k, const float* q, const float* k, const float* __restrict__ v,
+                          const float* __restrict__ factors, float* qo, float* ko, __half* __restrict__ kc,
+                          __half* __restrict__ vc, int64_t capacity, const StepParams* __restrict__ sp) {
+    extern __shared__ float2 sm[];
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
+    const int nq = a.n_head * hd, nk = n_head_k * hd, n = nq + nk;
+    float2* cs = sm;
+    float* xs = reinterpret_cast<float*>(sm + half);
+    const int n_past = sp->n_past;
+    const int64_t crow = ((int64_t)n_past % capacity) * nk;  // as kv_append_kernel's row
+    for (int i = tid; i < half; i += nt) cs[i] = rope_cs(a, n_past, i, factors);
+#pragma unroll 4
+    for (int e = tid; e < n; e += nt) xs[e] = e < nq ? q[e] : k[e - nq];
+#pragma unroll 4
+    for (int e = tid; e < nk; e += nt) vc[crow + e] = __float2half_rn(v[e]);
+    __syncthreads();
+    const int heads = a.n_head + n_head_k;
+    for (int it = tid; it < heads * half; it += nt) {
+        const int hh = it / half, i = it - hh * half;
+        const int ia = a.neox ? i : 2 * i;
+        const int ib = a.neox ? i + half : 2 * i + 1;
+        const int o = hh * hd;
+        const float2 r = rope_rotate(xs[o + ia], xs[o + ib], cs[i]);
+        if (o < nq) {
+            qo[o + ia] = r.x;
+            qo[o + ib] = r.y;
+        } else {
+            const int ok = o - nq;
+            ko[ok + ia] = r.x;
+            ko[ok + ib] = r.y;
+            kc[crow + ok + ia] = __float2half_rn(r.x);
+            kc[crow + ok + ib] = __float2half_rn(r.y);
+        }
+    }
+    const int rest = hd - n_rot;
+    if (rest > 0)
+        for (int it = tid; it < heads * rest; it += nt) {
+            const int e = (it / rest) * hd + n_rot + it % rest;
+            if (e < nq) {
+                qo[e] = xs[e];
+            } else {
+                ko[e - nq] = xs[e];
+                kc[crow + e - nq] = __float2half_rn(xs[e]);
+            }
+        }
+}
+
 }  // namespace
 
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
@@ -47,6 +116,15 @@ void launch_rope(const RopeArgs& a, const float* x, const float* factors, float*
     const int half = a.n_rot / 2;
     const int threads = half >= 128 ? 128 : half > 32 ? 64 : 32;
     rope_kernel<<<(unsigned)rows, threads, 0, s>>>(a, x, factors, y, sp);
+}
+
+bool rope_qk_append_fits(const RopeArgs& a, int n_head_k) { return rope_qk_smem(a, n_head_k) <= 48 * 1024; }
+
+void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
+                           const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
+                           const StepParams* sp, cudaStream_t s) {
+    rope_qk_append_kernel<<<1, kFusedThreads, rope_qk_smem(a, n_head_k), s>>>(a, n_head_k, q, k, v, factors, qo, ko,
+                                                                              kc, vc, capacity, sp);
 }
 
 }  // namespace strata::cuda
