@@ -30,6 +30,12 @@ public:
     virtual void run(const StepShape& step) = 0;
     // The graph output of the last step: `*rows` rows of `width` floats, host-readable.
     virtual const float* output(int64_t* rows) = 0;
+    // Greedy decoding without reading the logits back: after run(), the first index of the
+    // largest value in the output's last row, computed where the output lives; -1 where the
+    // backend has no such kernel (the engine then reads output() and samples on the host).
+    // output() still works afterwards. NaN never wins here, where the host argmax returns 0
+    // for a row starting with NaN: rows holding NaN are broken either way.
+    virtual int32_t device_argmax() { return -1; }
     virtual int64_t kv_cache_bytes() const = 0;
     // Whether the cache, holding positions [0, n_past), still has what a continuation from
     // position n needs (sliding-window ring buffers forget old positions).

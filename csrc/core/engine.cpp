@@ -65,6 +65,11 @@ void Engine::check_tokens(std::span<const int32_t> tokens) const {
 }
 
 void Engine::eval(std::span<const int32_t> tokens, bool all_logits, float* out) {
+    run_steps(tokens, all_logits, out);
+    last_logits();
+}
+
+void Engine::run_steps(std::span<const int32_t> tokens, bool all_logits, float* out) {
     check_tokens(tokens);
     const int64_t chunk = all_logits ? plan_.max_single_rows : cfg_.n_batch;
     const int64_t total = (int64_t)tokens.size(), min_rows = backend_->batch_kernel_rows();
@@ -75,22 +80,39 @@ void Engine::eval(std::span<const int32_t> tokens, bool all_logits, float* out) 
         const int64_t rest = total - start - n;
         if (rest > 0 && rest < min_rows && n - (min_rows - rest) >= min_rows) n -= min_rows - rest;
         StepShape step{tokens.data() + start, n, n_past_, all_logits};
+        logits_pending_ = false;
         backend_->run(step);
         n_past_ += n;
         tokens_evaluated_ += n;
-        int64_t rows = 0;
-        const float* logits = backend_->output(&rows);
-        if (all_logits && out) std::memcpy(out + start * n_vocab_, logits, sizeof(float) * n * n_vocab_);
-        std::memcpy(last_logits_.data(), logits + (rows - 1) * n_vocab_, sizeof(float) * n_vocab_);
+        logits_pending_ = true;
+        if (all_logits && out) {
+            int64_t rows = 0;
+            const float* logits = backend_->output(&rows);
+            std::memcpy(out + start * n_vocab_, logits, sizeof(float) * n * n_vocab_);
+        }
     }
 }
 
+const float* Engine::last_logits() {
+    if (logits_pending_) {
+        int64_t rows = 0;
+        const float* logits = backend_->output(&rows);
+        std::memcpy(last_logits_.data(), logits + (rows - 1) * n_vocab_, sizeof(float) * n_vocab_);
+        logits_pending_ = false;
+    }
+    return last_logits_.data();
+}
+
 int32_t Engine::sample(const SamplingParams& p, std::span<const int32_t> recent) {
-    return sampler_.sample(last_logits_.data(), p, recent);
+    return sampler_.sample(last_logits(), p, recent);
 }
 
 int32_t Engine::step_sample(int32_t token, const SamplingParams& p, std::span<const int32_t> recent) {
-    eval(std::span<const int32_t>(&token, 1), false, nullptr);
+    run_steps(std::span<const int32_t>(&token, 1), false, nullptr);
+    if (p.temperature <= 0.0f && p.repetition_penalty == 1.0f) {
+        const int32_t best = backend_->device_argmax();
+        if (best >= 0) return best;
+    }
     return sample(p, recent);
 }
 

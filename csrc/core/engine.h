@@ -32,11 +32,13 @@ public:
     // logits are kept (see last_logits()). Throws ContextOverflow before any work if the
     // tokens do not fit, and StrataError for a token id outside the vocabulary.
     void eval(std::span<const int32_t> tokens, bool all_logits, float* out);
-    // eval of one token + sampling, in one call: the decode loop's only native call.
+    // eval of one token + sampling, in one call: the decode loop's only native call. Greedy
+    // settings with no repetition penalty take the backend's device_argmax where it has one:
+    // the logits are then read back only if last_logits() asks for them.
     int32_t step_sample(int32_t token, const SamplingParams& p, std::span<const int32_t> recent);
     int32_t sample(const SamplingParams& p, std::span<const int32_t> recent);
 
-    const float* last_logits() const { return last_logits_.data(); }
+    const float* last_logits();
     int64_t n_vocab() const { return n_vocab_; }
     int64_t n_past() const { return n_past_; }
     // Forget everything after the first n tokens (0 = empty cache): the KV cache is
@@ -53,6 +55,8 @@ public:
 
 private:
     void check_tokens(std::span<const int32_t> tokens) const;
+    // Runs the steps of eval; the last step's output stays on the backend (logits_pending_).
+    void run_steps(std::span<const int32_t> tokens, bool all_logits, float* out);
 
     Graph graph_;
     Plan plan_;
@@ -63,6 +67,7 @@ private:
     int64_t vocab_limit_ = 0;  // token ids must be below this (smallest embedding table)
     int64_t tokens_evaluated_ = 0;
     std::vector<float> last_logits_;
+    bool logits_pending_ = false;  // last_logits_ is stale: the last step's row is on the backend
     Sampler sampler_;
 };
 
