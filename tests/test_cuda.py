@@ -44,7 +44,8 @@ FP16_FIELDS = {  # byte offsets of the fp16 scales in a block (ggml-common.h)
     "IQ4_XS": (0,),
 }
 # Paths switched by environment variables the backend reads when it is made.
-FAST = {}
+FAST = {}  # prefill GEMM on cuBLAS where it loads (the default)
+OWN_TILES = {"STRATA_CUDA_GEMM": "mma"}  # prefill GEMM on gemm_f16.cu's mma.sync tiles
 EXACT = {"STRATA_CUDA_MMA": "0", "STRATA_CUDA_MATVEC": "f32"}
 
 
@@ -100,6 +101,28 @@ def test_cuda_is_listed_first_and_picked_by_auto():
     assert "cpu" in strata.available_backends()
 
 
+def describe(env: dict, monkeypatch) -> str:
+    h = OpHarness()
+    x = np.zeros((2, 64), np.float32)
+    out = h.op(_core.Op.matmul, [h.rows(x), h.weight("w", np.zeros((4, 64), np.float32).tobytes(),
+                                                    int(qtype("F32")), 64, 4)])
+    h.graph.set_output(out)
+    mapping = np.frombuffer(bytes(h._buf) + b"\0" * 64, dtype=np.uint8)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return _core.Engine(h.graph, mapping, n_ctx=16, n_batch=8, backend="cuda").description
+
+
+def test_prefill_gemm_names_cublas_or_why_not(monkeypatch):
+    """The description says which GEMM prefill runs on: cuBLAS where a libcublas loads
+    (STRATA_CUBLAS, set by the package from NVIDIA's wheels, or the system's), else strata's
+    tiles and what was tried; STRATA_CUBLAS=0 and STRATA_CUDA_GEMM=mma turn cuBLAS off."""
+    d = describe({}, monkeypatch)
+    assert "prefill f16 cuBLAS" in d or ("prefill f16 mma.sync" in d and "cuBLAS not found (tried" in d), d
+    print("default:", d, "STRATA_CUBLAS =", os.environ.get("STRATA_CUBLAS"))
+    assert "prefill f16 mma.sync" in describe({"STRATA_CUDA_GEMM": "mma"}, monkeypatch)
+
+
 # ---- embedding: every type, exactly as gguf dequantizes ---------------------------------
 @pytest.mark.parametrize("name", TYPES)
 def test_embedding_every_type(name):
@@ -145,7 +168,7 @@ def matmul_bound(name: str, rows: int, mode: dict, w: np.ndarray, x: np.ndarray)
     return f16_bound(w, x)
 
 
-@pytest.mark.parametrize("mode", [FAST, EXACT], ids=["fast", "exact"])
+@pytest.mark.parametrize("mode", [FAST, OWN_TILES, EXACT], ids=["fast", "tiles", "exact"])
 @pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("T", [1, 3, 64])
 def test_matmul_every_type(monkeypatch, mode, name, T):
@@ -466,7 +489,7 @@ N_MINI = 48
 DECODE = [9] + [1] * (N_MINI - 9)
 
 
-@pytest.mark.parametrize("mode", [FAST, EXACT], ids=["fast", "exact"])
+@pytest.mark.parametrize("mode", [FAST, OWN_TILES, EXACT], ids=["fast", "tiles", "exact"])
 def test_mini_llama_against_float64_and_cpu(monkeypatch, mode):
     """Prefill and decode on CUDA are as close to float64 as the CPU backend (which rounds
     activations to 8 bits everywhere), and agree with it."""

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ._cuda_libs import point_core_at_cublas
 from .errors import (
     ContextOverflowError,
     GGUFError,
@@ -19,6 +20,8 @@ from .model import Model, available_backends, load
 from .system import default_model_path, info
 
 __version__ = "0.1.0"
+
+point_core_at_cublas()
 
 __all__ = [
     "Completion",

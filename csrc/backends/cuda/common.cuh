@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include <algorithm>
+#include <string>
 
 #include "../../core/dtype.h"
 #include "../../core/graph.h"
@@ -192,7 +193,26 @@ bool gemm_f16_supported(DType t, int64_t K);
 // Weight rows dequantized per chunk, and the scratch (in halves) one matmul needs.
 int64_t gemm_f16_chunk_rows(int64_t K, int64_t R);
 int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows);
+// cublas.cu: cuBLAS loaded at run time (dlopen), one handle per backend on its stream.
+class Cublas {
+public:
+    explicit Cublas(cudaStream_t s);
+    ~Cublas();
+    Cublas(const Cublas&) = delete;
+    Cublas& operator=(const Cublas&) = delete;
+    bool ok() const { return handle_ != nullptr; }
+    const std::string& note() const { return note_; }  // the library in use, or why none is
+    // Row-major y[t * ldy + r] = sum_k x[t * K + k] * w[r * K + k], r < n, t < rows.
+    void gemm_f16(const __half* w, const __half* x, float* y, int64_t n, int64_t rows, int64_t K,
+                  int64_t ldy) const;
+
+private:
+    void* handle_ = nullptr;
+    std::string note_;
+};
+
+// `blas`: the GEMM itself on cuBLAS where given, else on this file's mma.sync tiles.
 void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                     int64_t rows, float* y, __half* scratch, int num_sms, cudaStream_t s);
+                     int64_t rows, float* y, __half* scratch, int num_sms, const Cublas* blas, cudaStream_t s);
 
 }  // namespace strata::cuda

@@ -13,6 +13,8 @@
 //   STRATA_CUDA_SYNC=1        synchronise after every node and name the node in any error
 //   STRATA_CUDA_MMA=0         prefill matmuls in f32 FMA instead of f16 tensor cores
 //   STRATA_CUDA_GEMM=wmma     prefill matmuls on the WMMA kernel (matmul.cu), not gemm_f16.cu
+//   STRATA_CUDA_GEMM=mma      gemm_f16.cu's own mma.sync tiles, not cuBLAS (default where it loads)
+//   STRATA_CUBLAS=path|0      the libcublas to load (cublas.cu), or 0: none
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
 //   STRATA_CUDA_MATVEC=v1     decode matvecs on the one-warp-per-row kernels (matvec.cu), not
 //                             the 16-byte-load kernel (matvec_wide.cu)
@@ -32,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -142,6 +145,7 @@ public:
         if (sync_debug_) use_graphs_ = false;
         use_tc_ = env("STRATA_CUDA_MMA") != "0";
         use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
+        if (use_tc_ && use_gemm_ && env("STRATA_CUDA_GEMM") != "mma") blas_ = std::make_unique<Cublas>(stream_);
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
         matvec_.v1 = env("STRATA_CUDA_MATVEC") == "v1";
         matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
@@ -156,6 +160,7 @@ public:
         if (stream_) cudaStreamSynchronize(stream_);
         for (cudaEvent_t e : events_) cudaEventDestroy(e);
         if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+        blas_.reset();  // its handle is bound to the stream
         if (stream_) cudaStreamDestroy(stream_);
         cudaGetLastError();
     }
@@ -167,8 +172,9 @@ public:
                         std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
                         " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
-                        (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
+                        (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
+        if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
     }
@@ -633,7 +639,7 @@ private:
                             launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, stream_);
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {
                         launch_gemm_f16(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
-                                        reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, stream_);
+                                        reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, cublas(), stream_);
                     } else {
                         launch_matmul(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                       use_tc_ && matmul_tc_exact_enough(t), stream_);
@@ -745,6 +751,8 @@ private:
 
     std::vector<Node> nodes_;
     DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_;
+    std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
+    const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
     PinnedBuffer host_out_, host_tokens_, host_params_;
     ActQ8 q8_act_{};
     MatvecConfig matvec_{};

@@ -5,14 +5,15 @@
 //   2. the weights are dequantized to f16 into scratch, a chunk of rows at a time (f16
 //      weights are used in place), a bandwidth-bound pass that costs a fraction of the
 //      multiply at prefill sizes;
-//   3. a GEMM on mma.sync m16n8k16 (f16 in, f32 accumulate): 128 weight rows x 128 (or 64)
+//   3. a GEMM: cuBLAS's (cublas.cu) where it loads, else this file's, on mma.sync m16n8k16 (f16 in, f32 accumulate): 128 weight rows x 128 (or 64)
 //      activation rows per block, 8 warps of 32 x 64 (or 32 x 32), K in steps of 32 through a
 //      4-stage cp.async pipeline, operands read with ldmatrix from XOR-swizzled shared memory
 //      (64-byte rows; the swizzle puts the 8 rows of an 8x8 matrix in 8 different banks).
 // The f16 operands are the same values the WMMA kernel (matmul.cu) uses: weights rounded to
-// f16 once, activations rounded to f16. Each output's sum runs over K in the same order
-// whatever the row count or tile choice, so a position's logits do not depend on how a
-// prompt is split into steps. K must be a multiple of 32 (every quantized type; float
+// f16 once, activations rounded to f16. On these tiles each output's sum runs over K in the
+// same order whatever the row count or tile choice, so a position's logits do not depend on
+// how a prompt is split into steps; cuBLAS picks its kernel (and may split K) by shape, so
+// there the last bits of a position can depend on its step's row count. K must be a multiple of 32 (every quantized type; float
 // weights of other widths take matmul.cu).
 #include <cstdlib>
 
@@ -223,7 +224,7 @@ int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows)
 }
 
 void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                     int64_t rows, float* y, __half* scratch, int num_sms, cudaStream_t s) {
+                     int64_t rows, float* y, __half* scratch, int num_sms, const Cublas* blas, cudaStream_t s) {
     __half* xh = scratch;
     f32_to_f16_kernel<<<grid_for(rows * K / 8, num_sms), 256, 0, s>>>(x, xh, rows * K / 8);
     __half* wh = scratch + ceil_div(rows * K, 128) * 128;
@@ -238,6 +239,10 @@ void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, in
                 dequant_f16_kernel<T><<<grid_for(n * K / 8, num_sms), 256, 0, s>>>(w + r0 * row_bytes, row_bytes, (int)K, n, wh);
             });
             wsrc = wh;
+        }
+        if (blas) {
+            blas->gemm_f16(wsrc, xh, y + r0, n, rows, K, R);
+            continue;
         }
         // Small grids (few tokens or few weight rows) take 64-row tiles: twice the blocks.
         if (ceil_div(n, kBN) * ceil_div(rows, 128) < 2 * (int64_t)num_sms)
