@@ -39,7 +39,7 @@ def test_cases_cover_every_weight_type_and_op():
         assert {f"matmul {name} decode", f"matmul {name} prefill"} <= kernels
     ops = {k.split()[0] for k in kernels}
     assert ops >= {"matmul", "embedding", "rms_norm", "layer_norm", "add", "mul", "scale",
-                   "silu", "gelu", "gelu_tanh", "glu", "rope", "attention"}
+                   "silu", "gelu", "gelu_tanh", "glu", "rope", "attention", "argmax"}
 
 
 def test_module_command_filters_and_writes_json(tmp_path):
@@ -115,3 +115,21 @@ def test_a_wrong_reference_and_a_raising_kernel_are_fail_rows(monkeypatch):
     assert "FAILED: " in text.splitlines()[-1] and "rms_norm bad graph" in text.splitlines()[-1]
     monkeypatch.setattr(selftest, "selftest", lambda *a, **k: rows)
     assert selftest.main([]) == 1
+
+
+def test_argmax_case_rows_and_teeth():
+    """Greedy tokens: each kind of row has the answer it is meant to have (the later index of
+    a tie, NaN or the -inf filler never win), and a wrong token or a row that last_logits()
+    no longer reads is a FAIL row."""
+    case = find_case("argmax greedy step_sample")
+    x = selftest.argmax_rows(selftest.ARGMAX_WIDTH, np.random.default_rng(0))
+    n = x.shape[1]
+    assert selftest.greedy_tokens(x)[1:].tolist() == [1023, n // 3, 0, selftest.greedy_tokens(x)[4],
+                                                      n - 1 - n // 7, n // 2]
+    assert not np.isnan(x[4, int(selftest.greedy_tokens(x)[4])]) and np.isnan(x[4]).any()
+    assert selftest.run_case(case, "cpu:scalar").status == "pass"
+    for col, value in ((0, 1024), (1, 1)):
+        want = case.want.copy()
+        want[1, col] = value
+        row = selftest.run_case(dataclasses.replace(case, want=want), "cpu:scalar")
+        assert row.status == "FAIL" and "at [1, " in row.note, row

@@ -78,12 +78,19 @@ size_t heap_in_use() {
 
 // The Metal backend's dispatch list for one step of `g`, as plain Python data (test hook:
 // tests/metal/test_metal_plan.py checks it and runs it through the MSL harness on Linux).
+// argmax: "" the step alone; "fused" the step with kernel_argmax_f32 appended (its command
+// buffer, as device_argmax finds it after a greedy step); "alone" the argmax by itself (the
+// command buffer device_argmax commits after a step that had none).
 nb::dict metal_dispatch_plan(const Graph& g, int64_t n_ctx, int64_t max_rows, int64_t n_rows, int64_t n_past,
-                             bool all_rows) {
+                             bool all_rows, const std::string& argmax) {
+    if (argmax != "" && argmax != "fused" && argmax != "alone")
+        throw StrataError("argmax must be \"\", \"fused\" or \"alone\", got \"" + argmax + "\"");
     const Plan plan = make_plan(g, max_rows);
     metal::MetalPlan mp(g, plan, n_ctx);
     std::vector<metal::Dispatch> list;
     mp.encode(n_rows, n_past, all_rows, list);
+    if (argmax == "alone") list.clear();
+    if (!argmax.empty()) mp.encode_argmax(n_rows, all_rows, list);
     nb::list dispatches;
     for (const metal::Dispatch& d : list) {
         const metal::Specialisation& s = mp.pipelines()[(size_t)d.pipeline];
@@ -97,7 +104,7 @@ nb::dict metal_dispatch_plan(const Graph& g, int64_t n_ctx, int64_t max_rows, in
         for (const auto& [index, value] : s.fc) fc.append(nb::make_tuple(index, value));
         nb::dict e;
         e["node"] = d.node;
-        e["op"] = op_name(g.nodes()[(size_t)d.node].op);
+        e["op"] = d.node >= 0 ? op_name(g.nodes()[(size_t)d.node].op) : "argmax";
         e["kernel"] = s.kernel->name;
         e["fc"] = fc;
         e["args"] = nb::bytes(reinterpret_cast<const char*>(d.args), s.kernel->args_size);
@@ -115,6 +122,7 @@ nb::dict metal_dispatch_plan(const Graph& g, int64_t n_ctx, int64_t max_rows, in
     r["tokens_offset"] = g.tokens_value() >= 0 ? mp.offset_of(g.tokens_value()) : -1;
     r["positions_offset"] = g.positions_value() >= 0 ? mp.offset_of(g.positions_value()) : -1;
     r["output_offset"] = mp.offset_of(g.output());
+    r["argmax_offset"] = mp.argmax_offset();
     r["output_rows"] = mp.rows_of(g.output(), n_rows, all_rows);
     r["output_width"] = g.values()[(size_t)g.output()].width;
     return r;
@@ -269,7 +277,7 @@ NB_MODULE(_core, m) {
 #endif
     }, "Whether this build has the Metal backend and the system has a Metal device.");
     m.def("metal_dispatch_plan", &metal_dispatch_plan, "graph"_a, "n_ctx"_a, "max_rows"_a, "n_rows"_a, "n_past"_a,
-          "all_rows"_a = false,
+          "all_rows"_a = false, "argmax"_a = "",
           "Test hook: the Metal backend's dispatches for one step (any platform; nothing runs).");
     m.def("default_threads", &ThreadPool::default_threads);
     m.def("cpu_dequantize", [](uint32_t type, ByteArray data, int64_t n, const std::string& isa) {

@@ -67,6 +67,32 @@ class OpGraph:
             setattr(p, k, v)
         return self.graph.add(op, inputs, p)
 
+    def engine(
+        self,
+        out: int,
+        n_ctx: int = 256,
+        n_batch: int = 64,
+        n_threads: int = 2,
+        backend: str = "cpu",
+        isa: str = "",
+    ) -> _core.Engine:
+        """A native engine over this graph with output ``out``, the weights as its file.
+
+        Raises:
+            StrataError: the backend or kernel set is not available, or the graph is invalid.
+        """
+        self.graph.set_output(out)
+        mapping = np.frombuffer(bytes(self._buf) + b"\0" * 64, dtype=np.uint8)
+        return _core.Engine(
+            self.graph,
+            mapping,
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            n_threads=n_threads,
+            backend=backend,
+            isa=isa,
+        )
+
     def run_timed(
         self,
         out: int,
@@ -87,17 +113,7 @@ class OpGraph:
         Raises:
             StrataError: the backend or kernel set is not available, or the graph is invalid.
         """
-        self.graph.set_output(out)
-        mapping = np.frombuffer(bytes(self._buf) + b"\0" * 64, dtype=np.uint8)
-        eng = _core.Engine(
-            self.graph,
-            mapping,
-            n_ctx=n_ctx,
-            n_batch=n_batch,
-            n_threads=n_threads,
-            backend=backend,
-            isa=isa,
-        )
+        eng = self.engine(out, n_ctx, n_batch, n_threads, backend, isa)
         ids = np.arange(n_tokens, dtype=np.int32)
         result, best = None, float("inf")
         for _ in range(repeats):

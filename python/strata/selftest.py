@@ -68,6 +68,8 @@ class Case:
     n_batch: int = 64
     gpu_bound: np.ndarray | None = None
     skip: str = ""
+    # Cases that are not one eval of ``graph``: (backend, isa, repeats) -> (output, seconds).
+    runner: Callable[[str, str, int], tuple[np.ndarray, float]] | None = None
 
 
 @dataclass
@@ -351,8 +353,66 @@ def op_cases() -> Iterator[Case]:
         yield case
 
 
+ARGMAX_WIDTH = 49152 + 7  # SmolLM2's vocabulary + 7: odd, many strides of a 1024-thread group
+
+
+def argmax_rows(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Logit rows with a known greedy token each: normal; a tie between indices 1023 and 1024
+    (on the GPU, a lower thread sees the later index first); a tie with the last index; all
+    equal; NaN scattered (never at index 0: the CPU's argmax keeps index 0 when it is NaN,
+    the Metal kernel never lets NaN win, and rows holding NaN are broken either way); -inf
+    everywhere but one value; +inf twice (the first wins)."""
+    x = _normal(rng, 7, n, scale=4)
+    x[1, [1023, 1024]] = 50.0
+    x[2, [n // 3, n - 1]] = 50.0
+    x[3] = 1.5
+    x[4, rng.integers(1, n, n // 100)] = np.nan
+    x[5] = -np.inf
+    x[5, n - 1 - n // 7] = -1e30
+    x[6, [n // 2, n - 1]] = np.inf
+    return x
+
+
+def greedy_tokens(x: np.ndarray) -> np.ndarray:
+    """The first index of the largest non-NaN value of each row (rows are never all NaN)."""
+    return np.array([np.flatnonzero(r == r[~np.isnan(r)].max())[0] for r in x], np.float64)
+
+
+def argmax_case() -> Case:
+    """Greedy decoding: ``Engine.step_sample`` at temperature 0 over one logit row per step
+    (the rows of :func:`argmax_rows`). The Metal backend takes it on the GPU
+    (``kernel_argmax_f32``: alone after the first step, then in each step's command buffer),
+    the others on the CPU. The output per step is (token, whether ``last_logits()`` still
+    differs from the step's row); both must match exactly."""
+    kernel = "argmax greedy step_sample"
+    x = argmax_rows(ARGMAX_WIDTH, _rng(kernel))
+    T = len(x)
+    g = OpGraph()
+    out = g.rows(x)
+    want = np.stack([greedy_tokens(x), np.zeros(T)], axis=1)
+
+    def run(backend: str, isa: str, repeats: int) -> tuple[np.ndarray, float]:
+        eng = g.engine(out, n_ctx=64, n_batch=8, n_threads=N_THREADS, backend=backend, isa=isa)
+        greedy, none = _core.SamplingParams(), np.zeros(0, np.int32)
+        greedy.temperature, greedy.repetition_penalty = 0.0, 1.0
+        got = np.zeros((T, 2))
+        for t in range(T):  # the first pass: each step's row still readable after its token
+            got[t, 0] = eng.step_sample(t, greedy, none)
+            got[t, 1] = not np.array_equal(eng.last_logits(), x[t], equal_nan=True)
+        best = float("inf")
+        for _ in range(max(repeats - 1, 1)):  # timed: the tokens alone
+            eng.truncate(0)
+            t0 = time.perf_counter()
+            tokens = [eng.step_sample(t, greedy, none) for t in range(T)]
+            best = min(best, time.perf_counter() - t0)
+            got[:, 0] = np.where(got[:, 0] == tokens, got[:, 0], -1)  # passes must agree
+        return got, best
+
+    return Case(kernel, g, out, T, want, np.zeros_like(want), runner=run)
+
+
 def all_cases() -> list[Case]:
-    return [*matmul_cases(), *embedding_cases(), *op_cases()]
+    return [*matmul_cases(), *embedding_cases(), *op_cases(), argmax_case()]
 
 
 # ---- running --------------------------------------------------------------------------
@@ -365,6 +425,8 @@ def targets() -> list[str]:
 
 
 def _run(case: Case, backend: str, isa: str = "", repeats: int = 1) -> tuple[np.ndarray, float]:
+    if case.runner is not None:
+        return case.runner(backend, isa, repeats)
     return case.graph.run_timed(case.out, case.n_tokens, isa=isa, n_threads=N_THREADS,
                                 chunks=case.chunks, n_batch=case.n_batch, backend=backend,
                                 repeats=repeats)

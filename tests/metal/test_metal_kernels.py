@@ -749,6 +749,110 @@ def test_argmax_all_minus_infinity_is_index_zero():
     assert out[0] == 0
 
 
+ARGMAX_THREADS = 1024  # kernels.def: what the host dispatches (Backend::device_argmax)
+
+
+def run_argmax(x: np.ndarray, threads: int = ARGMAX_THREADS, seed: int = 0, prog=None) -> list[int]:
+    T, n = x.shape
+    out = np.full(T, -1, np.int32)
+    (prog or msl.program("argmax.metal")).launch(
+        "kernel_argmax_f32", (T,), (threads,), [S["ArgmaxArgs"](n, T), np.ascontiguousarray(x), out], seed=seed
+    )
+    return out.tolist()
+
+
+def ref_argmax(x: np.ndarray) -> list[int]:
+    """Per row the first index of the largest non-NaN value, 0 for a row of NaN only. (NumPy's
+    nanargmax reads NaN as -inf, so [NaN, -inf] gives 0 there and 1 here.)"""
+    out = []
+    for row in x:
+        ok = ~np.isnan(row)
+        out.append(int(np.flatnonzero(ok & (row == row[ok].max()))[0]) if ok.any() else 0)
+    return out
+
+
+def argmax_rows(n: int, seed: int) -> np.ndarray:
+    """Rows of n logits for the host's threadgroup of 1024, each with a known answer: random
+    normal; a tie between index 1023 (thread 1023, simdgroup 31) and 1024 (thread 0: a lower
+    thread sees the later index first); a tie between the last index and an earlier one;
+    every value equal; NaN at index 0 and scattered NaNs (NaN never wins, unlike the CPU's
+    argmax, which returns 0 for a row starting with NaN); NaN on the largest value's
+    neighbours; -inf everywhere but one finite value near the end; -inf everywhere with NaN
+    at 0 (the first -inf wins); +inf twice (the first wins)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(9, n)).astype(np.float32) * 4
+    rows[1, [1023 % n, 1024 % n]] = 50.0
+    rows[2, [rng.integers(0, n - 1), n - 1]] = 50.0
+    rows[3] = 1.5
+    rows[4, 0] = np.nan
+    rows[4, rng.integers(0, n, 1 + n // 100)] = np.nan
+    top = int(np.nanargmax(rows[5]))
+    rows[5, [max(top - 1, 0), min(top + 1, n - 1)]] = np.nan if n > 2 else rows[5, top]
+    rows[6] = -np.inf
+    rows[6, n - 1 - n // 7] = -1e30
+    rows[7] = -np.inf
+    rows[7, 0] = np.nan
+    rows[8, [n // 2, n - 1]] = np.inf
+    return rows
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n", [3, 1000, 1023, 1025, 49152 + 7, 151_936 + 1, 262_144, 262_144 + 5])
+def test_argmax_host_threadgroup_odd_vocabularies(seed, n):
+    """kernel_argmax_f32 as the host launches it (one threadgroup of 1024 per row) on
+    vocabularies smaller than the threadgroup, around one stride, and of real models
+    (SmolLM2's 49,152, Qwen2's 151,936, Gemma 3's 262,144), plus one; every kind of row of
+    argmax_rows."""
+    x = argmax_rows(n, seed)
+    want = ref_argmax(x)
+    if n > 1024:
+        assert want[1] == 1023
+    assert want[3] == 0 and want[4] != 0 and want[7] == 1
+    assert run_argmax(x, seed=seed) == want
+
+
+def test_argmax_all_nan_row_is_index_zero():
+    x = np.full((2, 3000), np.nan, np.float32)
+    x[1, 2999] = -np.inf  # -inf beats NaN
+    assert run_argmax(x, seed=3) == [0, 2999]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_argmax_ties_and_nan_from_a_small_alphabet(seed):
+    """Many rows drawn from a few values (so most rows tie, many between threads and
+    simdgroups), with NaN and +-inf, at every threadgroup size a simdgroup multiple."""
+    rng = np.random.default_rng(seed)
+    alphabet = np.array([-np.inf, -1.0, 0.0, 2.0, 2.0, 3.0, np.nan, np.inf], np.float32)
+    for n, threads in [(1, 32), (31, 32), (64, 64), (300, 96), (2047, 1024), (5000, 256)]:
+        # one value in a thousand is the largest (+inf), so ties of 3.0 dominate
+        p = np.array([1, 10, 10, 10, 10, 10, 5, 0.02])
+        x = rng.choice(alphabet, size=(8, n), p=p / p.sum()).astype(np.float32)
+        x[0] = np.nan
+        x[0, n - 1] = 0.0
+        assert run_argmax(x, threads, seed) == ref_argmax(x), (n, threads)
+
+
+# Bugs the checks above must catch: the tie rule dropped (a lower thread keeps the later
+# index), NaN allowed to win, the barrier before simdgroup 0 reads the partial winners,
+# garbage partials of absent simdgroups read.
+ARGMAX_MUTANTS = {
+    "no tie rule": [("return v > bv || (v == bv && i < bi);", "return v > bv;")],
+    "NaN wins": [("return v > bv || (v == bv && i < bi);", "return !(v <= bv) || (v == bv && i < bi);")],
+    "no barrier": [("threadgroup_barrier(mem_flags::mem_threadgroup);", "")],
+    "absent partials": [("bv = lane < nsg ? tg_v[lane] : -INFINITY;", "bv = tg_v[lane];")],
+}
+
+
+@pytest.mark.parametrize("edits", ARGMAX_MUTANTS.values(), ids=ARGMAX_MUTANTS.keys())
+def test_argmax_checks_catch_injected_bugs(edits):
+    prog = msl.mutant("argmax.metal", edits)
+    caught = 0
+    for seed, (n, threads) in enumerate([(49152 + 7, 1024), (300, 96), (2047, 1024)]):
+        x = argmax_rows(n, seed)
+        caught += run_argmax(x, threads, seed, prog) != ref_argmax(x)
+    assert caught >= 1
+
+
 # ---- prefill matmul (simdgroup_matrix tiles) -------------------------------------------------
 
 MM_TYPE = {  # function constant MM_TYPE of kernel_matmul: STRATA_MM_* of metal/strata_args.h

@@ -13,7 +13,11 @@ returns that list for a real graph, so here:
 - the whole list, run through the MSL harness (the shaders compiled unchanged as C++) over
   NumPy buffers standing in for the arena, KV cache, q8 scratch and the model file, gives
   the CPU backend's logits: a prefill step and decode steps, a sliding window past its
-  ring buffer's wrap.
+  ring buffer's wrap;
+- greedy decoding on the GPU (device_argmax): kernel_argmax_f32 over the output's last row,
+  appended to a step's list behind the barrier the rule gives, or alone in a command buffer
+  of its own, writing one int32 after the planner's arena; run by the harness it gives
+  NumPy's argmax of the logits the same list computed.
 
 What this cannot show: the Objective-C calls themselves (test_host_compiles.py checks their
 syntax), Metal's compiler, concurrency on a GPU, speed (docs/metal.md).
@@ -212,7 +216,10 @@ def check_dispatches(plan: dict, n_nodes: int) -> None:
     seen = set()
     for d in plan["dispatches"]:
         k = TABLE[d["kernel"]]
-        seen.add(d["node"])
+        if d["node"] >= 0:
+            seen.add(d["node"])
+        else:
+            assert d["op"] == "argmax" and d["kernel"] == "kernel_argmax_f32", d
         assert d["threads"] == (k.threads, 1, 1), d
         assert len(d["args"]) == (ctypes.sizeof(STRUCTS[k.args]) if STRUCTS else len(d["args"])), d
         assert len(d["buffers"]) == len(k.buffers) - 1, d
@@ -355,6 +362,56 @@ def test_split_keys_from_the_environment(monkeypatch):
         core.metal_dispatch_plan(graph, 256, 16, 1, 99)
 
 
+def check_argmax(graph, n_ctx: int, max_rows: int, T: int, n_past: int, all_rows: bool = False) -> dict:
+    """kernel_argmax_f32 (Backend::device_argmax): appended to a step ("fused"), it is the
+    step's list plus one dispatch over the output's last row (n = the vocabulary, one row,
+    one threadgroup of the table's size) writing 4 bytes at argmax_offset, past every arena
+    range the step touches and inside arena_bytes, behind a barrier (the lm_head wrote that
+    row since the last one); alone, the same dispatch with no barrier. Returns the fused plan."""
+    step = core.metal_dispatch_plan(graph, n_ctx, max_rows, T, n_past, all_rows)
+    fused = core.metal_dispatch_plan(graph, n_ctx, max_rows, T, n_past, all_rows, "fused")
+    alone = core.metal_dispatch_plan(graph, n_ctx, max_rows, T, n_past, all_rows, "alone")
+    assert fused["dispatches"][:-1] == step["dispatches"]
+    d, (a,) = fused["dispatches"][-1], alone["dispatches"]
+    assert d["barrier"] and not a["barrier"] and {**a, "barrier": True} == d
+    check_dispatches(fused, graph.n_nodes)
+    check_barriers(fused)
+    W, rows, at = fused["output_width"], fused["output_rows"], fused["argmax_offset"]
+    assert d["kernel"] == "kernel_argmax_f32" and d["op"] == "argmax" and d["node"] == -1
+    assert d["groups"] == (1, 1, 1) and d["threads"] == (TABLE["kernel_argmax_f32"].threads, 1, 1)
+    assert np.frombuffer(d["args"], np.int32).tolist() == [W, 1]  # ArgmaxArgs n, T
+    last_row = fused["output_offset"] + (rows - 1) * W * 4
+    assert d["buffers"] == [("arena", last_row, W * 4, False), ("arena", at, 4, True)]
+    ends = [o + n for x in step["dispatches"] for r, o, n, _ in x["buffers"] if r == "arena"]
+    assert max(ends) <= at and at % 16 == 0 and at + 4 <= fused["arena_bytes"]
+    for key in ("arena_bytes", "kv_bytes", "q8_bytes", "output_offset", "argmax_offset"):
+        assert step[key] == fused[key] == alone[key]
+    return fused
+
+
+@pytest.mark.parametrize(
+    "T,n_past,all_rows", [(1, 5, False), (1, 255, False), (7, 0, False), (9, 0, False), (16, 3, True)]
+)
+def test_argmax_plan_smollm2(T, n_past, all_rows):
+    _, graph = build_graph(smollm2_path(), 256)
+    fused = check_argmax(graph, 256, 16, T, n_past, all_rows)
+    assert fused["output_width"] == 49152
+    assert fused["dispatches"][-2]["op"] == "matmul"  # the lm_head, then the barrier
+
+
+def test_argmax_plan_tiny_graphs(tiny):
+    for case in ("qwen2", "mistral", "gpt2"):
+        _, graph = build_graph(tiny(case), 64)
+        for T, n_past, all_rows in [(1, 9, False), (8, 0, True)]:
+            check_argmax(graph, 64, 8, T, n_past, all_rows)
+
+
+def test_argmax_plan_argument_is_checked():
+    _, graph = build_graph(smollm2_path(), 256)
+    with pytest.raises(core_errors().StrataError, match="argmax must be"):
+        core.metal_dispatch_plan(graph, 256, 16, 1, 0, False, "yes")
+
+
 @pytest.mark.parametrize("T,n_past", [(1, 5), (7, 0), (1, 1000)])
 def test_gemma3_q4_k_m_graph(T, n_past):
     """The real Gemma 3 270M Q4_K_M: Q4_K, Q6_K (with Q5_0 and Q8_0) matmuls, head_dim 256
@@ -372,6 +429,7 @@ def test_gemma3_q4_k_m_graph(T, n_past):
     check_attention_kernels(plan, T, n_past)
     kernels = {d["kernel"] for d in plan["dispatches"]}
     assert {"kernel_matvec_q4_K", "kernel_matvec_q6_K", "kernel_attention_f16"} <= kernels
+    assert check_argmax(graph, 1024, 32, T, n_past)["output_width"] == 262_144
 
 
 # Every weight type llama.cpp's quantizer writes: SmolLM2 re-quantized (its token tables are
@@ -436,15 +494,41 @@ class HarnessExecutor:
             "q8": np.zeros(first["q8_bytes"] + 64, np.uint8),
             "weight": self.file,
         }
+        self.argmax_offset = first["argmax_offset"]  # after the planner's slots, in the arena
 
-    def step(self, tokens: np.ndarray, n_past: int, all_rows: bool, seed: int) -> np.ndarray:
+    def step(self, tokens: np.ndarray, n_past: int, all_rows: bool, seed: int, argmax: str = "") -> np.ndarray:
+        """One step's list (with kernel_argmax_f32 appended when argmax="fused"); its output rows."""
         T = len(tokens)
-        plan = core.metal_dispatch_plan(self.graph, self.n_ctx, self.max_rows, T, n_past, all_rows)
+        plan = core.metal_dispatch_plan(self.graph, self.n_ctx, self.max_rows, T, n_past, all_rows, argmax)
         arena = self.regions["arena"]
-        # As run() does: tokens and positions into the (shared) arena.
+        # As run() does: tokens and positions into the (shared) arena, -1 into the argmax slot.
         for key, data in (("tokens_offset", tokens), ("positions_offset", np.arange(n_past, n_past + T))):
             if plan[key] >= 0:
                 arena[plan[key] : plan[key] + 4 * T] = np.asarray(data, np.int32).view(np.uint8)
+        self.set_argmax(-1)
+        self.run(plan, seed)
+        rows, width, off = plan["output_rows"], plan["output_width"], plan["output_offset"]
+        return arena[off : off + rows * width * 4].view(np.float32).reshape(rows, width).copy()
+
+    def argmax_alone(self, T: int, n_past: int, all_rows: bool, seed: int) -> int:
+        """device_argmax after a step without the argmax: its own list, over the output in place."""
+        plan = core.metal_dispatch_plan(self.graph, self.n_ctx, self.max_rows, T, n_past, all_rows, "alone")
+        assert [d["kernel"] for d in plan["dispatches"]] == ["kernel_argmax_f32"]
+        assert not plan["dispatches"][0]["barrier"]
+        self.set_argmax(-1)
+        self.run(plan, seed)
+        return self.token()
+
+    def set_argmax(self, value: int) -> None:
+        o = self.argmax_offset
+        self.regions["arena"][o : o + 4] = np.array([value], np.int32).view(np.uint8)
+
+    def token(self) -> int:
+        """The int32 kernel_argmax_f32 wrote (what device_argmax reads in place)."""
+        o = self.argmax_offset
+        return int(self.regions["arena"][o : o + 4].view(np.int32)[0])
+
+    def run(self, plan: dict, seed: int) -> None:
         for i, d in enumerate(plan["dispatches"]):
             k = TABLE[d["kernel"]]
             names = {index: name for name, index in k.fcs.items()}
@@ -452,8 +536,6 @@ class HarnessExecutor:
             args = (ctypes.c_char * len(d["args"])).from_buffer_copy(d["args"])
             bufs = [None if r == "none" else self.regions[r][o:] for r, o, _n, _w in d["buffers"]]
             prog.launch(d["kernel"], d["groups"], d["threads"], [args, *bufs], seed=seed + i)
-        rows, width, off = plan["output_rows"], plan["output_width"], plan["output_offset"]
-        return arena[off : off + rows * width * 4].view(np.float32).reshape(rows, width).copy()
 
 
 @pytest.mark.skipif(CXX is None, reason="clang++ not found: apt-get install clang")
@@ -510,10 +592,23 @@ def test_plan_run_by_the_harness_matches_the_cpu_backend(tiny, case, n_tokens, p
     keys = split_keys or ATTN_SPLIT_KEYS
     most = check_attention_kernels(first, prefill, 0, keys)
     got = [ex.step(tokens[:prefill], 0, True, seed=1)]  # every position's logits
+    # Greedy tokens as device_argmax gives them: after the prefill (every row) and the first
+    # decode step the argmax runs alone, after later steps it is part of the step's list.
+    greedy = [ex.argmax_alone(prefill, 0, True, seed=2)]
     for p in range(prefill, n_tokens):  # decode: the last (only) row
         most = max(most, check_attention_kernels(core.metal_dispatch_plan(graph, n_ctx, max_rows, 1, p), 1, p, keys))
-        got.append(ex.step(tokens[p : p + 1], p, False, seed=p))
+        fused = p > prefill
+        got.append(ex.step(tokens[p : p + 1], p, False, seed=p, argmax="fused" if fused else ""))
+        greedy.append(ex.token() if fused else ex.argmax_alone(1, p, False, seed=p))
     assert (most > 1) == bool(split_keys)
     got = np.concatenate(got)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, atol=2e-3, rtol=1e-3)
+    # The device's token is NumPy's argmax of the logits the same list computed, and the CPU
+    # backend's wherever its top two logits are further apart than the tolerance above.
+    rows = np.r_[prefill - 1 : n_tokens]
+    assert greedy == got[rows].argmax(1).tolist()
+    top2 = np.sort(ref[rows], 1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 4e-3
+    assert clear.sum() >= len(rows) // 2
+    assert np.array_equal(np.array(greedy)[clear], ref[rows].argmax(1)[clear])

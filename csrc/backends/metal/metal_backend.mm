@@ -6,11 +6,20 @@
 // arena is one shared buffer: the host writes the step's tokens and positions into it and
 // reads the output from it after the command buffer completes, so a step needs no copy
 // kernels. The fp16 KV cache and the q8 scratch are private to the GPU.
+//
+// Greedy decoding (device_argmax): kernel_argmax_f32 over the output's last row, its int32
+// written into the arena and read in place. A step encodes it into its own command buffer
+// (one commit gives the token) when device_argmax() was asked after the step before, as it
+// is at every step of greedy decoding; sampling with a temperature never asks and never
+// pays for it. Asked after a step that did not encode it (the first greedy step), it runs
+// alone in a command buffer of its own. STRATA_METAL_DEVICE_ARGMAX=0 turns it off (the
+// engine then reads the logits and takes the argmax on the CPU).
 #import <Foundation/Foundation.h>
 #import <Metal/Metal.h>
 
 #include "metal_backend.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -42,12 +51,24 @@ namespace {
 
 std::string mib(int64_t bytes) { return std::to_string(bytes / (1 << 20)) + " MiB"; }
 
+// STRATA_METAL_DEVICE_ARGMAX: unset or 1 on, 0 off.
+bool device_argmax_from_env() {
+    const char* v = std::getenv("STRATA_METAL_DEVICE_ARGMAX");
+    if (!v || !*v || std::strcmp(v, "1") == 0) return true;
+    if (std::strcmp(v, "0") == 0) return false;
+    throw StrataError(std::string("STRATA_METAL_DEVICE_ARGMAX must be 0 or 1, got '") + v + "'");
+}
+
 class MetalBackend final : public Backend {
 public:
     MetalBackend() : ctx_(std::make_unique<MetalContext>()) {}
 
     std::string name() const override { return "metal"; }
-    std::string describe() const override { return "metal (" + ctx_->describe() + ")"; }
+    std::string describe() const override {
+        // Greedy decoding on the GPU unless STRATA_METAL_DEVICE_ARGMAX=0 or the GPU refused the
+        // kernel's threadgroup size (then the CPU takes the argmax of the read-back logits).
+        return "metal (" + ctx_->describe() + (plan_ && !argmax_on_ ? "; argmax on the CPU" : "") + ")";
+    }
 
     void prepare(const Graph& g, const Plan& plan, const uint8_t* file, int64_t file_size, int64_t n_ctx) override {
         @autoreleasepool {
@@ -58,6 +79,8 @@ public:
             tokens_value_ = g.tokens_value();
             positions_value_ = g.positions_value();
             output_value_ = g.output();
+            output_width_ = g.values()[(size_t)output_value_].width;
+            argmax_on_ = device_argmax_from_env();
 
             const int64_t need = plan_->arena_bytes() + plan_->kv_bytes() + plan_->q8_bytes() + file_size;
             const uint64_t have = ctx_->recommended_working_set();
@@ -80,8 +103,20 @@ public:
             // Every pipeline now, so that a shader the compiler rejects or a threadgroup size
             // the GPU refuses fails at load, naming the kernel, and never mid-step.
             pipelines_.clear();
-            for (const Specialisation& s : plan_->pipelines()) {
+            for (size_t i = 0; i < plan_->pipelines().size(); ++i) {
+                const Specialisation& s = plan_->pipelines()[i];
+                if ((int32_t)i == plan_->argmax_pipeline() && !argmax_on_) {
+                    pipelines_.push_back(-1);  // never dispatched
+                    continue;
+                }
                 const int p = ctx_->pipeline(*s.kernel, s.fc);
+                // The argmax is an optimisation: a GPU that refuses its threadgroup size
+                // keeps greedy decoding on the CPU instead of failing the load.
+                if ((int32_t)i == plan_->argmax_pipeline() && ctx_->max_threads(p) < s.kernel->threads) {
+                    argmax_on_ = false;
+                    pipelines_.push_back(-1);
+                    continue;
+                }
                 if (ctx_->max_threads(p) < s.kernel->threads)
                     throw UnsupportedError(std::string("metal: ") + s.kernel->name + " needs " +
                                            std::to_string(s.kernel->threads) + " threads per threadgroup, this GPU allows " +
@@ -90,6 +125,8 @@ public:
             }
             // Size the dispatch list for the largest step once; later steps reuse it.
             plan_->encode(plan.max_rows, 0, false, dispatches_);
+            plan_->encode_argmax(plan.max_rows, false, dispatches_);
+            argmax_list_.reserve(1);
         }
     }
 
@@ -105,18 +142,36 @@ public:
             for (int64_t i = 0; i < T; ++i) pos[i] = (int32_t)(step.n_past + i);
         }
         plan_->encode(T, step.n_past, step.all_rows, dispatches_);
-        @autoreleasepool {
-            ctx_->begin_step();
-            BufferRef bound[kMaxBuffers];
-            for (const Dispatch& d : dispatches_) {
-                if (d.barrier) ctx_->barrier();
-                for (int b = 0; b < d.n_buffers; ++b) bound[b] = resolve(d.buffers[b]);
-                ctx_->dispatch(pipelines_[(size_t)d.pipeline], d.args, plan_->pipelines()[(size_t)d.pipeline].kernel->args_size,
-                               bound, d.n_buffers, d.groups, d.threads);
-            }
-            ctx_->end_step();
+        // The argmax joins the step when greedy decoding asked for the previous step's.
+        argmax_ready_ = false;
+        const bool fuse = argmax_on_ && argmax_asked_ && !step.all_rows;
+        argmax_asked_ = false;
+        if (fuse) {
+            plan_->encode_argmax(T, step.all_rows, dispatches_);
+            argmax_slot() = -1;  // what no kernel wrote is refused in device_argmax
         }
+        replay(dispatches_);
         out_rows_ = plan_->rows_of(output_value_, T, step.all_rows);
+        last_T_ = T;
+        last_all_rows_ = step.all_rows;
+        argmax_ready_ = fuse;
+    }
+
+    int32_t device_argmax() override {
+        if (!argmax_on_ || out_rows_ == 0) return -1;
+        argmax_asked_ = true;  // greedy decoding: the next step encodes it
+        if (!argmax_ready_) {  // this step had none: the argmax alone, over the output in place
+            argmax_list_.clear();
+            plan_->encode_argmax(last_T_, last_all_rows_, argmax_list_);
+            argmax_slot() = -1;
+            replay(argmax_list_);
+            argmax_ready_ = true;
+        }
+        const int32_t best = argmax_slot();
+        if (best < 0 || best >= output_width_)
+            throw StrataError("metal: kernel_argmax_f32 gave token " + std::to_string(best) + " of " +
+                              std::to_string(output_width_));
+        return best;
     }
 
     const float* output(int64_t* rows) override {
@@ -130,6 +185,23 @@ public:
     int64_t batch_kernel_rows() const override { return kMatmulMinRows; }
 
 private:
+    // One command buffer: the list's dispatches, a buffer barrier where the plan put one.
+    void replay(const std::vector<Dispatch>& list) {
+        @autoreleasepool {
+            ctx_->begin_step();
+            BufferRef bound[kMaxBuffers];
+            for (const Dispatch& d : list) {
+                if (d.barrier) ctx_->barrier();
+                for (int b = 0; b < d.n_buffers; ++b) bound[b] = resolve(d.buffers[b]);
+                ctx_->dispatch(pipelines_[(size_t)d.pipeline], d.args, plan_->pipelines()[(size_t)d.pipeline].kernel->args_size,
+                               bound, d.n_buffers, d.groups, d.threads);
+            }
+            ctx_->end_step();
+        }
+    }
+
+    int32_t& argmax_slot() { return *reinterpret_cast<int32_t*>(arena_base_ + plan_->argmax_offset()); }
+
     BufferRef resolve(const BufferSlice& s) const {
         switch (s.region) {
             case Region::None: return BufferRef{};
@@ -150,9 +222,14 @@ private:
     std::vector<BufferRef> weights_;  // per graph weight: its wrapped buffer and offset
     std::vector<int> pipelines_;      // per plan pipeline: the context's handle
     std::vector<Dispatch> dispatches_;
+    std::vector<Dispatch> argmax_list_;  // the argmax alone (device_argmax after a step without it)
     int arena_ = -1, kv_ = -1, q8_ = -1;
     uint8_t* arena_base_ = nullptr;
-    int64_t n_ctx_ = 0, max_rows_ = 0, out_rows_ = 0;
+    int64_t n_ctx_ = 0, max_rows_ = 0, out_rows_ = 0, output_width_ = 0, last_T_ = 0;
+    bool last_all_rows_ = false;
+    bool argmax_on_ = true;       // STRATA_METAL_DEVICE_ARGMAX, and the GPU takes its threadgroup size
+    bool argmax_asked_ = false;   // device_argmax() was called after the last step
+    bool argmax_ready_ = false;   // the arena holds the argmax of the last step's output
     int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;
 };
 

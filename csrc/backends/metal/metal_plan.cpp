@@ -120,7 +120,8 @@ const char* matvec_float_kernel(DType t) {
 static_assert(sizeof(RopeArgs) <= kMaxArgsBytes && sizeof(AttnArgs) <= kMaxArgsBytes &&
               sizeof(EmbeddingArgs) <= kMaxArgsBytes && sizeof(RmsNormArgs) <= kMaxArgsBytes &&
               sizeof(EltwiseArgs) <= kMaxArgsBytes && sizeof(MatvecArgs) <= kMaxArgsBytes &&
-              sizeof(CopyArgs) <= kMaxArgsBytes && sizeof(LayerNormArgs) <= kMaxArgsBytes,
+              sizeof(CopyArgs) <= kMaxArgsBytes && sizeof(LayerNormArgs) <= kMaxArgsBytes &&
+              sizeof(ArgmaxArgs) <= kMaxArgsBytes,
               "an argument struct outgrew Dispatch::args");
 
 void bind(Dispatch& d, std::initializer_list<BufferSlice> buffers) {
@@ -151,7 +152,12 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
     nodes_ = g.nodes();
     weights_ = g.weights();
     offset_ = plan.offset;
-    arena_bytes_ = plan.arena_bytes;
+    output_ = g.output();
+    if (output_ < 0) throw StrataError("graph has no output");
+    // The token of kernel_argmax_f32 lives after the planner's slots, in the host-visible
+    // arena: the host reads it in place, as it reads the output.
+    argmax_offset_ = align_up(plan.arena_bytes, 16);
+    arena_bytes_ = argmax_offset_ + 16;
     weight_of_.assign(nv, -1);
     width_.assign(nv, 0);
     single_row_.assign(nv, 0);
@@ -264,6 +270,7 @@ MetalPlan::MetalPlan(const Graph& g, const Plan& plan, int64_t n_ctx) {
             case Op::Slice: k.main = pipeline_for("kernel_copy_cols_f32"); break;
         }
     }
+    argmax_pipeline_ = pipeline_for("kernel_argmax_f32");
     if (partial_bytes > 0) {
         partial_offset_ = align_up(q8_bytes_, 256);
         q8_bytes_ = checked_add(partial_offset_, partial_bytes, "attention partials");
@@ -329,7 +336,7 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
     out.clear();
     // At most 3 dispatches a node (kv_append, attention, merge), whatever the step: after the
     // first step no step allocates, even one that splits where the first did not.
-    out.reserve(3 * nodes_.size());
+    out.reserve(3 * nodes_.size() + 1);  // + kernel_argmax_f32 (encode_argmax)
     pending_.clear();  // the previous step's command buffer has completed
     int32_t q8_value = -1;  // the value whose int8 copy the q8 region holds
     const BufferSlice none{};
@@ -504,6 +511,17 @@ void MetalPlan::encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dis
             }
         }
     }
+}
+
+void MetalPlan::encode_argmax(int64_t T, bool all_rows, std::vector<Dispatch>& out) {
+    if (out.empty()) pending_.clear();  // a command buffer of its own
+    const int64_t rows = rows_of(output_, T, all_rows);
+    const ArgmaxArgs a{(int32_t)width_[output_], 1};
+    Dispatch d;  // node -1: not a graph node
+    bind(d, {value_slice(output_, 1, false, rows - 1), BufferSlice{Region::Arena, true, -1, argmax_offset_, 4}});
+    d.pipeline = argmax_pipeline_;
+    d.threads[0] = (uint32_t)pipelines_[argmax_pipeline_].kernel->threads;
+    push(out, d, &a, sizeof a);
 }
 
 bool MetalPlan::can_truncate(int64_t n_past, int64_t n) const {

@@ -9,7 +9,8 @@
 //
 // Memory regions (each one Metal buffer, or the wrapped model file for weights):
 //   Arena  the planner's activation arena (host-visible: tokens and positions are written
-//          into it before a step, the output read from it after);
+//          into it before a step, the output read from it after), then 16 bytes for the
+//          int32 kernel_argmax_f32 writes (argmax_offset());
 //   Kv     every attention layer's fp16 K then V cache, slot after slot;
 //   Q8     scratch: the int8 copy of the activation a quantized matmul multiplies, then (from
 //          attention_partial_offset()) the split decode attention's partial results.
@@ -65,7 +66,7 @@ constexpr int kMaxBuffers = 4;       // the most any kernel of kernels.def binds
 constexpr size_t kMaxArgsBytes = 40; // the largest argument structs (RopeArgs, AttnArgs)
 
 struct Dispatch {
-    int32_t node = -1;      // the graph node it computes (part of)
+    int32_t node = -1;      // the graph node it computes (part of); -1: the argmax of the output
     int32_t pipeline = -1;  // index into MetalPlan::pipelines()
     bool barrier = false;   // memoryBarrierWithScope:MTLBarrierScopeBuffers before it
     uint32_t groups[3] = {1, 1, 1};
@@ -88,6 +89,8 @@ public:
     int64_t attention_partial_offset() const { return partial_offset_; }
     int64_t attention_split_keys() const { return split_keys_; }
     int64_t offset_of(int32_t value) const { return offset_[value]; }  // arena offset
+    int64_t argmax_offset() const { return argmax_offset_; }           // arena offset of the token
+    int32_t argmax_pipeline() const { return argmax_pipeline_; }
     int64_t rows_of(int32_t value, int64_t T, bool all_rows) const {
         return (single_row_[value] && !all_rows) ? 1 : T;
     }
@@ -96,6 +99,14 @@ public:
     // n_past + T <= n_ctx, checked by the caller). `out` is cleared and refilled; its
     // capacity is kept, so steps after the first allocate nothing.
     void encode(int64_t T, int64_t n_past, bool all_rows, std::vector<Dispatch>& out);
+
+    // Greedy decoding on the GPU (Backend::device_argmax): appends kernel_argmax_f32 over the
+    // last row of the output of a step of T rows (one threadgroup), writing one int32 at
+    // argmax_offset() in the arena. Called right after encode() with that step's list, it
+    // joins the step's command buffer, with a barrier exactly where the rule of push() puts
+    // one (after the output's last write); called with an empty `out`, it is a command
+    // buffer of its own after the step's has completed (no barrier).
+    void encode_argmax(int64_t T, bool all_rows, std::vector<Dispatch>& out);
 
     // Whether positions [0, n_past) in the cache still hold what a continuation from
     // position n needs (sliding-window ring buffers forget old positions).
@@ -126,7 +137,8 @@ private:
     std::vector<KvSlot> kv_;
     std::vector<Specialisation> pipelines_;
     std::vector<BufferSlice> pending_;  // accesses since the last barrier
-    int64_t arena_bytes_ = 0, kv_bytes_ = 0, q8_bytes_ = 0, partial_offset_ = 0;
+    int64_t arena_bytes_ = 0, kv_bytes_ = 0, q8_bytes_ = 0, partial_offset_ = 0, argmax_offset_ = 0;
+    int32_t output_ = -1, argmax_pipeline_ = -1;
     int64_t split_keys_ = kAttnSplitKeys;
 };
 
