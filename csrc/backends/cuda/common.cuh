@@ -110,6 +110,10 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
 // architecture has none, and a programmatic launch of it would race).
 bool pdl_kernels_built();
 
+// argmax.cu (greedy decoding on the device, Backend::device_argmax): *out = the first index of
+// the largest of x[0, n), NaN never winning; -1 when every value is NaN. One block.
+void launch_argmax(const float* x, int64_t n, int32_t* out, Launch s);
+
 // elementwise.cu
 // out[t, :] = row ids[t] of the table, dequantized to f32 (`width` elements of `type`).
 void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64_t table_rows,

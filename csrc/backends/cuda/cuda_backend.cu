@@ -6,7 +6,9 @@
 // device memory before each launch, and kernels read n_past from there (StepParams). Row
 // counts are fixed per captured graph (1), so only decode steps use it; prefill steps
 // launch the same kernels directly. A decode step's kernels are programmatic dependent
-// launches (common.cuh: pdl_begin). Output rows are copied to a pinned host buffer.
+// launches (common.cuh: pdl_begin), and its last one takes the argmax of the logits, so that
+// the step copies 4 bytes back; the logits follow only when output() asks for them. Other
+// steps copy their output rows to a pinned host buffer as they finish.
 //
 // Environment switches (read when a backend is made; for tests and first-contact debugging):
 //   STRATA_CUDA_DEVICE=n      device index (default 0)
@@ -25,6 +27,8 @@
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels launched without programmatic dependent launch
+//   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel in decode steps: device_argmax() returns -1
+//                             and every step copies its logits back (the behaviour before it)
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -153,6 +157,7 @@ public:
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
+        argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
     }
 
     ~CudaBackend() override {
@@ -172,7 +177,7 @@ public:
                         " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
                         (use_tc_ ? (use_gemm_ ? "f16 mma.sync" : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
-                        ", pdl " + (pdl_ ? "on" : "off") +
+                        ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
@@ -272,6 +277,7 @@ public:
         partial_.allocate(partial_bytes, "attention partials", total);
         gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
+        argmax_.allocate(sizeof(int32_t), "the argmax", total);
         kv_bytes_ = kv_bytes;
 
         upload_weights(placed, file);
@@ -326,6 +332,7 @@ public:
         host_out_.allocate(checked_mul(out_rows, out.width * 4, "output"), "output");
         host_tokens_.allocate(plan.max_rows * 4, "tokens");
         host_params_.allocate(sizeof(StepParams), "step parameters");
+        host_argmax_.allocate(sizeof(int32_t), "the argmax");
         check(cudaStreamSynchronize(stream_), "loading the model");
     }
 
@@ -334,6 +341,7 @@ public:
         if (step.n_past < 0 || step.n_past + step.n_rows > n_ctx_) throw ContextOverflow("step past the KV cache");
         check(cudaSetDevice(device_), "cudaSetDevice");
         const int64_t T = step.n_rows;
+        out_on_host_ = argmax_ready_ = false;
         StepParams* hp = reinterpret_cast<StepParams*>(host_params_.get());
         *hp = StepParams{};
         hp->n_past = (int32_t)step.n_past;
@@ -353,10 +361,17 @@ public:
             enqueue(T, step.all_rows);
         }
         out_rows_ = (single_row_[output_value_] && !step.all_rows) ? 1 : T;
-        check(cudaMemcpyAsync(host_out_.get(), data_[output_value_], sizeof(float) * out_rows_ * width_[output_value_],
-                              cudaMemcpyDeviceToHost, stream_),
-              "copying the output");
+        // A decode step ran the argmax kernel (enqueue): 4 bytes back, the logits on demand
+        // (output()). Other steps copy the output as before: the host reads it next.
+        const bool argmax = device_argmax_step(T);
+        if (argmax)
+            check(cudaMemcpyAsync(host_argmax_.get(), argmax_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+                  "copying the argmax");
+        else
+            copy_output_async();
         check(cudaStreamSynchronize(stream_), "running a step");
+        argmax_ready_ = argmax;
+        out_on_host_ = !argmax;
         if (profiling_) {
             for (size_t i = 0; i < nodes_.size(); ++i) {
                 float ms = 0.0f;
@@ -380,9 +395,23 @@ public:
     }
     std::vector<double> node_seconds() const override { return node_seconds_; }
 
+    // The last step's output rows; copied here (synchronously) after a decode step that left
+    // them on the device. The arena still holds them: nothing runs between steps.
     const float* output(int64_t* rows) override {
+        if (!out_on_host_) {
+            check(cudaSetDevice(device_), "cudaSetDevice");
+            copy_output_async();
+            check(cudaStreamSynchronize(stream_), "copying the output");
+            out_on_host_ = true;
+        }
         *rows = out_rows_;
         return reinterpret_cast<const float*>(host_out_.get());
+    }
+
+    // The argmax of the last decode step's last row (-1 when that step did not compute one, or
+    // when every logit was NaN: the engine then samples on the host).
+    int32_t device_argmax() override {
+        return argmax_ready_ ? *reinterpret_cast<const int32_t*>(host_argmax_.get()) : -1;
     }
 
     int64_t kv_cache_bytes() const override { return kv_bytes_; }
@@ -401,6 +430,16 @@ public:
     }
 
 private:
+    // Whether a step of T rows ends with the argmax kernel (enqueue) instead of copying its
+    // output back: decode steps, the ones greedy generation runs.
+    bool device_argmax_step(int64_t T) const { return T == 1 && argmax_on_; }
+
+    void copy_output_async() {
+        check(cudaMemcpyAsync(host_out_.get(), data_[output_value_], sizeof(float) * out_rows_ * width_[output_value_],
+                              cudaMemcpyDeviceToHost, stream_),
+              "copying the output");
+    }
+
     void upload_weights(const std::map<std::pair<int64_t, int64_t>, int64_t>& placed, const uint8_t* file) {
         // Two pinned staging buffers: the CPU copies (and page-faults in) the next chunk of
         // the mapping while the previous one is on its way to the device.
@@ -745,6 +784,11 @@ private:
             after_launch((int)i, op_name(n.op));
         }
         if (profiling_) check(cudaEventRecord(events_[nodes_.size()], stream_), "cudaEventRecord");
+        if (device_argmax_step(T)) {  // greedy decoding reads 4 bytes instead of the logits (run())
+            const int64_t W = width_[output_value_], rows = rows_of(output_value_, T, all_rows);
+            launch_argmax(f32(output_value_) + (rows - 1) * W, W, reinterpret_cast<int32_t*>(argmax_.get()), L());
+            after_launch(-1, "argmax");
+        }
     }
 
     // Launch errors (bad configuration) surface at once; with STRATA_CUDA_SYNC=1 so do faults.
@@ -773,6 +817,9 @@ private:
     cudaGraphExec_t graph_exec_ = nullptr;
     bool use_graphs_ = true, sync_debug_ = false, use_tc_ = true, use_gemm_ = true, matvec_f32_ = false, profiling_ = false;
     bool pdl_ = false;           // STRATA_CUDA_PDL: decode kernels as programmatic dependent launches
+    bool argmax_on_ = true;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
+    bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
+    bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1;
@@ -781,8 +828,8 @@ private:
     std::string graph_note_;
 
     std::vector<Node> nodes_;
-    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_;
-    PinnedBuffer host_out_, host_tokens_, host_params_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_;
+    PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_;
     ActQ8 q8_act_{};
     MatvecConfig matvec_{};
     std::vector<KvSlot> kv_slots_;
