@@ -602,6 +602,186 @@ def test_bad_fuse_setting_is_named(monkeypatch):
         h.run(out, 1, backend="cuda")
 
 
+# ---- greedy decoding on the device, programmatic dependent launch ----------------------------
+# A decode step ends with an argmax kernel and copies 4 bytes back; the logits come back only
+# when last_logits() asks (STRATA_CUDA_DEVICE_ARGMAX=0: no kernel, every step copies them).
+# Decode kernels are programmatic dependent launches (STRATA_CUDA_PDL=0: plain launches).
+NO_HISTORY = np.zeros(0, dtype=np.int32)
+
+
+def greedy() -> _core.SamplingParams:
+    p = _core.SamplingParams()
+    p.temperature = 0.0
+    return p
+
+
+def cuda_engine(h: OpHarness, out: int, monkeypatch, env: dict | None = None,
+                n_ctx: int = 256) -> _core.Engine:
+    """An engine on the CUDA backend made with `env` set (the backend reads it when made)."""
+    h.graph.set_output(out)
+    mapping = np.frombuffer(bytes(h._buf) + b"\0" * 64, dtype=np.uint8)
+    for k, v in (env or {}).items():
+        monkeypatch.setenv(k, v)
+    try:
+        return _core.Engine(h.graph, mapping, n_ctx=n_ctx, n_batch=64, backend="cuda")
+    finally:
+        for k in env or {}:
+            monkeypatch.delenv(k, raising=False)
+
+
+def greedy_run(eng: _core.Engine, prompt: int, steps: int) -> tuple[list[int], np.ndarray]:
+    """Greedy tokens of `steps` decode steps after a prompt of tokens 0..prompt-1, through
+    step_sample (the device argmax where on), and the logits of every step (last_logits)."""
+    eng.eval(np.arange(prompt, dtype=np.int32))
+    token = eng.sample(greedy(), NO_HISTORY)
+    tokens, logits = [token], []
+    for _ in range(steps):
+        token = eng.step_sample(token, greedy(), NO_HISTORY)
+        tokens.append(token)
+        logits.append(eng.last_logits())
+    return tokens, np.stack(logits)
+
+
+@pytest.mark.parametrize("types", ["mixed", "f16"])
+def test_device_argmax_is_the_argmax_of_the_step_logits(monkeypatch, types):
+    """Over decode steps of the 2-layer model, the token step_sample returns (the device's
+    argmax) is numpy's argmax of the logits that same step gives last_logits()."""
+    h, out, _ = mini_llama(4, FUSE_TYPES[types])
+    eng = cuda_engine(h, out, monkeypatch)
+    assert "greedy on device" in eng.description
+    tokens, logits = greedy_run(eng, 9, 24)
+    assert tokens[1:] == [int(np.argmax(row)) for row in logits]
+
+
+def test_greedy_tokens_and_logits_same_with_device_argmax_off(monkeypatch):
+    """Greedy generation gives the same tokens with the argmax kernel and without it, and the
+    logits read back after a device-argmax step are those of the same step with it off, bit
+    for bit (the lazy copy reads what the step left in the arena)."""
+    h, out, _ = mini_llama(5)
+    on = greedy_run(cuda_engine(h, out, monkeypatch), 9, 32)
+    off_eng = cuda_engine(h, out, monkeypatch, {"STRATA_CUDA_DEVICE_ARGMAX": "0"})
+    assert "greedy on device" not in off_eng.description
+    off = greedy_run(off_eng, 9, 32)
+    assert on[0] == off[0]
+    np.testing.assert_array_equal(on[1], off[1])
+
+
+def test_logits_after_a_device_argmax_step_are_the_step_logits(monkeypatch):
+    """last_logits after step_sample (greedy: the device argmax, logits left on the device)
+    equals eval(all_logits) of the same token at the same position with the argmax off."""
+    h, out, _ = mini_llama(6)
+    a = cuda_engine(h, out, monkeypatch)
+    b = cuda_engine(h, out, monkeypatch, {"STRATA_CUDA_DEVICE_ARGMAX": "0"})
+    prompt = np.arange(9, dtype=np.int32)
+    a.eval(prompt)
+    b.eval(prompt)
+    token = a.sample(greedy(), NO_HISTORY)
+    for _ in range(8):
+        nxt = a.step_sample(token, greedy(), NO_HISTORY)
+        got = a.last_logits()
+        want = b.eval(np.asarray([token], dtype=np.int32), all_logits=True)[0]
+        np.testing.assert_array_equal(got, want)
+        assert nxt == int(np.argmax(want))
+        token = nxt
+
+
+ARGMAX_W = 50021  # a vocabulary not a multiple of 4 nor of the block's 1024 threads
+
+
+def argmax_rows() -> tuple[np.ndarray, list[int], list[int]]:
+    """Rows of logits meant to trip an argmax, with the device's answer and the host's
+    (sampler.cpp: scans with > from index 0)."""
+    rng = np.random.default_rng(7)
+    W = ARGMAX_W
+    rows, dev, host = [], [], []
+
+    def add(row, d, hst=None):
+        rows.append(np.asarray(row, np.float32))
+        dev.append(d)
+        host.append(d if hst is None else hst)
+
+    r = rng.standard_normal(W).astype(np.float32)
+    add(r, int(np.argmax(r)))
+    r = rng.standard_normal(W).astype(np.float32)
+    r[[7, 30000, W - 1]] = 9.0  # ties: the first
+    add(r, 7)
+    r = rng.standard_normal(W).astype(np.float32)
+    r[W - 1] = 9.0
+    add(r, W - 1)
+    r = rng.standard_normal(W).astype(np.float32)
+    r[0] = 9.0
+    add(r, 0)
+    add(np.zeros(W), 0)
+    r = -np.ones(W, np.float32)
+    r[3], r[10] = -0.0, 0.0  # -0 == +0: the first
+    add(r, 3)
+    add(np.full(W, -np.inf), 0)
+    r = rng.standard_normal(W).astype(np.float32)
+    r[[1, 2, 1024, 40000]] = np.nan
+    r[40001] = 9.0
+    add(r, 40001)
+    r = rng.standard_normal(W).astype(np.float32)
+    r[0], r[12345] = np.nan, 9.0  # the one row where the two differ
+    add(r, 12345, 0)
+    add(np.full(W, np.nan), 0)  # the device finds nothing: the engine asks the host
+    r = rng.standard_normal(W).astype(np.float32)
+    r[[2048, 5000]] = np.inf
+    add(r, 2048)
+    r = rng.standard_normal(W).astype(np.float32)
+    r[[1024, 1023, 3 * 1024 + 5]] = 9.0  # ties across threads and iterations
+    add(r, 1023)
+    return np.stack(rows), dev, host
+
+
+@pytest.mark.parametrize("argmax", ["1", "0"])
+def test_device_argmax_ties_nan_and_infinities(monkeypatch, argmax):
+    """A graph whose output is row `token` of a table: step_sample over crafted rows gives
+    the first index of the largest value (NaN never wins) with the kernel on, the host's
+    argmax with it off; last_logits is the row either way."""
+    table, dev, host = argmax_rows()
+    h = OpHarness()
+    out = h.rows(table)
+    eng = cuda_engine(h, out, monkeypatch, {"STRATA_CUDA_DEVICE_ARGMAX": argmax}, n_ctx=64)
+    want = dev if argmax == "1" else host
+    for i in range(len(table)):
+        assert eng.step_sample(i, greedy(), NO_HISTORY) == want[i], i
+        np.testing.assert_array_equal(eng.last_logits(), table[i])
+
+
+PDL_ENVS = {
+    "default": {},
+    "no-graph": {"STRATA_CUDA_GRAPH": "0"},
+    "unfused": {"STRATA_CUDA_FUSE": "0"},
+    "v1": {"STRATA_CUDA_MATVEC": "v1"},
+    "f32": {"STRATA_CUDA_MATVEC": "f32"},
+}
+
+
+@pytest.mark.parametrize("n_ctx", [256, 2048])  # 2048: 8 decode splits and the merge kernel
+@pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
+@pytest.mark.parametrize("env", list(PDL_ENVS))
+def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
+    """Decode steps launched as programmatic dependents (each kernel waits for the one before
+    it before touching memory) give the logits of plain launches bit for bit, over a prefill
+    and decode steps, with graphs (captured programmatic edges) and without, fused and not."""
+    h, out, _ = mini_llama(8, FUSE_TYPES[types])
+    base = PDL_ENVS[env]
+
+    def logits(extra: dict) -> tuple[np.ndarray, str]:
+        eng = cuda_engine(h, out, monkeypatch, {**base, **extra}, n_ctx=n_ctx)
+        ids = np.arange(N_MINI, dtype=np.int32)
+        parts, start = [], 0
+        for c in DECODE:
+            parts.append(eng.eval(ids[start : start + c], all_logits=True))
+            start += c
+        return np.concatenate(parts), eng.description
+
+    on, desc_on = logits({})
+    off, desc_off = logits({"STRATA_CUDA_PDL": "0"})
+    assert "pdl on" in desc_on and "pdl off" in desc_off, (desc_on, desc_off)
+    np.testing.assert_array_equal(on, off)
+
+
 # ---- errors -----------------------------------------------------------------------------
 def test_out_of_memory_at_load_says_needed_and_free():
     h = OpHarness()
@@ -702,3 +882,17 @@ def test_smollm2_decode_steps_match_prefill(smollm2_file, ref):
     # Prefill multiplies in f16 on tensor cores, decode in int8: close, not identical.
     assert rel_rms(last, full[-1]) < 3e-2
     assert last.argmax() in np.argsort(full[-1])[-3:]
+
+
+def test_smollm2_greedy_same_with_device_argmax_off(monkeypatch, smollm2_file):
+    """Greedy generation with the device argmax (the default) and without it: the same tokens."""
+    on = strata.load(smollm2_file, n_ctx=512, backend="cuda")
+    monkeypatch.setenv("STRATA_CUDA_DEVICE_ARGMAX", "0")
+    off = strata.load(smollm2_file, n_ctx=512, backend="cuda")
+    monkeypatch.delenv("STRATA_CUDA_DEVICE_ARGMAX")
+    assert "greedy on device" in on.description and "greedy on device" not in off.description
+    for prompt in ("Once upon a time", "The capital of France is", "1, 2, 3, 4, 5,"):
+        a, b = strata.Completion(), strata.Completion()
+        on.generate(prompt, max_tokens=48, temperature=0, completion=a)
+        off.generate(prompt, max_tokens=48, temperature=0, completion=b)
+        assert a.token_ids == b.token_ids, prompt

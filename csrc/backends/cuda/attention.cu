@@ -27,6 +27,7 @@ constexpr int kHeadsPerBlock = 4;
 __global__ void kv_append_kernel(const float* __restrict__ k, const float* __restrict__ v, __half* __restrict__ kc,
                                  __half* __restrict__ vc, int64_t n, int64_t kvw, int64_t capacity,
                                  const StepParams* __restrict__ sp) {
+    pdl_begin();
     const int64_t n_past = sp->n_past;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / kvw, c = i - t * kvw;
@@ -67,6 +68,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                      const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
                      const StepParams* __restrict__ sp) {
+    pdl_begin();
     const int lane = threadIdx.x & 31;
     const int t = blockIdx.x;
     const int h = blockIdx.y * kHeadsPerBlock + (threadIdx.x >> 5);
@@ -206,6 +208,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 // One block per (row, head); with q8 (decode, head_dim % 32 == 0) the output is quantized too.
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
                                        float* __restrict__ out, ActQ8 q8) {
+    pdl_begin();
     const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
     const int64_t o = (int64_t)t * a.n_head * hd + (int64_t)h * hd;
     merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), n_split, hd, out + o, threadIdx.x,
@@ -245,6 +248,7 @@ __global__ void __launch_bounds__(128)
     attention_prefill_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                              const __half* __restrict__ vc, float* __restrict__ out, int rows,
                              const StepParams* __restrict__ sp) {
+    pdl_begin();
     constexpr int ND = HD / 32;  // float4 chunks of output per thread and row
     __shared__ __align__(16) float Qs[HD][kTileQ];
     __shared__ __align__(16) float Ks[HD][kTileK];
@@ -381,10 +385,10 @@ __global__ void __launch_bounds__(128)
 }  // namespace
 
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc, int64_t rows,
-                      const StepParams* sp, cudaStream_t s) {
+                      const StepParams* sp, Launch s) {
     const int64_t kvw = (int64_t)a.n_head_kv * a.head_dim, n = rows * kvw;
     const unsigned blocks = (unsigned)std::min<int64_t>(ceil_div(n, 256), 65535);
-    kv_append_kernel<<<blocks, 256, 0, s>>>(k, v, kc, vc, n, kvw, a.capacity, sp);
+    launch_kernel(kv_append_kernel, blocks, 256, 0, s, k, v, kc, vc, n, kvw, a.capacity, sp);
 }
 
 // STRATA_CUDA_ATTN=rows keeps prefill on the per-row kernel (for comparisons).
@@ -399,26 +403,26 @@ static bool tiled_prefill() {
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
-                      int n_split, float* partial, const StepParams* sp, cudaStream_t s, ActQ8 q8) {
+                      int n_split, float* partial, const StepParams* sp, Launch s, ActQ8 q8) {
     if (n_split == 1 && rows > 1 && (a.head_dim == 64 || a.head_dim == 128) && tiled_prefill()) {
         const dim3 tiles((unsigned)ceil_div(rows, kTileQ), (unsigned)a.n_head);
         if (a.head_dim == 64)
-            attention_prefill_kernel<64><<<tiles, 128, 0, s>>>(a, q, kc, vc, out, (int)rows, sp);
+            launch_kernel(attention_prefill_kernel<64>, tiles, 128, 0, s, a, q, kc, vc, out, (int)rows, sp);
         else
-            attention_prefill_kernel<128><<<tiles, 128, 0, s>>>(a, q, kc, vc, out, (int)rows, sp);
+            launch_kernel(attention_prefill_kernel<128>, tiles, 128, 0, s, a, q, kc, vc, out, (int)rows, sp);
         return;
     }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
     if (a.head_dim <= 64)
-        attention_kernel<1><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+        launch_kernel(attention_kernel<1>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     else if (a.head_dim <= 128)
-        attention_kernel<2><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+        launch_kernel(attention_kernel<2>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     else
-        attention_kernel<4><<<grid, threads, 0, s>>>(a, q, kc, vc, out, partial, sp);
+        launch_kernel(attention_kernel<4>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     if (n_split > 1)
-        attention_merge_kernel<<<dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s>>>(a, n_split, partial, out,
-                                                                                        q8);
+        launch_kernel(attention_merge_kernel, dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s, a, n_split, partial,
+                      out, q8);
 }
 
 }  // namespace strata::cuda

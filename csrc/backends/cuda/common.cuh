@@ -1,5 +1,6 @@
 // Shared by the CUDA backend's sources: error checks, the per-step parameters that live in
-// device memory, small warp helpers, and the launchers each kernel file provides.
+// device memory, small warp helpers, programmatic dependent launch (pdl_begin, launch_kernel),
+// and the launchers each kernel file provides.
 //
 // Every launcher only enqueues work on the given stream and never throws: the host side
 // (cuda_backend.cu) checks cudaGetLastError after each node, and a failure becomes a
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "../../core/dtype.h"
 #include "../../core/graph.h"
@@ -54,27 +56,85 @@ __device__ __forceinline__ double warp_sum_d(double v) {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// ---- programmatic dependent launch (PDL, sm_90) ------------------------------------------
+// A decode step's kernels are launched with the programmatic stream serialization attribute
+// (launch_kernel with Launch::pdl), so that the GPU schedules a kernel's blocks while the
+// kernel before it drains instead of after it has fully retired. Every kernel launched through
+// launch_kernel (all that a decode step may run; the prefill matmuls keep <<< >>>) calls
+// pdl_begin() first, before any read or write of global memory (n_past included), and before
+// any early return: griddepcontrol.wait returns once the previous kernel on the stream
+// has completed and its writes are visible, so this kernel can neither read what that one has
+// not written yet nor overwrite what it still reads (RAW and WAR safe), and by induction the
+// same holds for every earlier kernel. launch_dependents then lets the next kernel's blocks be
+// scheduled (they wait in their own pdl_begin). For a kernel launched without the attribute
+// both instructions do nothing; below sm_90 they do not exist, and the backend leaves PDL off
+// (pdl_kernels_built()).
+__device__ __forceinline__ void pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Where a launcher enqueues its kernels: the stream, and whether they are launched as
+// programmatic dependents of the kernel before them (decode steps, not their first kernel).
+// Implicit from a stream, so that callers outside the step (tools) pass a stream as before.
+struct Launch {
+    cudaStream_t stream = nullptr;
+    bool pdl = false;
+    Launch(cudaStream_t s = nullptr, bool p = false) : stream(s), pdl(p) {}
+};
+
+// kernel<<<grid, block, smem, l.stream>>>(args...), with the PDL attribute when l.pdl. The
+// kernel must start with pdl_begin(). Errors are left for cudaGetLastError, as with <<< >>>.
+template <class... Params, class... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Launch l, Args&&... args) {
+    cudaLaunchAttribute attr[1] = {};
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = l.stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = l.pdl ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
 // ---- launchers -------------------------------------------------------------------------
+// Launchers taking a Launch may run in a decode step (their kernels start with pdl_begin);
+// those taking a plain stream (prefill matmuls) never do.
+
+// pdl.cu: whether the kernels as loaded on the current device were compiled for sm_90 or
+// later, where pdl_begin's instructions exist (PTX JIT-compiled from an older virtual
+// architecture has none, and a programmatic launch of it would race).
+bool pdl_kernels_built();
+
+// argmax.cu (greedy decoding on the device, Backend::device_argmax): *out = the first index of
+// the largest of x[0, n), NaN never winning; -1 when every value is NaN. One block.
+void launch_argmax(const float* x, int64_t n, int32_t* out, Launch s);
+
 // elementwise.cu
 // out[t, :] = row ids[t] of the table, dequantized to f32 (`width` elements of `type`).
 void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64_t table_rows,
-                      int64_t width, const int32_t* ids, int64_t rows, float* out, cudaStream_t s);
+                      int64_t width, const int32_t* ids, int64_t rows, float* out, Launch s);
 // pos[t] = n_past + t
-void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStream_t s);
+void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, Launch s);
 // `groups` independent groups of W elements (rows, or heads of rows), optional weight[W].
 void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps,
-                     cudaStream_t s);
+                     Launch s);
 void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows,
-                       int64_t W, float eps, cudaStream_t s);
+                       int64_t W, float eps, Launch s);
 enum class Binary : int { Add = 0, Mul = 1, Glu = 2 };
 // y = a op b over rows x W; b is one row of W broadcast to every row when `broadcast`.
 void launch_binary(Binary op, Activation act, const float* a, const float* b, bool broadcast,
-                   float* y, int64_t rows, int64_t W, cudaStream_t s);
-void launch_scale(const float* x, float* y, int64_t n, float scale, cudaStream_t s);
-void launch_activation(Activation act, const float* x, float* y, int64_t n, cudaStream_t s);
+                   float* y, int64_t rows, int64_t W, Launch s);
+void launch_scale(const float* x, float* y, int64_t n, float scale, Launch s);
+void launch_activation(Activation act, const float* x, float* y, int64_t n, Launch s);
 // y[t, 0:w] = x[t, col0:col0 + w] for `rows` rows (x rows are x_width wide): slice, last_row.
 void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, int64_t w,
-                      int64_t rows, cudaStream_t s);
+                      int64_t rows, Launch s);
 
 // Decode-step fusions (one row; cuda_backend.cu's decode plan says when each applies). Each
 // computes what the unfused launches compute, in the same order per element, and writes the
@@ -83,10 +143,10 @@ void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, i
 // null, W % 32 == 0), y quantized into it as launch_quantize_q8 would. One row of W. The
 // inputs are all read before any of y is written, so y may share memory with x or b.
 void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
-                            float eps, ActQ8 q8, cudaStream_t s);
+                            float eps, ActQ8 q8, Launch s);
 // y = act(gate) * up over n elements (n % 32 == 0), quantized into q8 in the same pass.
 void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,
-                   cudaStream_t s);
+                   Launch s);
 
 // rope.cu
 struct RopeArgs {
@@ -95,7 +155,7 @@ struct RopeArgs {
     float base, freq_scale, attn_factor;
 };
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
-                 const StepParams* sp, cudaStream_t s);
+                 const StepParams* sp, Launch s);
 // Decode (one row): rope of q (a.n_head heads) and of k (n_head_k heads, same angles) and the
 // KV append of the roped k and of v at position n_past (cache row n_past % capacity), in one
 // block: q, k and v are read before anything is written, so ko may share memory with q.
@@ -103,7 +163,7 @@ void launch_rope(const RopeArgs& a, const float* x, const float* factors, float*
 bool rope_qk_append_fits(const RopeArgs& a, int n_head_k);
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
-                           const StepParams* sp, cudaStream_t s);
+                           const StepParams* sp, Launch s);
 
 // attention.cu
 struct AttnArgs {
@@ -114,7 +174,7 @@ struct AttnArgs {
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,
-                      int64_t rows, const StepParams* sp, cudaStream_t s);
+                      int64_t rows, const StepParams* sp, Launch s);
 // out = softmax(scale * q k^T) v over each row's visible cache positions. With n_split > 1
 // each (row, head) is split over that many stretches of keys, written to `partial`
 // (rows * n_head * n_split * (head_dim + 2) floats) and merged by a second kernel.
@@ -123,7 +183,7 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 bool attention_supported(int32_t head_dim);
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
                       float* out, int64_t rows, int n_split, float* partial,
-                      const StepParams* sp, cudaStream_t s, ActQ8 q8 = ActQ8{});
+                      const StepParams* sp, Launch s, ActQ8 q8 = ActQ8{});
 
 // Decode matvec settings: the backend fills them from the environment when it is made
 // (STRATA_CUDA_MATVEC=v1 | wide | wide-smem, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools
@@ -140,12 +200,12 @@ struct MatvecConfig {
 // matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take
 // the wide kernel (matvec_wide.cu) for the types it is the default for (matvec_wide_default),
 // or every type it serves with cfg.wide_all, never with cfg.v1.
-void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s);
+void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, Launch s);
 bool matvec_q8_supported(DType t);
 void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
-                      ActQ8 x, int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+                      ActQ8 x, int64_t rows, float* y, const MatvecConfig& cfg, Launch s);
 void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R,
-                       const float* x, int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+                       const float* x, int64_t rows, float* y, const MatvecConfig& cfg, Launch s);
 
 // matvec_wide.cu: 16-byte weight loads, NR rows per warp, split-K over the warps of a block.
 struct WideTile {
@@ -162,9 +222,9 @@ bool matvec_wide_default(DType t);
 // Whether launch_matvec_q8 / launch_matvec_f32 take the wide kernel for this type and width.
 bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg);
 void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
-                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+                           int64_t rows, float* y, const MatvecConfig& cfg, Launch s);
 void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s);
+                            int64_t rows, float* y, const MatvecConfig& cfg, Launch s);
 // Several weights of one type and width against the same activations in one launch (q/k/v,
 // gate/up in a decode step): the blocks of weight i follow those of weight i - 1, and every
 // row is computed exactly as a launch of its own would compute it. For types and widths that
@@ -176,9 +236,9 @@ struct MatvecPart {
     float* y;
 };
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s);
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s);
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                  const float* x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s);
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded

@@ -5,7 +5,10 @@
 // The graph is constant: what changes per step (n_past, the token ids) is copied into
 // device memory before each launch, and kernels read n_past from there (StepParams). Row
 // counts are fixed per captured graph (1), so only decode steps use it; prefill steps
-// launch the same kernels directly. Output rows are copied to a pinned host buffer.
+// launch the same kernels directly. A decode step's kernels are programmatic dependent
+// launches (common.cuh: pdl_begin), and its last one takes the argmax of the logits, so that
+// the step copies 4 bytes back; the logits follow only when output() asks for them. Other
+// steps copy their output rows to a pinned host buffer as they finish.
 //
 // Environment switches (read when a backend is made; for tests and first-contact debugging):
 //   STRATA_CUDA_DEVICE=n      device index (default 0)
@@ -25,6 +28,9 @@
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
+//   STRATA_CUDA_PDL=0         decode kernels launched without programmatic dependent launch
+//   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel in decode steps: device_argmax() returns -1
+//                             and every step copies its logits back (the behaviour before it)
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -153,6 +159,9 @@ public:
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
+        // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
+        pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
+        argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
     }
 
     ~CudaBackend() override {
@@ -173,6 +182,7 @@ public:
                         " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
+                        ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -273,6 +283,7 @@ public:
         partial_.allocate(partial_bytes, "attention partials", total);
         gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
+        argmax_.allocate(sizeof(int32_t), "the argmax", total);
         kv_bytes_ = kv_bytes;
 
         upload_weights(placed, file);
@@ -327,6 +338,7 @@ public:
         host_out_.allocate(checked_mul(out_rows, out.width * 4, "output"), "output");
         host_tokens_.allocate(plan.max_rows * 4, "tokens");
         host_params_.allocate(sizeof(StepParams), "step parameters");
+        host_argmax_.allocate(sizeof(int32_t), "the argmax");
         check(cudaStreamSynchronize(stream_), "loading the model");
     }
 
@@ -335,6 +347,7 @@ public:
         if (step.n_past < 0 || step.n_past + step.n_rows > n_ctx_) throw ContextOverflow("step past the KV cache");
         check(cudaSetDevice(device_), "cudaSetDevice");
         const int64_t T = step.n_rows;
+        out_on_host_ = argmax_ready_ = false;
         StepParams* hp = reinterpret_cast<StepParams*>(host_params_.get());
         *hp = StepParams{};
         hp->n_past = (int32_t)step.n_past;
@@ -354,10 +367,17 @@ public:
             enqueue(T, step.all_rows);
         }
         out_rows_ = (single_row_[output_value_] && !step.all_rows) ? 1 : T;
-        check(cudaMemcpyAsync(host_out_.get(), data_[output_value_], sizeof(float) * out_rows_ * width_[output_value_],
-                              cudaMemcpyDeviceToHost, stream_),
-              "copying the output");
+        // A decode step ran the argmax kernel (enqueue): 4 bytes back, the logits on demand
+        // (output()). Other steps copy the output as before: the host reads it next.
+        const bool argmax = device_argmax_step(T);
+        if (argmax)
+            check(cudaMemcpyAsync(host_argmax_.get(), argmax_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, stream_),
+                  "copying the argmax");
+        else
+            copy_output_async();
         check(cudaStreamSynchronize(stream_), "running a step");
+        argmax_ready_ = argmax;
+        out_on_host_ = !argmax;
         if (profiling_) {
             for (size_t i = 0; i < nodes_.size(); ++i) {
                 float ms = 0.0f;
@@ -381,9 +401,23 @@ public:
     }
     std::vector<double> node_seconds() const override { return node_seconds_; }
 
+    // The last step's output rows; copied here (synchronously) after a decode step that left
+    // them on the device. The arena still holds them: nothing runs between steps.
     const float* output(int64_t* rows) override {
+        if (!out_on_host_) {
+            check(cudaSetDevice(device_), "cudaSetDevice");
+            copy_output_async();
+            check(cudaStreamSynchronize(stream_), "copying the output");
+            out_on_host_ = true;
+        }
         *rows = out_rows_;
         return reinterpret_cast<const float*>(host_out_.get());
+    }
+
+    // The argmax of the last decode step's last row (-1 when that step did not compute one, or
+    // when every logit was NaN: the engine then samples on the host).
+    int32_t device_argmax() override {
+        return argmax_ready_ ? *reinterpret_cast<const int32_t*>(host_argmax_.get()) : -1;
     }
 
     int64_t kv_cache_bytes() const override { return kv_bytes_; }
@@ -402,6 +436,16 @@ public:
     }
 
 private:
+    // Whether a step of T rows ends with the argmax kernel (enqueue) instead of copying its
+    // output back: decode steps, the ones greedy generation runs.
+    bool device_argmax_step(int64_t T) const { return T == 1 && argmax_on_; }
+
+    void copy_output_async() {
+        check(cudaMemcpyAsync(host_out_.get(), data_[output_value_], sizeof(float) * out_rows_ * width_[output_value_],
+                              cudaMemcpyDeviceToHost, stream_),
+              "copying the output");
+    }
+
     void upload_weights(const std::map<std::pair<int64_t, int64_t>, int64_t>& placed, const uint8_t* file) {
         // Two pinned staging buffers: the CPU copies (and page-faults in) the next chunk of
         // the mapping while the previous one is on its way to the device.
@@ -542,11 +586,33 @@ private:
                         n.p.rope_base, n.p.rope_freq_scale, n.p.rope_attn_factor};
     }
 
+    // Captures a decode step (enqueue(1)) into graph_exec_. If that fails with PDL on (a
+    // driver that cannot capture programmatic launches), PDL goes off and it is tried once
+    // more; if it still fails, decode steps are launched directly. describe() says which.
     void capture_decode_graph() {
+        std::string error = try_capture();
+        if (!error.empty() && pdl_) {
+            pdl_ = false;
+            graph_note_ = "pdl off: capture failed with it: " + error;
+            error = try_capture();
+        }
+        if (!error.empty()) {
+            // Run without graphs rather than fail: the same kernels, launched one by one.
+            use_graphs_ = false;
+            graph_note_ = "capture failed: " + error;
+        }
+    }
+
+    // One capture and instantiation; the error, or empty on success.
+    std::string try_capture() {
         cudaGraph_t graph = nullptr;
+        graph_exec_ = nullptr;
         check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+        std::string error;
         try {
             enqueue(1, false);
+        } catch (const StrataError& x) {  // a launch refused while capturing
+            error = x.what();
         } catch (...) {
             cudaStreamEndCapture(stream_, &graph);
             if (graph) cudaGraphDestroy(graph);
@@ -554,15 +620,14 @@ private:
             throw;
         }
         cudaError_t e = cudaStreamEndCapture(stream_, &graph);
-        if (e == cudaSuccess) e = cudaGraphInstantiate(&graph_exec_, graph, 0);
+        if (error.empty() && e == cudaSuccess) e = cudaGraphInstantiate(&graph_exec_, graph, 0);
         if (graph) cudaGraphDestroy(graph);
-        if (e != cudaSuccess) {
-            // Run without graphs rather than fail: the same kernels, launched one by one.
+        if (error.empty() && e != cudaSuccess) error = cuda_message(e);
+        if (!error.empty()) {
             cudaGetLastError();
-            graph_exec_ = nullptr;
-            use_graphs_ = false;
-            graph_note_ = "capture failed: " + cuda_message(e);
+            graph_exec_ = nullptr;  // never instantiated
         }
+        return error;
     }
 
     int64_t rows_of(int32_t v, int64_t T, bool all_rows) const { return (single_row_[v] && !all_rows) ? 1 : T; }
@@ -572,9 +637,19 @@ private:
     // Enqueues one step of T rows on the stream (also what a decode graph captures).
     void enqueue(int64_t T, bool all_rows) {
         const StepParams* sp = reinterpret_cast<const StepParams*>(params_.get());
+        // Where the next kernel goes: a programmatic dependent launch in decode steps (not
+        // while profiling: events sit between the kernels), but for the step's first kernel,
+        // whose predecessor on the stream is the copy of the step's parameters and tokens.
+        const bool pdl = pdl_ && T == 1 && !profiling_;
+        bool first_launch = true;
+        auto L = [&] {
+            const Launch l{stream_, pdl && !first_launch};
+            first_launch = false;
+            return l;
+        };
         int32_t q8_value = -1;  // the value whose int8 copy the q8 buffer holds
         if (positions_value_ >= 0) {
-            launch_positions(reinterpret_cast<int32_t*>(data_[positions_value_]), T, sp, stream_);
+            launch_positions(reinterpret_cast<int32_t*>(data_[positions_value_]), T, sp, L());
             after_launch(-1, "positions");
         }
         const ActQ8 no_q8{};
@@ -588,24 +663,24 @@ private:
                 case Op::Embedding: {
                     const int32_t w = n.in[0];
                     launch_embedding(type_[w], data_[w], row_bytes_[w], weight_rows_[w], width_[w],
-                                     reinterpret_cast<const int32_t*>(data_[n.in[1]]), T, f32(n.out), stream_);
+                                     reinterpret_cast<const int32_t*>(data_[n.in[1]]), T, f32(n.out), L());
                     break;
                 }
                 case Op::RmsNorm: {
                     if (d && d->quant) {
                         launch_add_rms_norm_q8(f32(x), nullptr, nullptr, opt_f32(n.in[1]), f32(n.out), width_[x],
-                                               n.p.eps, q8_act_, stream_);
+                                               n.p.eps, q8_act_, L());
                         q8_value = n.out;
                         break;
                     }
                     const int64_t W = n.p.head_dim > 0 ? n.p.head_dim : width_[x];
                     launch_rms_norm(f32(x), opt_f32(n.in[1]), f32(n.out), rows_of(x, T, all_rows) * (width_[x] / W), W,
-                                    n.p.eps, stream_);
+                                    n.p.eps, L());
                     break;
                 }
                 case Op::LayerNorm:
                     launch_layer_norm(f32(x), opt_f32(n.in[1]), opt_f32(n.in[2]), f32(n.out), rows_of(x, T, all_rows),
-                                      width_[x], n.p.eps, stream_);
+                                      width_[x], n.p.eps, L());
                     break;
                 case Op::MatMul: {
                     const int32_t w = n.in[1];
@@ -624,19 +699,19 @@ private:
                     }
                     if (T == 1 && !matvec_f32_ && matvec_q8_supported(t)) {
                         if (q8_value != x) {
-                            launch_quantize_q8(f32(x), 1, K, q8_act_, stream_);
+                            launch_quantize_q8(f32(x), 1, K, q8_act_, L());
                             after_launch((int)i, "quantize");
                             q8_value = x;
                         }
                         if (n_parts > 1)
-                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, stream_);
+                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, L());
                         else
-                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, stream_);
+                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, L());
                     } else if (T == 1) {
                         if (n_parts > 1)
-                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, stream_);
+                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L());
                         else
-                            launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, stream_);
+                            launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, L());
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {
                         launch_gemm_f16(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                         reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, cublas(), stream_);
@@ -651,28 +726,28 @@ private:
                 case Op::Glu: {
                     const int32_t b = n.in[1];
                     if (d && d->quant && n.op == Op::Glu) {
-                        launch_glu_q8(n.p.act, f32(x), f32(b), f32(n.out), width_[x], q8_act_, stream_);
+                        launch_glu_q8(n.p.act, f32(x), f32(b), f32(n.out), width_[x], q8_act_, L());
                         q8_value = n.out;
                         break;
                     }
                     if (d && d->norm >= 0) {  // add, then the rms_norm of the sum
                         const Node& nn = nodes_[d->norm];
                         launch_add_rms_norm_q8(f32(x), f32(b), f32(n.out), opt_f32(nn.in[1]), f32(nn.out), width_[x],
-                                               nn.p.eps, d->quant ? q8_act_ : no_q8, stream_);
+                                               nn.p.eps, d->quant ? q8_act_ : no_q8, L());
                         if (d->quant) q8_value = nn.out;
                         break;
                     }
                     const Binary op = n.op == Op::Add ? Binary::Add : n.op == Op::Mul ? Binary::Mul : Binary::Glu;
                     const bool broadcast = is_weight_[b] && type_[b] == DType::F32 && weight_rows_[b] == 1;
                     launch_binary(op, n.p.act, f32(x), f32(b), broadcast, f32(n.out), rows_of(x, T, all_rows),
-                                  width_[x], stream_);
+                                  width_[x], L());
                     break;
                 }
                 case Op::Scale:
-                    launch_scale(f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), n.p.scale, stream_);
+                    launch_scale(f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), n.p.scale, L());
                     break;
                 case Op::Activation:
-                    launch_activation(n.p.act, f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), stream_);
+                    launch_activation(n.p.act, f32(x), f32(n.out), width_[x] * rows_of(x, T, all_rows), L());
                     break;
                 case Op::Rope: {
                     if (d && d->rope_k >= 0) {  // rope of q and k, the KV append of the attention
@@ -681,10 +756,10 @@ private:
                         const KvSlot& s = kv_slots_[na.p.kv_slot];
                         launch_rope_qk_append(rope_args(n), nk.p.n_head, f32(x), f32(nk.in[0]), f32(na.in[2]),
                                               opt_f32(n.in[1]), f32(n.out), f32(nk.out), s.k, s.v, s.capacity, sp,
-                                              stream_);
+                                              L());
                         break;
                     }
-                    launch_rope(rope_args(n), f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, stream_);
+                    launch_rope(rope_args(n), f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, L());
                     break;
                 }
                 case Op::Attention: {
@@ -692,29 +767,34 @@ private:
                     AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
                                n.p.softcap};
                     if (!(d && d->appended)) {
-                        launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, stream_);
+                        launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, L());
                         after_launch((int)i, "kv append");
                     }
                     const int splits = T == 1 ? decode_splits_ : 1;
                     const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                     reinterpret_cast<float*>(partial_.get()), sp, stream_, quant ? q8_act_ : no_q8);
+                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8);
                     if (quant) q8_value = n.out;
                     break;
                 }
                 case Op::LastRow: {
                     const int64_t W = width_[x], first = all_rows ? 0 : T - 1;
-                    launch_copy_cols(f32(x) + first * W, W, 0, f32(n.out), W, T - first, stream_);
+                    launch_copy_cols(f32(x) + first * W, W, 0, f32(n.out), W, T - first, L());
                     break;
                 }
                 case Op::Slice:
                     launch_copy_cols(f32(x), width_[x], n.p.offset, f32(n.out), n.p.width, rows_of(x, T, all_rows),
-                                     stream_);
+                                     L());
                     break;
             }
             after_launch((int)i, op_name(n.op));
         }
         if (profiling_) check(cudaEventRecord(events_[nodes_.size()], stream_), "cudaEventRecord");
+        if (device_argmax_step(T)) {  // greedy decoding reads 4 bytes instead of the logits (run())
+            const int64_t W = width_[output_value_], rows = rows_of(output_value_, T, all_rows);
+            launch_argmax(f32(output_value_) + (rows - 1) * W, W, reinterpret_cast<int32_t*>(argmax_.get()), L());
+            after_launch(-1, "argmax");
+        }
     }
 
     // Launch errors (bad configuration) surface at once; with STRATA_CUDA_SYNC=1 so do faults.
@@ -742,6 +822,10 @@ private:
     cudaStream_t stream_ = nullptr;
     cudaGraphExec_t graph_exec_ = nullptr;
     bool use_graphs_ = true, sync_debug_ = false, use_tc_ = true, use_gemm_ = true, matvec_f32_ = false, profiling_ = false;
+    bool pdl_ = false;           // STRATA_CUDA_PDL: decode kernels as programmatic dependent launches
+    bool argmax_on_ = true;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
+    bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
+    bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1;
@@ -750,10 +834,10 @@ private:
     std::string graph_note_;
 
     std::vector<Node> nodes_;
-    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_;
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
-    PinnedBuffer host_out_, host_tokens_, host_params_;
+    PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_;
     ActQ8 q8_act_{};
     MatvecConfig matvec_{};
     std::vector<KvSlot> kv_slots_;

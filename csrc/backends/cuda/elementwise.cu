@@ -19,6 +19,7 @@ unsigned grid_for(int64_t n, int threads = kThreads) {
 template <DType T>
 __global__ void embedding_kernel(const uint8_t* __restrict__ table, int64_t row_bytes, int64_t table_rows, int W,
                                  const int32_t* __restrict__ ids, float* __restrict__ out) {
+    pdl_begin();
     const int t = blockIdx.x;
     const int32_t id = ids[t];
     float* o = out + (int64_t)t * W;
@@ -34,6 +35,7 @@ __global__ void embedding_kernel(const uint8_t* __restrict__ table, int64_t row_
 }
 
 __global__ void positions_kernel(int32_t* pos, int rows, const StepParams* sp) {
+    pdl_begin();
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t < rows) pos[t] = sp->n_past + t;
 }
@@ -59,6 +61,7 @@ __device__ double block_sum(double v) {
 
 __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
                                 int W, float eps) {
+    pdl_begin();
     const float* xr = x + (int64_t)blockIdx.x * W;
     float* yr = y + (int64_t)blockIdx.x * W;
     double ss = 0.0;
@@ -84,6 +87,7 @@ constexpr int kNormRegs = 16;
 
 __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* sum,
                                        const float* __restrict__ w, float* y, int W, float eps, ActQ8 q8) {
+    pdl_begin();
     const int tid = threadIdx.x, nt = blockDim.x;
     double ss = 0.0;
     if (W <= kNormRegs * nt) {
@@ -136,6 +140,7 @@ __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* su
 
 __global__ void layer_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
                                   const float* __restrict__ b, float* __restrict__ y, int W, float eps) {
+    pdl_begin();
     const float* xr = x + (int64_t)blockIdx.x * W;
     float* yr = y + (int64_t)blockIdx.x * W;
     double sum = 0.0;
@@ -165,6 +170,7 @@ __device__ __forceinline__ float act_apply(Activation a, float x) {
 
 __global__ void binary_kernel(Binary op, Activation act, const float* __restrict__ a, const float* __restrict__ b,
                               int broadcast, float* __restrict__ y, int64_t n, int64_t W) {
+    pdl_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const float bv = broadcast ? b[i % W] : b[i];
         const float av = a[i];
@@ -175,6 +181,7 @@ __global__ void binary_kernel(Binary op, Activation act, const float* __restrict
 // One warp per 32-element chunk: the glu of binary_kernel, then quantize_chunk32.
 __global__ void glu_q8_kernel(Activation act, const float* __restrict__ g, const float* __restrict__ u,
                               float* __restrict__ y, int64_t n_chunks, ActQ8 q8) {
+    pdl_begin();
     const int lane = threadIdx.x & 31;
     const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
     for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step) {
@@ -186,17 +193,20 @@ __global__ void glu_q8_kernel(Activation act, const float* __restrict__ g, const
 }
 
 __global__ void scale_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float s) {
+    pdl_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = x[i] * s;
 }
 
 __global__ void activation_kernel(Activation act, const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+    pdl_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         y[i] = act_apply(act, x[i]);
 }
 
 __global__ void copy_cols_kernel(const float* __restrict__ x, int64_t x_width, int64_t col0, float* __restrict__ y,
                                  int64_t w, int64_t n) {
+    pdl_begin();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / w, c = i - t * w;
         y[i] = x[t * x_width + col0 + c];
@@ -206,59 +216,60 @@ __global__ void copy_cols_kernel(const float* __restrict__ x, int64_t x_width, i
 }  // namespace
 
 void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64_t table_rows, int64_t width,
-                      const int32_t* ids, int64_t rows, float* out, cudaStream_t s) {
+                      const int32_t* ids, int64_t rows, float* out, Launch s) {
     const int threads = (int)std::min<int64_t>(256, std::max<int64_t>(32, ceil_div(width, 8 * 32) * 32));
     dispatch_type(type, [&]<DType T>() {
-        embedding_kernel<T><<<(unsigned)rows, threads, 0, s>>>(table, row_bytes, table_rows, (int)width, ids, out);
+        launch_kernel(embedding_kernel<T>, (unsigned)rows, threads, 0, s, table, row_bytes, table_rows, (int)width, ids,
+                      out);
     });
 }
 
-void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, cudaStream_t s) {
-    positions_kernel<<<(unsigned)ceil_div(rows, 128), 128, 0, s>>>(pos, (int)rows, sp);
+void launch_positions(int32_t* pos, int64_t rows, const StepParams* sp, Launch s) {
+    launch_kernel(positions_kernel, (unsigned)ceil_div(rows, 128), 128, 0, s, pos, (int)rows, sp);
 }
 
-void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps, cudaStream_t s) {
+void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, int64_t W, float eps, Launch s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;
-    rms_norm_kernel<<<(unsigned)groups, threads, 0, s>>>(x, w, y, (int)W, eps);
+    launch_kernel(rms_norm_kernel, (unsigned)groups, threads, 0, s, x, w, y, (int)W, eps);
 }
 
 void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
-                            float eps, ActQ8 q8, cudaStream_t s) {
+                            float eps, ActQ8 q8, Launch s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;  // as launch_rms_norm
-    add_rms_norm_q8_kernel<<<1, threads, 0, s>>>(x, b, sum, w, y, (int)W, eps, q8);
+    launch_kernel(add_rms_norm_q8_kernel, 1, threads, 0, s, x, b, sum, w, y, (int)W, eps, q8);
 }
 
 void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,
-                   cudaStream_t s) {
+                   Launch s) {
     const int64_t n_chunks = n / 32;
     const int64_t blocks = std::min<int64_t>(ceil_div(n_chunks, 4), 65535);
-    glu_q8_kernel<<<(unsigned)blocks, 128, 0, s>>>(act, gate, up, y, n_chunks, q8);
+    launch_kernel(glu_q8_kernel, (unsigned)blocks, 128, 0, s, act, gate, up, y, n_chunks, q8);
 }
 
 void launch_layer_norm(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t W, float eps,
-                       cudaStream_t s) {
+                       Launch s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;
-    layer_norm_kernel<<<(unsigned)rows, threads, 0, s>>>(x, w, b, y, (int)W, eps);
+    launch_kernel(layer_norm_kernel, (unsigned)rows, threads, 0, s, x, w, b, y, (int)W, eps);
 }
 
 void launch_binary(Binary op, Activation act, const float* a, const float* b, bool broadcast, float* y, int64_t rows,
-                   int64_t W, cudaStream_t s) {
+                   int64_t W, Launch s) {
     const int64_t n = rows * W;
-    binary_kernel<<<grid_for(n), kThreads, 0, s>>>(op, act, a, b, broadcast ? 1 : 0, y, n, W);
+    launch_kernel(binary_kernel, grid_for(n), kThreads, 0, s, op, act, a, b, broadcast ? 1 : 0, y, n, W);
 }
 
-void launch_scale(const float* x, float* y, int64_t n, float scale, cudaStream_t s) {
-    scale_kernel<<<grid_for(n), kThreads, 0, s>>>(x, y, n, scale);
+void launch_scale(const float* x, float* y, int64_t n, float scale, Launch s) {
+    launch_kernel(scale_kernel, grid_for(n), kThreads, 0, s, x, y, n, scale);
 }
 
-void launch_activation(Activation act, const float* x, float* y, int64_t n, cudaStream_t s) {
-    activation_kernel<<<grid_for(n), kThreads, 0, s>>>(act, x, y, n);
+void launch_activation(Activation act, const float* x, float* y, int64_t n, Launch s) {
+    launch_kernel(activation_kernel, grid_for(n), kThreads, 0, s, act, x, y, n);
 }
 
 void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, int64_t w, int64_t rows,
-                      cudaStream_t s) {
+                      Launch s) {
     const int64_t n = rows * w;
-    copy_cols_kernel<<<grid_for(n), kThreads, 0, s>>>(x, x_width, col0, y, w, n);
+    launch_kernel(copy_cols_kernel, grid_for(n), kThreads, 0, s, x, x_width, col0, y, w, n);
 }
 
 }  // namespace strata::cuda

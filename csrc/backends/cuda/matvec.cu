@@ -24,6 +24,7 @@ constexpr int kWarps = 4;  // weight rows per block
 // One warp per 32-element chunk of the flattened rows (K % 32 == 0, so chunks never span
 // rows and chunk c of the flat array is chunk c of ActQ8's flat arrays).
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_chunks, ActQ8 out) {
+    pdl_begin();
     const int lane = threadIdx.x & 31;
     const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
     for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step)
@@ -33,6 +34,7 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t n_chunks
 template <DType T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_q8_kernel(const uint8_t* __restrict__ w, int64_t row_bytes,
                                                                  int K, int R, ActQ8 x, float* __restrict__ y) {
+    pdl_begin();
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     const int t = blockIdx.y;
@@ -69,6 +71,7 @@ template <DType T>
 __global__ void __launch_bounds__(kWarps * 32) matvec_f32_kernel(const uint8_t* __restrict__ w, int64_t row_bytes,
                                                                   int K, int R, const float* __restrict__ x,
                                                                   float* __restrict__ y) {
+    pdl_begin();
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * kWarps + (threadIdx.x >> 5);
     const int t = blockIdx.y;
@@ -90,10 +93,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_f32_kernel(const uint8_t* 
 
 }  // namespace
 
-void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, cudaStream_t s) {
+void launch_quantize_q8(const float* x, int64_t rows, int64_t K, ActQ8 out, Launch s) {
     const int64_t n_chunks = rows * (K / 32);
     const int64_t blocks = std::min<int64_t>(ceil_div(n_chunks, 4), 65535);
-    quantize_q8_kernel<<<(unsigned)blocks, 128, 0, s>>>(x, n_chunks, out);
+    launch_kernel(quantize_q8_kernel, (unsigned)blocks, 128, 0, s, x, n_chunks, out);
 }
 
 bool matvec_q8_supported(DType t) {
@@ -107,7 +110,7 @@ bool matvec_q8_supported(DType t) {
 }
 
 void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
-                      int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+                      int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     if (matvec_takes_wide(t, K, true, cfg)) {
         launch_matvec_wide_q8(t, w, row_bytes, K, R, x, rows, y, cfg, s);
         return;
@@ -115,19 +118,19 @@ void launch_matvec_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, i
     const dim3 grid((unsigned)ceil_div(R, kWarps), (unsigned)rows);
     dispatch_type(t, [&]<DType T>() {
         if constexpr (!QT<T>::kFloat)
-            matvec_q8_kernel<T><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, (int)K, (int)R, x, y);
+            launch_kernel(matvec_q8_kernel<T>, grid, kWarps * 32, 0, s, w, row_bytes, (int)K, (int)R, x, y);
     });
 }
 
 void launch_matvec_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                       int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+                       int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     if (matvec_takes_wide(t, K, false, cfg)) {
         launch_matvec_wide_f32(t, w, row_bytes, K, R, x, rows, y, cfg, s);
         return;
     }
     const dim3 grid((unsigned)ceil_div(R, kWarps), (unsigned)rows);
     dispatch_type(t, [&]<DType T>() {
-        matvec_f32_kernel<T><<<grid, kWarps * 32, 0, s>>>(w, row_bytes, (int)K, (int)R, x, y);
+        launch_kernel(matvec_f32_kernel<T>, grid, kWarps * 32, 0, s, w, row_bytes, (int)K, (int)R, x, y);
     });
 }
 

@@ -27,6 +27,7 @@ struct Parts {
 template <class Op, int NR, int U, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
                                                                    typename Op::XArg x0, int S) {
+    pdl_begin();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // The part of this block (uniform over the block: no divergence), then its block index in it.
     int bx = blockIdx.x;
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-              int S, bool split_kernel, cudaStream_t s) {
+              int S, bool split_kernel, Launch s) {
     Parts parts{};
     int blocks = 0;
     for (int p = 0; p < kMaxMatvecParts; ++p) {
@@ -86,14 +87,14 @@ void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const
     }
     const dim3 grid((unsigned)blocks, (unsigned)rows);
     if (S > 1 || split_kernel)
-        matvec_wide_kernel<Op, NR, U, true><<<grid, kWarps * 32, 0, s>>>(parts, row_bytes, K, x, S);
+        launch_kernel(matvec_wide_kernel<Op, NR, U, true>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, S);
     else
-        matvec_wide_kernel<Op, NR, U, false><<<grid, kWarps * 32, 0, s>>>(parts, row_bytes, K, x, 1);
+        launch_kernel(matvec_wide_kernel<Op, NR, U, false>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, 1);
 }
 
 template <class Op, int NR>
 void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-               int S, int U, bool split_kernel, cudaStream_t s) {
+               int S, int U, bool split_kernel, Launch s) {
     switch (U) {
         case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
         case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
@@ -103,7 +104,7 @@ void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, cons
 
 template <class Op>
 void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, int64_t K, const typename Op::XArg& x,
-               int64_t rows, const MatvecConfig& cfg, cudaStream_t s) {
+               int64_t rows, const MatvecConfig& cfg, Launch s) {
     const WideTile tile = wide_tile(t, cfg);
     const bool sk = cfg.split_kernel;
     const int k = (int)K, r = (int)rows;
@@ -153,7 +154,7 @@ bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg) {
 }
 
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s) {
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
@@ -163,7 +164,7 @@ void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const Ma
 }
 
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                  const float* x, int64_t rows, const MatvecConfig& cfg, cudaStream_t s) {
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
@@ -173,13 +174,13 @@ void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const M
 }
 
 void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
-                           int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+                           int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     const MatvecPart part{w, R, y};
     launch_matvec_wide_q8_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s);
 }
 
 void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                            int64_t rows, float* y, const MatvecConfig& cfg, cudaStream_t s) {
+                            int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     const MatvecPart part{w, R, y};
     launch_matvec_wide_f32_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s);
 }

@@ -29,6 +29,7 @@ __device__ __forceinline__ float2 rope_rotate(float x0, float x1, float2 cs) {
 
 __global__ void rope_kernel(RopeArgs a, const float* __restrict__ x, const float* __restrict__ factors,
                             float* __restrict__ y, const StepParams* __restrict__ sp) {
+    pdl_begin();
     const int t = blockIdx.x;
     const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
     const int64_t base_row = (int64_t)t * a.n_head * hd;
@@ -64,6 +65,7 @@ __global__ void __launch_bounds__(kFusedThreads)
     rope_qk_append_kernel(RopeArgs a, int n_head_k, const float* q, const float* k, const float* __restrict__ v,
                           const float* __restrict__ factors, float* qo, float* ko, __half* __restrict__ kc,
                           __half* __restrict__ vc, int64_t capacity, const StepParams* __restrict__ sp) {
+    pdl_begin();
     extern __shared__ float2 sm[];
     const int tid = threadIdx.x, nt = blockDim.x;
     const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
@@ -112,19 +114,19 @@ __global__ void __launch_bounds__(kFusedThreads)
 }  // namespace
 
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
-                 const StepParams* sp, cudaStream_t s) {
+                 const StepParams* sp, Launch s) {
     const int half = a.n_rot / 2;
     const int threads = half >= 128 ? 128 : half > 32 ? 64 : 32;
-    rope_kernel<<<(unsigned)rows, threads, 0, s>>>(a, x, factors, y, sp);
+    launch_kernel(rope_kernel, (unsigned)rows, threads, 0, s, a, x, factors, y, sp);
 }
 
 bool rope_qk_append_fits(const RopeArgs& a, int n_head_k) { return rope_qk_smem(a, n_head_k) <= 48 * 1024; }
 
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
-                           const StepParams* sp, cudaStream_t s) {
-    rope_qk_append_kernel<<<1, kFusedThreads, rope_qk_smem(a, n_head_k), s>>>(a, n_head_k, q, k, v, factors, qo, ko,
-                                                                              kc, vc, capacity, sp);
+                           const StepParams* sp, Launch s) {
+    launch_kernel(rope_qk_append_kernel, 1, kFusedThreads, rope_qk_smem(a, n_head_k), s, a, n_head_k, q, k, v, factors,
+                  qo, ko, kc, vc, capacity, sp);
 }
 
 }  // namespace strata::cuda
