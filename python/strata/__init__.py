@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from ._cuda_libs import point_core_at_cublas
+from .backends import available_backends
 from .errors import (
     ContextOverflowError,
     GGUFError,
@@ -16,7 +17,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .generate import Completion
-from .model import Model, available_backends, load
+from .model import Model, load
 from .system import default_model_path, info
 
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import _core
+from .backends import auto_backend, require
 from .chat import render_chat
 from .errors import ContextOverflowError, StrataError, StrataValueError, UnsupportedModelError
 from .generate import Completion, check_stop, run_generation
@@ -22,32 +23,6 @@ from .tokenizer import Tokenizer
 
 BACKENDS = ("auto", "cpu", "cuda", "metal")
 DEFAULT_N_CTX = 4096
-_DEVICE_NAMES = {"cuda": "CUDA", "metal": "Metal", "cpu": "CPU"}
-
-
-def available_backends() -> list[str]:
-    """Backends compiled into this build that can run here, in the order ``backend="auto"``
-    tries them.
-
-    "cuda" is listed when the build has the CUDA backend and the CUDA runtime finds a
-    device, "metal" when the build has the Metal backend and the system a Metal device
-    (each checked once per process); "cpu" always. Metal comes after "cpu", so "auto" does
-    not pick it, until it is verified on hardware (docs/metal.md), unless the environment
-    sets ``STRATA_METAL_AUTO=1``.
-    """
-    if not hasattr(available_backends, "_found"):
-        found = {}
-        for name in ("cuda", "metal"):
-            probe = getattr(_core, f"{name}_available", None)
-            found[name] = bool(probe()) if probe is not None else False
-        available_backends._found = found  # type: ignore[attr-defined]
-    found = available_backends._found  # type: ignore[attr-defined]
-    gpus = ["cuda"] if found["cuda"] else []
-    if not found["metal"]:
-        return [*gpus, "cpu"]
-    if os.environ.get("STRATA_METAL_AUTO") == "1":
-        return ["metal", *gpus, "cpu"]
-    return [*gpus, "cpu", "metal"]
 
 
 class Model:
@@ -67,12 +42,8 @@ class Model:
     ) -> None:
         if backend not in BACKENDS:
             raise StrataValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if backend == "auto":
-            backend = available_backends()[0]
-        if backend not in available_backends():
-            why = (f"no {_DEVICE_NAMES[backend]} device was found"
-                   if getattr(_core, f"{backend}_built", False) else "this build does not include it")
-            raise UnsupportedModelError(f"backend {backend!r} is not available here: {why}")
+        if backend != "auto":
+            require(backend)
         if n_ctx is not None and (not isinstance(n_ctx, int) or not 0 < n_ctx < 2**63):
             raise StrataValueError(f"n_ctx must be a positive integer below 2**63, got {n_ctx!r}")
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads <= 0):
@@ -96,6 +67,9 @@ class Model:
                 raise StrataError(f"{self.path} changed on disk while it was being loaded")
             self.config = architecture(self.gguf.arch).from_gguf(self.gguf)
             self._check_weight_types()
+            if backend == "auto":  # may run Metal's first-use check on these weight types
+                backend = auto_backend({t.type_name for t in self.gguf.tensors.values()
+                                        if len(t.shape) >= 2})
             self.tokenizer = Tokenizer.from_gguf(self.gguf)
             self.n_ctx = self._context_size(n_ctx)
             self.config.n_ctx = self.n_ctx  # e.g. phi3 LongRoPE picks its factors from it
@@ -350,9 +324,13 @@ def load(
     n_threads: int | None = None,
     backend: str = "auto",
 ) -> Model:
-    """Load a GGUF model. ``backend="auto"`` picks cuda > cpu among those that can run here
-    (metal only with ``STRATA_METAL_AUTO=1`` until it is verified on a Mac; see
-    :func:`available_backends`).
+    """Load a GGUF model. ``backend="auto"`` picks cuda > metal > cpu among those that can
+    run here (:func:`available_backends`). Metal is unverified on hardware, so the first
+    time in a process that auto would pick it, a quick kernel check (a subset of
+    ``strata selftest`` on this model's weight types, milliseconds) runs on it first; if
+    that fails, auto falls back to the CPU with a RuntimeWarning naming the kernels
+    (``STRATA_METAL_AUTO=0``: never Metal for auto; ``=1``: Metal without the check).
+    ``backend="metal"`` never runs the check.
 
     n_ctx is the KV cache capacity in tokens (None: the model's training context);
     n_threads defaults to the number of physical cores.

@@ -21,15 +21,15 @@ import platform
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Callable, TextIO
 
 import numpy as np
 
 from . import __version__, _core
+from .backends import available_backends
 from .errors import StrataError, StrataValueError
-from .model import available_backends
 from .opgraph import OpGraph
 from .quant_types import QUANT_TYPES_BY_NAME, SUPPORTED_WEIGHT_TYPES
 
@@ -212,11 +212,14 @@ def _weight_types() -> list[str]:
     return sorted(SUPPORTED_WEIGHT_TYPES, key=lambda n: QUANT_TYPES_BY_NAME[n].id)
 
 
-def matmul_cases() -> Iterator[Case]:
+def matmul_cases(names: Iterable[str] | None = None) -> Iterator[Case]:
     """Decode (one row per step) and prefill (9 rows in one step: enough for the Metal
-    backend's tile matmul, which takes steps of 8 rows or more) of each weight type:
-    37 output rows, K = 300 for float types (no multiple of 8), else 512 (2 super-blocks)."""
+    backend's tile matmul, which takes steps of 8 rows or more) of each weight type (or of
+    those in ``names``): 37 output rows, K = 300 for float types (no multiple of 8), else
+    512 (2 super-blocks)."""
     for name in _weight_types():
+        if names is not None and name not in names:
+            continue
         kernel = f"matmul {name}"
         if gguf_quants is None and name not in FLOAT_TYPES:
             yield from (_skipped(f"{kernel} {path}") for path in ("decode", "prefill"))
@@ -239,9 +242,15 @@ def _skipped(kernel: str) -> Case:
                 skip="skipped: gguf not installed (its quants module dequantizes the reference)")
 
 
-def embedding_cases() -> Iterator[Case]:
-    """Rows of a table of each type, equal to gguf's dequantization (to 1e-6)."""
-    for name in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K"):
+EMBEDDING_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K")
+
+
+def embedding_cases(names: Iterable[str] | None = None) -> Iterator[Case]:
+    """Rows of a table of each type in EMBEDDING_TYPES (or of those also in ``names``),
+    equal to gguf's dequantization (to 1e-6)."""
+    for name in EMBEDDING_TYPES:
+        if names is not None and name not in names:
+            continue
         kernel = f"embedding {name}"
         if gguf_quants is None and name not in FLOAT_TYPES:
             yield _skipped(kernel)
@@ -415,11 +424,29 @@ def all_cases() -> list[Case]:
     return [*matmul_cases(), *embedding_cases(), *op_cases(), argmax_case()]
 
 
+QUICK_OPS = ("rms_norm", "add", "glu silu", "rope normal +freq factors", "rope neox partial",
+             "attention GQA 6/2 hd64 prefill", "attention GQA 6/2 hd64 decode")
+"""The op cases of :func:`quick_cases`: those nearly every model runs."""
+QUICK_WEIGHT_TYPES = ("Q4_0", "Q8_0", "Q4_K", "F16")
+"""The weight types :func:`quick_cases` checks when it is given none."""
+
+
+def quick_cases(weight_types: Iterable[str] = ()) -> list[Case]:
+    """A small subset of :func:`all_cases`, the first-use check of ``backend="auto"``
+    (strata.backends): matmul decode and prefill, and embedding where there is a case, of
+    each of ``weight_types`` that strata supports (default QUICK_WEIGHT_TYPES), the ops of
+    QUICK_OPS and the greedy argmax. The same cases, data and bounds as the full selftest."""
+    names = {t for t in weight_types if t in SUPPORTED_WEIGHT_TYPES} or set(QUICK_WEIGHT_TYPES)
+    ops = [c for c in op_cases() if c.kernel in QUICK_OPS]
+    return [*matmul_cases(names), *embedding_cases(names), *ops, argmax_case()]
+
+
 # ---- running --------------------------------------------------------------------------
 def targets() -> list[str]:
-    """What to check here: one entry per CPU kernel set ("cpu:avx2"), then other backends."""
+    """What to check here: one entry per CPU kernel set ("cpu:avx2"), then the other
+    backends in the order of :func:`available_backends`."""
     out = []
-    for b in available_backends():
+    for b in sorted(available_backends(), key=lambda b: b != "cpu"):  # the CPU first
         out += [f"cpu:{isa}" for isa in _core.cpu_isas()] if b == "cpu" else [b]
     return out
 
@@ -432,20 +459,22 @@ def _run(case: Case, backend: str, isa: str = "", repeats: int = 1) -> tuple[np.
                                 repeats=repeats)
 
 
-def run_case(case: Case, target: str) -> Row:
-    """Check one case on one target ("cpu:<isa>", "cuda", "metal"); never raises."""
+def run_case(case: Case, target: str, repeats: int = REPEATS, against_cpu: bool = True) -> Row:
+    """Check one case on one target ("cpu:<isa>", "cuda", "metal"); never raises. The time
+    is the fastest of ``repeats`` passes; off the CPU, ``against_cpu`` also runs the case on
+    the CPU backend for the "vs cpu" column."""
     if case.skip:
         return Row(target, case.kernel, "skipped", note=case.skip)
     backend, _, isa = target.partition(":")
     try:
-        got, seconds = _run(case, backend, isa, REPEATS)
+        got, seconds = _run(case, backend, isa, repeats)
     except Exception as e:  # noqa: BLE001 - any failure of a kernel is a row of the table
         return Row(target, case.kernel, "FAIL", note=f"{type(e).__name__}: {e}")
     bound = case.bound if backend == "cpu" or case.gpu_bound is None else case.gpu_bound
     chk = compare(got, case.want, bound)
     row = Row(target, case.kernel, "pass" if chk.ok else "FAIL", chk.max_abs_err,
               chk.err_over_bound, seconds * 1e3, note=chk.note)
-    if backend != "cpu":
+    if backend != "cpu" and against_cpu:
         try:
             cpu = _run(case, "cpu")[0]
             row.vs_cpu = float(np.abs(got.astype(np.float64) - cpu).max())

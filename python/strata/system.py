@@ -36,7 +36,7 @@ def default_model_path() -> str:
 def info() -> dict[str, object]:
     """The native build: CPU kernel sets this machine can run (best first), default
     threads, and the backends that can run here (best first)."""
-    from .model import available_backends
+    from .backends import available_backends
     from .models import supported_architectures
     return {
         "cpu_kernels": list(_core.cpu_isas()),
