@@ -24,6 +24,7 @@ def fake_metal(monkeypatch):
     (target, kernels) the check ran."""
     monkeypatch.setattr(backends, "devices_found", lambda: {"cuda": False, "metal": True})
     monkeypatch.setattr(backends, "_metal_rows", {})
+    monkeypatch.setattr(backends, "_metal_types", set())
     monkeypatch.delenv(backends.METAL_AUTO_ENV, raising=False)
     calls: list[tuple[str, list[str]]] = []
 
@@ -125,8 +126,8 @@ def test_a_real_failing_kernel_row_is_caught(fake_metal, monkeypatch):
     run_case reaches the verdict."""
     real = selftest.quick_cases
 
-    def with_wrong_reference(weight_types=()):
-        cases = real(weight_types)
+    def with_wrong_reference(weight_types=(), ops=True):
+        cases = real(weight_types, ops)
         rms = next(c for c in cases if c.kernel == "rms_norm")
         rms.want = rms.want * 1.01
         return cases

@@ -30,8 +30,10 @@ METAL_AUTO_ENV = "STRATA_METAL_AUTO"
 _DEVICE_NAMES = {"cuda": "CUDA", "metal": "Metal", "cpu": "CPU"}
 
 # The first-use check of Metal in this process: kernel name -> its row (pass, FAIL or
-# skipped), so each case runs at most once; a FAIL keeps Metal out of auto from then on.
+# skipped), so each case runs at most once, and the weight types checked so far; a FAIL
+# keeps Metal out of auto from then on.
 _metal_rows: dict[str, Row] = {}
+_metal_types: set[str] = set()
 _metal_lock = threading.Lock()
 
 
@@ -100,15 +102,18 @@ def check_metal(weight_types: Iterable[str] = ()) -> list[Row]:
     :func:`strata.selftest.quick_cases` for ``weight_types`` that have not run in this
     process, and returns every failing row so far (empty: Metal passed). Once a case has
     failed nothing more runs. Never raises: an exception while checking is a failing row."""
-    from .selftest import Row, quick_cases
+    from .selftest import QUICK_WEIGHT_TYPES, Row, quick_cases
 
     with _metal_lock:
-        if not metal_check_failures():
+        new = (set(weight_types) or set(QUICK_WEIGHT_TYPES)) - _metal_types
+        if new and not metal_check_failures():
             try:
-                cases = [c for c in quick_cases(weight_types) if c.kernel not in _metal_rows]
+                cases = [c for c in quick_cases(new, ops=not _metal_rows)
+                         if c.kernel not in _metal_rows]
                 rows = run_checks("metal", cases) if cases else []
             except Exception as e:  # noqa: BLE001 - any failure means: do not trust Metal
                 rows = [Row("metal", "first-use check", "FAIL", note=f"{type(e).__name__}: {e}")]
+            _metal_types.update(new)
             for row in rows:
                 _metal_rows[row.kernel] = row
         return metal_check_failures()

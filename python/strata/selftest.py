@@ -431,14 +431,17 @@ QUICK_WEIGHT_TYPES = ("Q4_0", "Q8_0", "Q4_K", "F16")
 """The weight types :func:`quick_cases` checks when it is given none."""
 
 
-def quick_cases(weight_types: Iterable[str] = ()) -> list[Case]:
+def quick_cases(weight_types: Iterable[str] = (), ops: bool = True) -> list[Case]:
     """A small subset of :func:`all_cases`, the first-use check of ``backend="auto"``
     (strata.backends): matmul decode and prefill, and embedding where there is a case, of
-    each of ``weight_types`` that strata supports (default QUICK_WEIGHT_TYPES), the ops of
-    QUICK_OPS and the greedy argmax. The same cases, data and bounds as the full selftest."""
+    each of ``weight_types`` that strata supports (default QUICK_WEIGHT_TYPES), then (with
+    ``ops``) the ops of QUICK_OPS and the greedy argmax. The same cases, data and bounds as
+    the full selftest."""
     names = {t for t in weight_types if t in SUPPORTED_WEIGHT_TYPES} or set(QUICK_WEIGHT_TYPES)
-    ops = [c for c in op_cases() if c.kernel in QUICK_OPS]
-    return [*matmul_cases(names), *embedding_cases(names), *ops, argmax_case()]
+    cases = [*matmul_cases(names), *embedding_cases(names)]
+    if ops:
+        cases += [*(c for c in op_cases() if c.kernel in QUICK_OPS), argmax_case()]
+    return cases
 
 
 # ---- running --------------------------------------------------------------------------
