@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 
 import matplotlib
 
@@ -37,7 +38,9 @@ def cuda_ratios(folder: str) -> list[tuple[str, str, float]]:
         for line in open(os.path.join(folder, f"llama-bench-{shape}.jsonl")):
             if line.strip():
                 r = json.loads(line)
-                llama.setdefault(r["model_filename"], {})["pp512" if r["n_prompt"] == 512 else "tg128"] = r["avg_ts"]
+                # the median of the samples, as strata's side (avg_ts lets one cold sample weigh in)
+                llama.setdefault(r["model_filename"], {})["pp512" if r["n_prompt"] == 512 else "tg128"] = (
+                    statistics.median(r["samples_ts"]))
         for line in open(os.path.join(folder, f"strata-{shape}.jsonl")):
             if line.strip():
                 r = json.loads(line)

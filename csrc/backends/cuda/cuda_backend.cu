@@ -16,7 +16,8 @@
 //   STRATA_CUDA_SYNC=1        synchronise after every node and name the node in any error
 //   STRATA_CUDA_MMA=0         prefill matmuls in f32 FMA instead of f16 tensor cores
 //   STRATA_CUDA_GEMM=wmma     prefill matmuls on the WMMA kernel (matmul.cu), not gemm_f16.cu
-//   STRATA_CUDA_GEMM=mma      gemm_f16.cu's own mma.sync tiles, not cuBLAS (default where it loads)
+//   STRATA_CUDA_GEMM=cublas   the prefill GEMM on cuBLAS where a libcublas loads (opt-in until a
+//                             GPU run has checked it; default: gemm_f16.cu's own mma.sync tiles)
 //   STRATA_CUBLAS=path|0      the libcublas to load (cublas.cu), or 0: none
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
 //   STRATA_CUDA_MATVEC=v1     decode matvecs on the one-warp-per-row kernels (matvec.cu), not
@@ -28,8 +29,9 @@
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
-//   STRATA_CUDA_PDL=0         decode kernels launched without programmatic dependent launch
-//   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel in decode steps: device_argmax() returns -1
+//   STRATA_CUDA_PDL=1         decode kernels as programmatic dependent launches (opt-in, unchecked on a GPU)
+//   STRATA_CUDA_DEVICE_ARGMAX=1  decode steps end with the argmax kernel, logits copied only when
+//                             asked (opt-in, unchecked on a GPU; otherwise device_argmax() returns -1)
 //                             and every step copies its logits back (the behaviour before it)
 #include "cuda_backend.h"
 
@@ -151,7 +153,7 @@ public:
         if (sync_debug_) use_graphs_ = false;
         use_tc_ = env("STRATA_CUDA_MMA") != "0";
         use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
-        if (use_tc_ && use_gemm_ && env("STRATA_CUDA_GEMM") != "mma") blas_ = std::make_unique<Cublas>(stream_);
+        if (use_tc_ && use_gemm_ && env("STRATA_CUDA_GEMM") == "cublas") blas_ = std::make_unique<Cublas>(stream_);
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
         matvec_.v1 = env("STRATA_CUDA_MATVEC") == "v1";
         matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
@@ -160,8 +162,9 @@ public:
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
-        pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
-        argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
+        // Opt-in (=1) until a GPU run has checked them (written and compiled without one).
+        pdl_ = env("STRATA_CUDA_PDL") == "1" && props_.major >= 9 && pdl_kernels_built();
+        argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") == "1";
     }
 
     ~CudaBackend() override {
@@ -823,7 +826,7 @@ private:
     cudaGraphExec_t graph_exec_ = nullptr;
     bool use_graphs_ = true, sync_debug_ = false, use_tc_ = true, use_gemm_ = true, matvec_f32_ = false, profiling_ = false;
     bool pdl_ = false;           // STRATA_CUDA_PDL: decode kernels as programmatic dependent launches
-    bool argmax_on_ = true;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
+    bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
     bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
