@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# llama.cpp for the lent GPU machine (which cannot fetch anything): the llama-cpp-python
+# 0.3.36 sdist's vendored llama.cpp, trimmed to what llama-bench and llama-quantize build from
+# (~22 MB, 2.3 MB as .tar.xz), written to .device/lcpp.tar.xz (git-ignored; carry it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+tmp=$(mktemp -d)
+pip download -q llama-cpp-python==0.3.36 --no-deps --no-binary=llama-cpp-python --no-build-isolation -d "$tmp"
+tar xzf "$tmp"/llama_cpp_python-0.3.36.tar.gz -C "$tmp"
+S=$tmp/llama_cpp_python-0.3.36/vendor/llama.cpp
+mkdir -p "$tmp/lcpp/tools"
+cp -r "$S"/CMakeLists.txt "$S"/cmake "$S"/ggml "$S"/src "$S"/include "$S"/common "$S"/vendor "$tmp/lcpp/"
+cp -r "$S"/tools/llama-bench "$S"/tools/quantize "$tmp/lcpp/tools/"
+cat > "$tmp/lcpp/tools/CMakeLists.txt" <<'CM'
+# trimmed for the strata device benchmark: llama-bench and llama-quantize only
+find_package(Threads REQUIRED)
+llama_add_compile_flags()
+add_subdirectory(llama-bench)
+add_subdirectory(quantize)
+CM
+(cd "$tmp/lcpp/ggml/src" && rm -rf ggml-vulkan ggml-sycl ggml-metal ggml-opencl ggml-webgpu ggml-cann \
+  ggml-hexagon ggml-musa ggml-zdnn ggml-zendnn ggml-openvino ggml-virtgpu ggml-et)
+mkdir -p .device
+tar cJf .device/lcpp.tar.xz -C "$tmp" lcpp
+pip download -q gguf==0.19.0 --no-deps -d .device
+rm -rf "$tmp"
+ls -la .device
