@@ -19,12 +19,12 @@ python3 -c "import strata, os; print(strata.available_backends(), os.environ.get
 mkdir -p /tmp/models
 ( python3 benchmarks/make_random_llama.py /tmp/models/1b-f16.gguf --shape 1b --torch-cuda > $OUT/models.log 2>&1; touch /tmp/models1b.done ) &
 timeout 250 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda.py -k "not smollm2" -s > $OUT/test_cuda.log 2>&1
-echo "tests rc=$? $(( $(date +%s) - t0 )) s"; tail -3 $OUT/test_cuda.log; grep -m2 "default:" $OUT/test_cuda.log
+echo "tests rc=$? $(( $(date +%s) - t0 )) s"; tail -3 $OUT/test_cuda.log; grep -m2 "cublas:" $OUT/test_cuda.log
 while [ ! -f /tmp/lcpp.done ] || [ ! -f /tmp/models1b.done ]; do sleep 2; done
 echo "lcpp+models $(( $(date +%s) - t0 )) s"; tail -2 $OUT/lcpp-build.log
 bash benchmarks/device_llama_vs_strata.sh $OUT/r 1b > $OUT/r1.log 2>&1
 echo "bench 1b $(( $(date +%s) - t0 )) s"
-python3 benchmarks/cuda_bench.py /tmp/models/1b-f16.gguf /tmp/models/1b-Q4_K_M.gguf --env STRATA_CUDA_GEMM=mma --repeats 3 > $OUT/r/strata-1b-mma.jsonl 2>&1
-python3 benchmarks/cuda_bench.py /tmp/models/1b-Q4_0.gguf /tmp/models/1b-Q8_0.gguf --tg-only --env STRATA_CUDA_PDL=0 --env STRATA_CUDA_DEVICE_ARGMAX=0 --env STRATA_CUDA_PDL=0,STRATA_CUDA_DEVICE_ARGMAX=0 --repeats 3 > $OUT/r/strata-1b-ab.jsonl 2>&1
-echo "mma A/B $(( $(date +%s) - t0 )) s"
+python3 benchmarks/cuda_bench.py /tmp/models/1b-f16.gguf /tmp/models/1b-Q4_K_M.gguf --env STRATA_CUDA_GEMM=cublas --repeats 3 > $OUT/r/strata-1b-cublas.jsonl 2>&1
+python3 benchmarks/cuda_bench.py /tmp/models/1b-Q4_0.gguf /tmp/models/1b-Q8_0.gguf --tg-only --env STRATA_CUDA_PDL=1 --env STRATA_CUDA_DEVICE_ARGMAX=1 --env STRATA_CUDA_PDL=1,STRATA_CUDA_DEVICE_ARGMAX=1 --repeats 3 > $OUT/r/strata-1b-ab.jsonl 2>&1
+echo "opt-in A/B $(( $(date +%s) - t0 )) s"
 python3 benchmarks/cuda_summary.py $OUT/r
