@@ -34,16 +34,16 @@ pytestmark = pytest.mark.skipif(
     "or this build has no CUDA backend; see docs/cuda.md)",
 )
 
-# Programmatic dependent launch and the device argmax are opt-in until a GPU run has checked
-# them (docs/cuda.md); on a GPU every test here runs with them on, and the tests that compare
-# them with their plain twins set "0" themselves.
-OPT_IN = {"STRATA_CUDA_PDL": "1", "STRATA_CUDA_DEVICE_ARGMAX": "1"}
+# Every test starts from the defaults (cuBLAS prefill where it loads, programmatic dependent
+# launch, greedy argmax on the device), whatever the shell running the tests has set; the
+# tests that compare a default with its plain twin set the switch themselves.
+DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX")
 
 
 @pytest.fixture(autouse=True)
-def _opt_in_paths(monkeypatch):
-    for k, v in OPT_IN.items():
-        monkeypatch.setenv(k, v)
+def _default_paths(monkeypatch):
+    for k in DEFAULT_SWITCHES:
+        monkeypatch.delenv(k, raising=False)
 
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -56,8 +56,8 @@ FP16_FIELDS = {  # byte offsets of the fp16 scales in a block (ggml-common.h)
     "IQ4_XS": (0,),
 }
 # Paths switched by environment variables the backend reads when it is made.
-FAST = {}  # prefill GEMM on gemm_f16.cu's mma.sync tiles (the default)
-CUBLAS = {"STRATA_CUDA_GEMM": "cublas"}  # prefill GEMM on cuBLAS where it loads (opt-in)
+TILES = {"STRATA_CUDA_GEMM": "mma"}  # prefill GEMM on gemm_f16.cu's own mma.sync tiles
+CUBLAS = {"STRATA_CUDA_GEMM": "cublas"}  # prefill GEMM on cuBLAS where it loads (the default)
 EXACT = {"STRATA_CUDA_MMA": "0", "STRATA_CUDA_MATVEC": "f32"}
 
 
@@ -126,14 +126,14 @@ def describe(env: dict, monkeypatch) -> str:
 
 
 def test_prefill_gemm_names_cublas_or_why_not(monkeypatch):
-    """The description says which GEMM prefill runs on: with STRATA_CUDA_GEMM=cublas, cuBLAS
-    where a libcublas loads (STRATA_CUBLAS, set by the package from NVIDIA's wheels, or the
-    system's), else strata's tiles and what was tried; by default strata's tiles."""
-    d = describe(CUBLAS, monkeypatch)
+    """The description says which GEMM prefill runs on: by default cuBLAS where a libcublas
+    loads (STRATA_CUBLAS, set by the package from NVIDIA's wheels, or the system's), else
+    strata's tiles and what was tried; with STRATA_CUDA_GEMM=mma strata's tiles."""
+    d = describe({}, monkeypatch)
     assert "prefill f16 cuBLAS" in d or ("prefill f16 mma.sync" in d and "cuBLAS not found (tried" in d), d
     print("cublas:", d, "STRATA_CUBLAS =", os.environ.get("STRATA_CUBLAS"))
-    monkeypatch.delenv("STRATA_CUDA_GEMM")
-    assert "prefill f16 mma.sync" in describe({}, monkeypatch)
+    tiles = describe(TILES, monkeypatch)
+    assert "prefill f16 mma.sync" in tiles and "cuBLAS" not in tiles, tiles
 
 
 # ---- embedding: every type, exactly as gguf dequantizes ---------------------------------
@@ -181,7 +181,7 @@ def matmul_bound(name: str, rows: int, mode: dict, w: np.ndarray, x: np.ndarray)
     return f16_bound(w, x)
 
 
-@pytest.mark.parametrize("mode", [FAST, CUBLAS, EXACT], ids=["fast", "cublas", "exact"])
+@pytest.mark.parametrize("mode", [TILES, CUBLAS, EXACT], ids=["tiles", "cublas", "exact"])
 @pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("T", [1, 3, 64])
 def test_matmul_every_type(monkeypatch, mode, name, T):
@@ -502,7 +502,7 @@ N_MINI = 48
 DECODE = [9] + [1] * (N_MINI - 9)
 
 
-@pytest.mark.parametrize("mode", [FAST, CUBLAS, EXACT], ids=["fast", "cublas", "exact"])
+@pytest.mark.parametrize("mode", [TILES, CUBLAS, EXACT], ids=["tiles", "cublas", "exact"])
 def test_mini_llama_against_float64_and_cpu(monkeypatch, mode):
     """Prefill and decode on CUDA are as close to float64 as the CPU backend (which rounds
     activations to 8 bits everywhere), and agree with it."""
@@ -898,7 +898,7 @@ def test_smollm2_decode_steps_match_prefill(smollm2_file, ref):
 
 
 def test_smollm2_greedy_same_with_device_argmax_off(monkeypatch, smollm2_file):
-    """Greedy generation with the device argmax (opt-in) and without it: the same tokens."""
+    """Greedy generation with the device argmax (the default) and without it: the same tokens."""
     on = strata.load(smollm2_file, n_ctx=512, backend="cuda")
     monkeypatch.setenv("STRATA_CUDA_DEVICE_ARGMAX", "0")
     off = strata.load(smollm2_file, n_ctx=512, backend="cuda")

@@ -15,9 +15,9 @@
 //   STRATA_CUDA_GRAPH=0       launch decode steps kernel by kernel instead of a CUDA graph
 //   STRATA_CUDA_SYNC=1        synchronise after every node and name the node in any error
 //   STRATA_CUDA_MMA=0         prefill matmuls in f32 FMA instead of f16 tensor cores
+//   STRATA_CUDA_GEMM=mma      the prefill GEMM on gemm_f16.cu's own mma.sync tiles, not cuBLAS
+//                             (the default is cuBLAS where a libcublas loads, else those tiles)
 //   STRATA_CUDA_GEMM=wmma     prefill matmuls on the WMMA kernel (matmul.cu), not gemm_f16.cu
-//   STRATA_CUDA_GEMM=cublas   the prefill GEMM on cuBLAS where a libcublas loads (opt-in until a
-//                             GPU run has checked it; default: gemm_f16.cu's own mma.sync tiles)
 //   STRATA_CUBLAS=path|0      the libcublas to load (cublas.cu), or 0: none
 //   STRATA_CUDA_MATVEC=f32    decode matvecs in f32 (dequantize x f32) instead of int8 dp4a
 //   STRATA_CUDA_MATVEC=v1     decode matvecs on the one-warp-per-row kernels (matvec.cu), not
@@ -29,10 +29,9 @@
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
-//   STRATA_CUDA_PDL=1         decode kernels as programmatic dependent launches (opt-in, unchecked on a GPU)
-//   STRATA_CUDA_DEVICE_ARGMAX=1  decode steps end with the argmax kernel, logits copied only when
-//                             asked (opt-in, unchecked on a GPU; otherwise device_argmax() returns -1)
-//                             and every step copies its logits back (the behaviour before it)
+//   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
+//   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
+//                             step copies its logits back
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -152,8 +151,11 @@ public:
         sync_debug_ = env("STRATA_CUDA_SYNC") == "1";
         if (sync_debug_) use_graphs_ = false;
         use_tc_ = env("STRATA_CUDA_MMA") != "0";
-        use_gemm_ = env("STRATA_CUDA_GEMM") != "wmma";
-        if (use_tc_ && use_gemm_ && env("STRATA_CUDA_GEMM") == "cublas") blas_ = std::make_unique<Cublas>(stream_);
+        const std::string gemm = env("STRATA_CUDA_GEMM");
+        use_gemm_ = gemm != "wmma";
+        // cuBLAS's wgmma GEMMs ran prefill 1.7-1.9x faster than our mma.sync tiles on the H100
+        // (benchmarks/cuda_notes.md round 5); the tiles stay for machines without a libcublas.
+        if (use_tc_ && use_gemm_ && gemm != "mma") blas_ = std::make_unique<Cublas>(stream_);
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
         matvec_.v1 = env("STRATA_CUDA_MATVEC") == "v1";
         matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
@@ -162,9 +164,8 @@ public:
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
-        // Opt-in (=1) until a GPU run has checked them (written and compiled without one).
-        pdl_ = env("STRATA_CUDA_PDL") == "1" && props_.major >= 9 && pdl_kernels_built();
-        argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") == "1";
+        pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
+        argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
     }
 
     ~CudaBackend() override {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One device call: strata and llama.cpp side by side on random-weight Llama files of one shape.
+#   run(command="bash benchmarks/device/side_by_side_call.sh 1b", carry=[".device", ".whl"])
+# SHAPE is 1b or 8b; TESTS=0 skips tests/test_cuda.py. .device: benchmarks/device/make_lcpp_tarball.sh.
+# .whl: the scikit-build-core, pathspec, packaging and nanobind wheels (pip download --no-deps
+# -d .whl ...): the device image of 2026-12-06 could not import scikit_build_core.build.
+# llama.cpp builds in the background (~340 s on 16 cores) while strata builds, the tests run and
+# the quantized files are written (benchmarks/cuda_bench.py --write-random: the layout of
+# llama-quantize's, Q4_K_M's Q6_K tensors included); then llama-bench and strata take the GPU
+# one after the other. Results come back as one tarball (the files $OUT returns are few).
+# Session 5's run (benchmarks/results/cuda-h100-2026-12-06-s5) was this with SHAPE=1b, the
+# files quantized by llama-quantize, and the then opt-in defaults named as a strata setting.
+set -u
+SHAPE=${1:?1b or 8b}; TESTS=${TESTS:-1}
+export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
+t0=$(date +%s); el() { echo "$1 $(( $(date +%s) - t0 )) s"; }
+M=/tmp/models; R=$OUT/r; mkdir -p $M $R
+rm -f /tmp/lcpp.built /tmp/files.done
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bsite .whl/*.whl
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .device/gguf-0.19.0-py3-none-any.whl
+( rm -rf /tmp/lcpp && tar xJf .device/lcpp.tar.xz -C /tmp && cd /tmp/lcpp && \
+  cmake -S . -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
+   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
+   -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF > $R/lcpp-build.log 2>&1 && \
+  ninja -C build -j10 llama-bench >> $R/lcpp-build.log 2>&1; echo "lcpp rc=$?" >> $R/lcpp-build.log; touch /tmp/lcpp.built ) &
+( export PYTHONPATH=/tmp/site
+  python3 benchmarks/make_random_llama.py $M/$SHAPE-f16.gguf --shape $SHAPE --torch-cuda > $R/models.log 2>&1
+  for q in Q8_0 Q4_0 Q4_K_M; do python3 benchmarks/cuda_bench.py $M/$SHAPE-$q.gguf --write-random $SHAPE:$q >> $R/models.log 2>&1 & done
+  wait; touch /tmp/files.done ) &
+PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=6 python3 -m pip install -q --no-build-isolation --no-deps --upgrade --target /tmp/site . > $R/strata-build.log 2>&1
+el "strata build rc=$?"; tail -3 $R/strata-build.log
+export PYTHONPATH=/tmp/site
+python3 -c "import strata, os; print(strata.available_backends(), os.environ.get('STRATA_CUBLAS'))"
+if [ "$TESTS" = 1 ]; then
+  timeout 170 python3 -m pytest -q --maxfail=12 -p no:cacheprovider tests/test_cuda.py -k "not smollm2" -s > $R/test_cuda.log 2>&1
+  el "tests rc=$?"; grep -E "passed|failed" $R/test_cuda.log | tail -2; grep -E "^FAILED|^E " $R/test_cuda.log | head -24
+fi
+while [ ! -f /tmp/lcpp.built ] || [ ! -f /tmp/files.done ]; do sleep 1; done
+el "llama.cpp built, files written"; tail -1 $R/lcpp-build.log
+F="$M/$SHAPE-f16.gguf $M/$SHAPE-Q8_0.gguf $M/$SHAPE-Q4_0.gguf $M/$SHAPE-Q4_K_M.gguf"
+for f in $F; do /tmp/lcpp/build/bin/llama-bench -m $f -ngl 99 -p 512 -n 128 -r 3 -o jsonl 2>>$R/llama-bench.err >> $R/llama-bench-$SHAPE.jsonl; done
+el "llama-bench"
+python3 benchmarks/cuda_bench.py $F --repeats 3 --env "" --env STRATA_CUDA_GEMM=mma,STRATA_CUDA_PDL=0,STRATA_CUDA_DEVICE_ARGMAX=0 > $R/strata-$SHAPE.jsonl 2>&1
+el "strata"
+python3 benchmarks/cuda_summary.py $R
+tar czf $OUT/r.tar.gz -C $OUT r && rm -rf $R
