@@ -32,7 +32,7 @@ el "strata build rc=$?"; tail -3 $R/strata-build.log
 export PYTHONPATH=/tmp/site
 python3 -c "import strata, os; print(strata.available_backends(), os.environ.get('STRATA_CUBLAS'))"
 if [ "$TESTS" = 1 ]; then
-  timeout 170 python3 -m pytest -q --maxfail=12 -p no:cacheprovider tests/test_cuda.py -k "not smollm2" -s > $R/test_cuda.log 2>&1
+  timeout 170 python3 -m pytest -q --maxfail=12 -p no:cacheprovider tests/test_cuda.py tests/test_gemma3_random.py tests/test_architectures.py -k "not smollm2" -s > $R/test_cuda.log 2>&1
   el "tests rc=$?"; grep -E "passed|failed" $R/test_cuda.log | tail -2; grep -E "^FAILED|^E " $R/test_cuda.log | head -24
 fi
 while [ ! -f /tmp/lcpp.built ] || [ ! -f /tmp/files.done ]; do sleep 1; done
