@@ -761,6 +761,90 @@ def test_device_argmax_ties_nan_and_infinities(monkeypatch, argmax):
         np.testing.assert_array_equal(eng.last_logits(), table[i])
 
 
+# ---- top-k sampling's candidates on the device (opt-in: STRATA_CUDA_DEVICE_TOPK=1) ----------
+# After a decode step the k best logits are selected on the device and the host draws from
+# those k (Sampler::sample_top): the same draw as from the whole row, bit for bit.
+TOPK_ON = {"STRATA_CUDA_DEVICE_TOPK": "1"}
+
+
+def sampling(temperature: float, top_k: int, top_p: float = 1.0, min_p: float = 0.0) -> _core.SamplingParams:
+    p = _core.SamplingParams()
+    p.temperature, p.top_k, p.top_p, p.min_p = temperature, top_k, top_p, min_p
+    return p
+
+
+TOPK_SETTINGS = [sampling(0.8, 40, 0.95, 0.05), sampling(1.0, 1), sampling(1.5, 5), sampling(0.7, 64, 0.9),
+                 sampling(2.0, 17, 1.0, 0.02)]
+
+
+def sampled_run(eng: _core.Engine, p: _core.SamplingParams, seed: int, steps: int) -> list[int]:
+    eng.truncate(0)
+    eng.seed(seed)
+    eng.eval(np.arange(9, dtype=np.int32))
+    tokens = [eng.sample(p, NO_HISTORY)]
+    for _ in range(steps):
+        tokens.append(eng.step_sample(tokens[-1], p, NO_HISTORY))
+    return tokens
+
+
+def test_device_top_k_gives_the_hosts_draws(monkeypatch):
+    """Sampled decoding with the device's top-k candidates draws the same tokens as the host
+    sampling the whole row, for several top-k / top-p / min-p / temperature settings."""
+    h, out, _ = mini_llama(7)
+    on = cuda_engine(h, out, monkeypatch, TOPK_ON)
+    off = cuda_engine(h, out, monkeypatch)
+    assert "top-k on device" in on.description and "top-k on device" not in off.description
+    for i, p in enumerate(TOPK_SETTINGS):
+        for seed in range(3):
+            assert sampled_run(on, p, seed, 24) == sampled_run(off, p, seed, 24), (i, seed)
+    np.testing.assert_array_equal(on.last_logits(), off.last_logits())
+
+
+def top_k_rows() -> np.ndarray:
+    """Rows of logits meant to trip a top-k selection (no NaN: the host's sort is undefined
+    there): ties across threads, stage-1 blocks (4096 wide) and the k-th place, -0 and +0,
+    infinities, fewer finite values than k, and 64 equal maxima."""
+    rng = np.random.default_rng(11)
+    W = ARGMAX_W
+    rows = [rng.standard_normal(W)]
+    r = rng.standard_normal(W)
+    r[[5, 4095, 4096, 8191, 40000, W - 1]] = 7.0
+    rows.append(r)
+    r = rng.standard_normal(W)
+    r[rng.choice(W, 300, replace=False)] = 3.0  # more equal values than any k
+    rows.append(r)
+    r = -np.ones(W)
+    r[[3, 10, 5000]] = [-0.0, 0.0, -0.0]
+    rows.append(r)
+    r = np.full(W, -np.inf)
+    r[[9, 4100, 30000]] = [1.0, 2.0, 1.0]  # three finite values, then -inf by index
+    rows.append(r)
+    r = rng.standard_normal(W)
+    r[[100, 20000]] = np.inf
+    rows.append(r)
+    rows.append(np.round(rng.standard_normal(W), 1))  # many ties everywhere
+    return np.stack(rows).astype(np.float32)
+
+
+def test_device_top_k_on_crafted_rows(monkeypatch):
+    """A graph whose output is row `token` of a table: sampled step_sample over crafted rows
+    draws the same tokens with the device's candidates as the host's, at several k."""
+    table = top_k_rows()
+    h = OpHarness()
+    out = h.rows(table)
+    on = cuda_engine(h, out, monkeypatch, TOPK_ON, n_ctx=64)
+    off = cuda_engine(h, out, monkeypatch, n_ctx=64)
+    for p in TOPK_SETTINGS:
+        for seed in range(4):
+            on.seed(seed)
+            off.seed(seed)
+            for i in range(len(table)):
+                assert on.step_sample(i, p, NO_HISTORY) == off.step_sample(i, p, NO_HISTORY), (p.top_k, seed, i)
+                np.testing.assert_array_equal(on.last_logits(), table[i])
+                on.truncate(0)
+                off.truncate(0)
+
+
 PDL_ENVS = {
     "default": {},
     "no-graph": {"STRATA_CUDA_GRAPH": "0"},

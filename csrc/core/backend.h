@@ -36,6 +36,12 @@ public:
     // output() still works afterwards. NaN never wins here, where the host argmax returns 0
     // for a row starting with NaN: rows holding NaN are broken either way.
     virtual int32_t device_argmax() { return -1; }
+    // The k best logits of the last step's last row (k <= kMaxDeviceTopK), best first, equal
+    // values by increasing id, into values / ids, from a backend whose logits are still on the
+    // device: the number written (k, or fewer when the row has fewer non-NaN values), or -1
+    // when this backend does not do it (the engine then samples on the host from output()).
+    static constexpr int32_t kMaxDeviceTopK = 64;
+    virtual int32_t device_top_k(int32_t k, float* values, int32_t* ids) { return -1; }
     virtual int64_t kv_cache_bytes() const = 0;
     // Whether the cache, holding positions [0, n_past), still has what a continuation from
     // position n needs (sliding-window ring buffers forget old positions).

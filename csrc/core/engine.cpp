@@ -113,6 +113,14 @@ int32_t Engine::step_sample(int32_t token, const SamplingParams& p, std::span<co
         const int32_t best = backend_->device_argmax();
         if (best >= 0) return best;
     }
+    // Top-k sampling reads only the k best logits: a backend that selects them on the device
+    // saves copying the row back and sorting it here (the same draw, bit for bit).
+    if (p.temperature > 0.0f && p.repetition_penalty == 1.0f && p.top_k > 0 &&
+        p.top_k <= Backend::kMaxDeviceTopK && p.top_k < n_vocab_) {
+        float values[Backend::kMaxDeviceTopK];
+        int32_t ids[Backend::kMaxDeviceTopK];
+        if (backend_->device_top_k(p.top_k, values, ids) == p.top_k) return sampler_.sample_top(values, ids, p);
+    }
     return sample(p, recent);
 }
 

@@ -15,7 +15,7 @@ int32_t argmax(const float* x, int64_t n) {
 }
 
 Sampler::Sampler(int64_t n_vocab)
-    : n_vocab_(n_vocab), logits_(n_vocab), order_(n_vocab), seen_(n_vocab) {
+    : n_vocab_(n_vocab), logits_(n_vocab), values_(n_vocab), order_(n_vocab), seen_(n_vocab) {
     seed(0);
 }
 
@@ -63,36 +63,38 @@ int32_t Sampler::sample(const float* in, const SamplingParams& p, std::span<cons
     }
     if (p.temperature <= 0.0f) return argmax(l, n);
 
-    // Candidates sorted by logit, best first. Only as many as top-k / top-p can need are
-    // sorted: start small and widen while the kept probability mass is below top_p.
-    int64_t k = (p.top_k > 0 && p.top_k < n) ? p.top_k : n;
+    // Candidates sorted by logit, best first (equal logits by increasing id).
+    const int64_t k = (p.top_k > 0 && p.top_k < n) ? p.top_k : n;
     int32_t* idx = order_.data();
     for (int64_t i = 0; i < n; ++i) idx[i] = (int32_t)i;
     auto by_logit = [l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
-    const float max_logit = l[argmax(l, n)];
-    double total = 0;  // softmax denominator over the top-k candidates
-    int64_t sorted = std::min<int64_t>(k, 256);
-    std::partial_sort(idx, idx + sorted, idx + n, by_logit);
-    if (k < n) {
-        if (sorted < k) std::partial_sort(idx + sorted, idx + k, idx + n, by_logit), sorted = k;
-        for (int64_t i = 0; i < k; ++i) total += std::exp((double)l[idx[i]] - max_logit);
-    } else {
-        for (int64_t i = 0; i < n; ++i) total += std::exp((double)l[i] - max_logit);
+    if (k < n) {  // top-k: everything after this reads the k best only
+        std::partial_sort(idx, idx + k, idx + n, by_logit);
+        for (int64_t i = 0; i < k; ++i) values_[i] = l[idx[i]];
+        return sample_top(values_.data(), idx, p);
     }
+    // No top-k: the whole vocabulary is the softmax's denominator, and only as many
+    // candidates as top-p needs are sorted: start small and widen while the kept probability
+    // mass is below top_p.
+    const float max_logit = l[argmax(l, n)];
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) total += std::exp((double)l[i] - max_logit);
+    int64_t sorted = std::min<int64_t>(n, 256);
+    std::partial_sort(idx, idx + sorted, idx + n, by_logit);
     // top-p: the smallest prefix whose probability reaches top_p (at least one token).
-    int64_t keep = k;
+    int64_t keep = n;
     if (p.top_p < 1.0f) {
         double cum = 0;
         int64_t i = 0;
         for (;;) {
             if (i == sorted) {  // need more sorted candidates
-                const int64_t more = std::min<int64_t>(k, sorted * 4);
+                const int64_t more = std::min<int64_t>(n, sorted * 4);
                 std::partial_sort(idx + sorted, idx + more, idx + n, by_logit);
                 sorted = more;
             }
             cum += std::exp((double)l[idx[i]] - max_logit) / total;
             ++i;
-            if (cum >= p.top_p || i == k) break;
+            if (cum >= p.top_p || i == n) break;
         }
         keep = i;
     }
@@ -107,15 +109,44 @@ int32_t Sampler::sample(const float* in, const SamplingParams& p, std::span<cons
         while (i < keep && l[idx[i]] >= floor_logit) ++i;
         keep = i;
     }
-    // Temperature, then a draw from the renormalised distribution.
+    for (int64_t i = 0; i < keep; ++i) values_[i] = l[idx[i]];
+    return draw(values_.data(), idx, keep, max_logit, p.temperature);
+}
+
+int32_t Sampler::sample_top(const float* v, const int32_t* ids, const SamplingParams& p) {
+    const int64_t k = p.top_k;
+    if (k <= 0 || k >= n_vocab_) throw StrataError("sample_top: top_k out of range");
+    const float max_logit = v[0];
+    double total = 0;  // softmax denominator over the top-k candidates
+    for (int64_t i = 0; i < k; ++i) total += std::exp((double)v[i] - max_logit);
+    // top-p: the smallest prefix whose probability reaches top_p (at least one token).
+    int64_t keep = k;
+    if (p.top_p < 1.0f) {
+        double cum = 0;
+        int64_t i = 0;
+        do cum += std::exp((double)v[i++] - max_logit) / total;
+        while (!(cum >= p.top_p) && i < k);  // as the loop above, NaN included
+        keep = i;
+    }
+    // min-p: drop candidates whose probability is below min_p times the best one's.
+    if (p.min_p > 0.0f) {
+        const double floor_logit = max_logit + std::log((double)p.min_p);
+        int64_t i = 1;
+        while (i < keep && v[i] >= floor_logit) ++i;
+        keep = i;
+    }
+    return draw(v, ids, keep, max_logit, p.temperature);
+}
+
+int32_t Sampler::draw(const float* v, const int32_t* ids, int64_t keep, float max_logit, float temperature) {
     double sum = 0;
-    for (int64_t i = 0; i < keep; ++i) sum += std::exp(((double)l[idx[i]] - max_logit) / p.temperature);
+    for (int64_t i = 0; i < keep; ++i) sum += std::exp(((double)v[i] - max_logit) / temperature);
     double r = next_uniform() * sum;
     for (int64_t i = 0; i < keep; ++i) {
-        r -= std::exp(((double)l[idx[i]] - max_logit) / p.temperature);
-        if (r < 0) return idx[i];
+        r -= std::exp(((double)v[i] - max_logit) / temperature);
+        if (r < 0) return ids[i];
     }
-    return idx[keep - 1];
+    return ids[keep - 1];
 }
 
 }  // namespace strata

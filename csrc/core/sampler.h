@@ -26,11 +26,18 @@ public:
     void seed(uint64_t seed);
     // `recent` are the most recent tokens (prompt and generated), oldest first.
     int32_t sample(const float* logits, const SamplingParams& p, std::span<const int32_t> recent);
+    // The same draw from only the top-k candidates, p.top_k of them (0 < top_k < n_vocab), as
+    // a backend selected them: values best first, equal values by increasing id. Gives what
+    // sample() gives on the whole row when there is no repetition penalty, bit for bit: with
+    // top-k on, sample() reads nothing else.
+    int32_t sample_top(const float* values, const int32_t* ids, const SamplingParams& p);
 
 private:
+    // Temperature, then a draw among the first `keep` candidates (best first).
+    int32_t draw(const float* values, const int32_t* ids, int64_t keep, float max_logit, float temperature);
     double next_uniform();  // [0, 1)
     int64_t n_vocab_;
-    std::vector<float> logits_;
+    std::vector<float> logits_, values_;
     std::vector<int32_t> order_;
     std::vector<uint8_t> seen_;
     uint64_t state_[4];

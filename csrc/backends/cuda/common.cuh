@@ -115,6 +115,15 @@ bool pdl_kernels_built();
 // the largest of x[0, n), NaN never winning; -1 when every value is NaN. One block.
 void launch_argmax(const float* x, int64_t n, int32_t* out, Launch s);
 
+// topk.cu (top-k sampling's candidates on the device, Backend::device_top_k): out_v / out_i =
+// the k best (value, index) pairs of x[0, n), best first, equal values by smaller index, NaN
+// never taken, unfilled slots (NaN, -1). scratch_v / scratch_i hold kTopKScratch pairs; only
+// for top_k_fits(n, k). Two plain launches (never in a captured decode step).
+constexpr int kTopKScratch = 4096;
+bool top_k_fits(int64_t n, int k);
+void launch_top_k(const float* x, int64_t n, int k, float* scratch_v, int32_t* scratch_i, float* out_v,
+                  int32_t* out_i, cudaStream_t s);
+
 // elementwise.cu
 // out[t, :] = row ids[t] of the table, dequantized to f32 (`width` elements of `type`).
 void launch_embedding(DType type, const uint8_t* table, int64_t row_bytes, int64_t table_rows,

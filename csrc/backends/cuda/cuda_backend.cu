@@ -32,6 +32,8 @@
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
+//   STRATA_CUDA_DEVICE_TOPK=1 top-k sampling's k best logits selected on the device after a
+//                             decode step (device_top_k; opt-in until a GPU run has checked it)
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -166,6 +168,7 @@ public:
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
         argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
+        topk_on_ = argmax_on_ && env("STRATA_CUDA_DEVICE_TOPK") == "1";  // needs the logits left on the device
     }
 
     ~CudaBackend() override {
@@ -187,6 +190,7 @@ public:
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
+                        (topk_on_ ? ", top-k on device" : "") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -288,6 +292,7 @@ public:
         gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
         argmax_.allocate(sizeof(int32_t), "the argmax", total);
+        if (topk_on_) topk_.allocate(kTopKBytes, "top-k candidates", total);
         kv_bytes_ = kv_bytes;
 
         upload_weights(placed, file);
@@ -343,6 +348,7 @@ public:
         host_tokens_.allocate(plan.max_rows * 4, "tokens");
         host_params_.allocate(sizeof(StepParams), "step parameters");
         host_argmax_.allocate(sizeof(int32_t), "the argmax");
+        if (topk_on_) host_topk_.allocate(2 * Backend::kMaxDeviceTopK * 4, "top-k candidates");
         check(cudaStreamSynchronize(stream_), "loading the model");
     }
 
@@ -422,6 +428,32 @@ public:
     // when every logit was NaN: the engine then samples on the host).
     int32_t device_argmax() override {
         return argmax_ready_ ? *reinterpret_cast<const int32_t*>(host_argmax_.get()) : -1;
+    }
+
+    // Top-k sampling's candidates: the k best logits of the last decode step's row, selected
+    // where the logits are (that step left them on the device: argmax_ready_), 8k bytes back.
+    int32_t device_top_k(int32_t k, float* values, int32_t* ids) override {
+        const int64_t W = width_[output_value_];
+        if (!topk_on_ || !argmax_ready_ || k < 1 || k > Backend::kMaxDeviceTopK || !top_k_fits(W, k)) return -1;
+        check(cudaSetDevice(device_), "cudaSetDevice");
+        float* scratch_v = reinterpret_cast<float*>(topk_.get());
+        int32_t* scratch_i = reinterpret_cast<int32_t*>(scratch_v + kTopKScratch);
+        float* out_v = reinterpret_cast<float*>(scratch_i + kTopKScratch);
+        int32_t* out_i = reinterpret_cast<int32_t*>(out_v + Backend::kMaxDeviceTopK);
+        launch_top_k(f32(output_value_) + (out_rows_ - 1) * W, W, k, scratch_v, scratch_i, out_v, out_i, stream_);
+        check(cudaGetLastError(), "launching the top-k selection");
+        check(cudaMemcpyAsync(host_topk_.get(), out_v, 2 * Backend::kMaxDeviceTopK * 4, cudaMemcpyDeviceToHost, stream_),
+              "copying the top-k candidates");
+        check(cudaStreamSynchronize(stream_), "selecting the top-k candidates");
+        const float* hv = reinterpret_cast<const float*>(host_topk_.get());
+        const int32_t* hi = reinterpret_cast<const int32_t*>(hv + Backend::kMaxDeviceTopK);
+        int32_t n = 0;
+        while (n < k && hi[n] >= 0) {
+            values[n] = hv[n];
+            ids[n] = hi[n];
+            ++n;
+        }
+        return n;
     }
 
     int64_t kv_cache_bytes() const override { return kv_bytes_; }
@@ -829,6 +861,9 @@ private:
     bool pdl_ = false;           // STRATA_CUDA_PDL: decode kernels as programmatic dependent launches
     bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
+    bool topk_on_ = false;        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
+    // top-k scratch: stage-1 lists (kTopKScratch values, then ids), the k best (values, ids)
+    static constexpr int64_t kTopKBytes = 2 * kTopKScratch * 4 + 2 * Backend::kMaxDeviceTopK * 4;
     bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
@@ -838,10 +873,10 @@ private:
     std::string graph_note_;
 
     std::vector<Node> nodes_;
-    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_, topk_;
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
-    PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_;
+    PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_, host_topk_;
     ActQ8 q8_act_{};
     MatvecConfig matvec_{};
     std::vector<KvSlot> kv_slots_;
