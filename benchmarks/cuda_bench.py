@@ -159,7 +159,7 @@ def op_profile(m, run) -> dict:
 
 
 def bench(path: str, backend: str, repeats: int, profile: bool = False,
-          tg_only: bool = False) -> dict:
+          tg_only: bool = False, sampled: bool = False) -> dict:
     import strata
 
     m = strata.load(path, n_ctx=1024, backend=backend)
@@ -188,9 +188,22 @@ def bench(path: str, backend: str, repeats: int, profile: bool = False,
         tg.append(128 / (time.perf_counter() - t0))
     wb = weight_bytes_per_token(path)
     tgm = statistics.median(tg)
+    if sampled:  # tg128 again at the CLI's default sampling (temperature 0.8, top-k 40, ...)
+        settings = strata.sampling.SamplingSettings().native()
+        e.seed(0)
+        ts = []
+        for _ in range(repeats):
+            e.truncate(0)
+            tok = 1
+            t0 = time.perf_counter()
+            for _ in range(128):
+                tok = e.step_sample(tok, settings, none)
+            ts.append(128 / (time.perf_counter() - t0))
     r = {"model": path, "backend": m.description, "pp512": statistics.median(pp) if pp else None,
          "pp512_all": pp, "tg128": tgm, "tg128_all": tg, "weight_bytes_per_token": wb,
          "tg_bandwidth_gb_s": wb * tgm / 1e9}
+    if sampled:
+        r["tg128_sampled"], r["tg128_sampled_all"] = statistics.median(ts), ts
     if profile:
         e.truncate(0)
         r["pp512_ms_per_op"] = op_profile(m, lambda: e.eval(prompt))
@@ -205,6 +218,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", action="store_true", help="device time per op of one step")
     ap.add_argument("--tg-only", action="store_true", help="skip pp512")
+    ap.add_argument("--sampled", action="store_true",
+                    help="also tg128 at the default sampling settings (tg128_sampled)")
     ap.add_argument("--env", action="append", default=None,
                     help="NAME=VALUE[,NAME=VALUE]: run every model once per --env ('' = as is)")
     ap.add_argument("--write-random", metavar="SHAPE:FTYPE",
@@ -216,7 +231,7 @@ def main() -> None:
         return
     if a.env:  # one fresh process per model and setting
         flags = ["--backend", a.backend, "--repeats", str(a.repeats)]
-        flags += ["--profile"] * a.profile + ["--tg-only"] * a.tg_only
+        flags += ["--profile"] * a.profile + ["--tg-only"] * a.tg_only + ["--sampled"] * a.sampled
         for path in a.models:
             for setting in a.env:
                 env = dict(os.environ)
@@ -233,7 +248,7 @@ def main() -> None:
 
     for path in a.models:
         try:
-            r = bench(path, a.backend, a.repeats, a.profile, a.tg_only)
+            r = bench(path, a.backend, a.repeats, a.profile, a.tg_only, a.sampled)
         except strata.StrataError as err:
             r = {"model": path, "error": str(err)}
         r["env"] = ""

@@ -42,5 +42,13 @@ for f in $F; do /tmp/lcpp/build/bin/llama-bench -m $f -ngl 99 -p 512 -n 128 -r 3
 el "llama-bench"
 python3 benchmarks/cuda_bench.py $F --repeats 3 --env "" --env STRATA_CUDA_GEMM=mma,STRATA_CUDA_PDL=0,STRATA_CUDA_DEVICE_ARGMAX=0 > $R/strata-$SHAPE.jsonl 2>&1
 el "strata"
+python3 benchmarks/cuda_bench.py $M/$SHAPE-Q4_0.gguf --tg-only --sampled --repeats 3 --env "" --env STRATA_CUDA_DEVICE_TOPK=1 > $R/topk-ab-$SHAPE.jsonl 2>&1
+python3 -c "
+import json, sys
+for l in open(sys.argv[1]):
+    if l.startswith('{'):
+        r = json.loads(l); print('top-k A/B', r.get('env') or 'default', r.get('tg128'), r.get('tg128_sampled'), r.get('error', '')[-300:])
+" $R/topk-ab-$SHAPE.jsonl
+el "top-k A/B"
 python3 benchmarks/cuda_summary.py $R
 tar czf $OUT/r.tar.gz -C $OUT r && rm -rf $R
