@@ -158,6 +158,16 @@ def op_profile(m, run) -> dict:
     return {op: round(sec * 1e3, 3) for op, _, sec in rows}
 
 
+def tg128(e, settings, none) -> float:
+    """Tokens per second of 128 decode steps from an empty cache, step_sample at `settings`."""
+    e.truncate(0)
+    tok = 1
+    t0 = time.perf_counter()
+    for _ in range(128):
+        tok = e.step_sample(tok, settings, none)
+    return 128 / (time.perf_counter() - t0)
+
+
 def bench(path: str, backend: str, repeats: int, profile: bool = False,
           tg_only: bool = False, sampled: bool = False) -> dict:
     import strata
@@ -180,29 +190,16 @@ def bench(path: str, backend: str, repeats: int, profile: bool = False,
             t0 = time.perf_counter()
             e.eval(prompt)
             pp.append(512 / (time.perf_counter() - t0))
-        e.truncate(0)
-        tok = 1
-        t0 = time.perf_counter()
-        for _ in range(128):
-            tok = e.step_sample(tok, greedy, none)
-        tg.append(128 / (time.perf_counter() - t0))
+        tg.append(tg128(e, greedy, none))
     wb = weight_bytes_per_token(path)
     tgm = statistics.median(tg)
-    if sampled:  # tg128 again at the CLI's default sampling (temperature 0.8, top-k 40, ...)
-        settings = strata.sampling.SamplingSettings().native()
-        e.seed(0)
-        ts = []
-        for _ in range(repeats):
-            e.truncate(0)
-            tok = 1
-            t0 = time.perf_counter()
-            for _ in range(128):
-                tok = e.step_sample(tok, settings, none)
-            ts.append(128 / (time.perf_counter() - t0))
     r = {"model": path, "backend": m.description, "pp512": statistics.median(pp) if pp else None,
          "pp512_all": pp, "tg128": tgm, "tg128_all": tg, "weight_bytes_per_token": wb,
          "tg_bandwidth_gb_s": wb * tgm / 1e9}
-    if sampled:
+    if sampled:  # tg128 again at the CLI's default sampling (temperature 0.8, top-k 40, ...)
+        settings = strata.sampling.SamplingSettings().native()
+        e.seed(0)
+        ts = [tg128(e, settings, none) for _ in range(repeats)]
         r["tg128_sampled"], r["tg128_sampled_all"] = statistics.median(ts), ts
     if profile:
         e.truncate(0)
