@@ -155,7 +155,7 @@ public:
         use_tc_ = env("STRATA_CUDA_MMA") != "0";
         const std::string gemm = env("STRATA_CUDA_GEMM");
         use_gemm_ = gemm != "wmma";
-        // cuBLAS's wgmma GEMMs ran prefill 1.7-1.9x faster than our mma.sync tiles on the H100
+        // cuBLAS's GEMMs ran 1B prefill 1.7-1.9x faster than our mma.sync tiles on the H100
         // (benchmarks/cuda_notes.md round 5); the tiles stay for machines without a libcublas.
         if (use_tc_ && use_gemm_ && gemm != "mma") blas_ = std::make_unique<Cublas>(stream_);
         matvec_f32_ = env("STRATA_CUDA_MATVEC") == "f32";
