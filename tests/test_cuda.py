@@ -26,6 +26,7 @@ from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES
 from ops.harness import OpHarness
 from strata import _core
+from strata.sampling import SamplingSettings
 from strata.selftest import random_input
 
 pytestmark = pytest.mark.skipif(
@@ -768,9 +769,7 @@ TOPK_ON = {"STRATA_CUDA_DEVICE_TOPK": "1"}
 
 
 def sampling(temperature: float, top_k: int, top_p: float = 1.0, min_p: float = 0.0) -> _core.SamplingParams:
-    p = _core.SamplingParams()
-    p.temperature, p.top_k, p.top_p, p.min_p = temperature, top_k, top_p, min_p
-    return p
+    return SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p).native()
 
 
 TOPK_SETTINGS = [sampling(0.8, 40, 0.95, 0.05), sampling(1.0, 1), sampling(1.5, 5), sampling(0.7, 64, 0.9),

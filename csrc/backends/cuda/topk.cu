@@ -41,10 +41,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int u = 0; u < kPerThread; ++u) {
         const int j = begin + u * kThreads + tid;
-        const bool in = j < n;
-        xv[u] = in ? x[j] : __int_as_float(0x7fc00000);  // NaN: never taken
-        xi[u] = !in ? -1 : ids ? ids[j] : j;
-        if (xi[u] < 0) xv[u] = __int_as_float(0x7fc00000);
+        xi[u] = j >= n ? -1 : ids ? ids[j] : j;
+        xv[u] = xi[u] >= 0 ? x[j] : __int_as_float(0x7fc00000);  // past the end or unused: NaN, never taken
     }
     __shared__ float wv[2][kWarps];
     __shared__ int wi[2][kWarps];
