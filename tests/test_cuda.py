@@ -36,9 +36,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 # Every test starts from the defaults (cuBLAS prefill where it loads, programmatic dependent
-# launch, greedy argmax on the device), whatever the shell running the tests has set; the
+# launch, greedy argmax and top-k candidates on the device), whatever the shell running the tests has set; the
 # tests that compare a default with its plain twin set the switch themselves.
-DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX")
+DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK")
 
 
 @pytest.fixture(autouse=True)
@@ -235,7 +235,7 @@ def test_decode_matvec_is_exact_for_exactly_quantizable_input(monkeypatch, name,
 # with no step at all), 1 to 4 steps of loads in flight; "v1": the one-warp-per-row kernels;
 # "default": what a plain decode step takes for the type.
 WIDE_TYPES = ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL", "Q4_K", "Q6_K"]
-TILES = ["default", "1,1,1", "2,2,2", "4,4,4", "4,1,2", "1,4,4", "2,4,1", "v1"]
+MATVEC_TILES = ["default", "1,1,1", "2,2,2", "4,4,4", "4,1,2", "1,4,4", "2,4,1", "v1"]
 
 
 def tile_env(tile: str | None) -> dict:
@@ -246,7 +246,7 @@ def tile_env(tile: str | None) -> dict:
     return {"STRATA_CUDA_MATVEC": "wide", "STRATA_CUDA_MATVEC_TILE": tile}
 
 
-@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("tile", MATVEC_TILES)
 @pytest.mark.parametrize("name", WIDE_TYPES)
 def test_decode_matvec_every_tile(monkeypatch, name, tile):
     rng = np.random.default_rng(500 + WIDE_TYPES.index(name))
@@ -762,10 +762,10 @@ def test_device_argmax_ties_nan_and_infinities(monkeypatch, argmax):
         np.testing.assert_array_equal(eng.last_logits(), table[i])
 
 
-# ---- top-k sampling's candidates on the device (opt-in: STRATA_CUDA_DEVICE_TOPK=1) ----------
+# ---- top-k sampling's candidates on the device (the default; STRATA_CUDA_DEVICE_TOPK=0: off) --
 # After a decode step the k best logits are selected on the device and the host draws from
 # those k (Sampler::sample_top): the same draw as from the whole row, bit for bit.
-TOPK_ON = {"STRATA_CUDA_DEVICE_TOPK": "1"}
+TOPK_OFF = {"STRATA_CUDA_DEVICE_TOPK": "0"}
 
 
 def sampling(temperature: float, top_k: int, top_p: float = 1.0, min_p: float = 0.0) -> _core.SamplingParams:
@@ -790,8 +790,8 @@ def test_device_top_k_gives_the_hosts_draws(monkeypatch):
     """Sampled decoding with the device's top-k candidates draws the same tokens as the host
     sampling the whole row, for several top-k / top-p / min-p / temperature settings."""
     h, out, _ = mini_llama(7)
-    on = cuda_engine(h, out, monkeypatch, TOPK_ON)
-    off = cuda_engine(h, out, monkeypatch)
+    on = cuda_engine(h, out, monkeypatch)
+    off = cuda_engine(h, out, monkeypatch, TOPK_OFF)
     assert "top-k on device" in on.description and "top-k on device" not in off.description
     for i, p in enumerate(TOPK_SETTINGS):
         for seed in range(3):
@@ -831,8 +831,8 @@ def test_device_top_k_on_crafted_rows(monkeypatch):
     table = top_k_rows()
     h = OpHarness()
     out = h.rows(table)
-    on = cuda_engine(h, out, monkeypatch, TOPK_ON, n_ctx=64)
-    off = cuda_engine(h, out, monkeypatch, n_ctx=64)
+    on = cuda_engine(h, out, monkeypatch, n_ctx=64)
+    off = cuda_engine(h, out, monkeypatch, TOPK_OFF, n_ctx=64)
     for p in TOPK_SETTINGS:
         for seed in range(4):
             on.seed(seed)

@@ -32,8 +32,8 @@
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
-//   STRATA_CUDA_DEVICE_TOPK=1 top-k sampling's k best logits selected on the device after a
-//                             decode step (device_top_k; opt-in until a GPU run has checked it)
+//   STRATA_CUDA_DEVICE_TOPK=0 top-k sampling copies the whole logits row back rather than
+//                             selecting its k best on the device (device_top_k returns -1)
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -168,7 +168,7 @@ public:
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
         argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
-        topk_on_ = argmax_on_ && env("STRATA_CUDA_DEVICE_TOPK") == "1";  // needs the logits left on the device
+        topk_on_ = argmax_on_ && env("STRATA_CUDA_DEVICE_TOPK") != "0";  // needs the logits left on the device
     }
 
     ~CudaBackend() override {
