@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import check_smollm2_greedy
 from reference.numpy_ops import log_softmax
 import strata
 from gguf import GGMLQuantizationType
@@ -946,23 +947,11 @@ def test_smollm2_logits_against_llama_cpp_and_cpu(smollm2_file, smollm2_cuda, re
     assert np.sqrt((diff**2).mean()) < 0.5
 
 
-def test_smollm2_greedy_continuations_match_llama_cpp(smollm2_cuda):
-    with open(os.path.join(FIXTURES, "smollm2_q4_1_greedy.json")) as fh:
-        cases = json.load(fh)["cases"]
-    identical, departures = 0, []
-    for case in cases:
-        done = strata.Completion()
-        smollm2_cuda.generate(case["prompt_ids"], max_tokens=32, temperature=0, completion=done)
-        ours, theirs = done.token_ids, case["generated_ids"]
-        if ours == theirs or (case["stopped_at_eos"] and ours == theirs[: len(ours)]):
-            identical += 1
-            continue
-        at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b),
-                  min(len(ours), len(theirs)))
-        departures.append((case["name"], at, case["top2_gaps"][at] if at < len(theirs) else None))
-    assert identical >= 6, departures
-    for name, at, gap in departures:
-        assert gap is not None and gap < 0.5, (name, at, gap)
+def test_smollm2_greedy_continuations_match_llama_cpp(smollm2_cuda, smollm2_file):
+    """As on the CPU (conftest.check_smollm2_greedy): departures from llama.cpp's text only
+    where float64 nearly ties the two choices. On the H100 (session 6, cuBLAS prefill) 8 of
+    10 continuations departed, all there (llama.cpp's top-2 gaps 0.03-0.35)."""
+    check_smollm2_greedy(smollm2_cuda, smollm2_file)
 
 
 def test_smollm2_decode_steps_match_prefill(smollm2_file, ref):
