@@ -362,7 +362,18 @@ ATTN_CASES = [  # n_head, n_kv, head_dim, window, softcap
 ]
 
 
-def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx):
+# Prefill attention runs on tensor cores where the head fits (head_dim 64 / 128, no soft-cap):
+# Q and the probabilities rounded to f16 move outputs of magnitude ~1-3 by up to ~5e-4 here
+# (float64 simulation of this rounding); a mask one key off moves them by 0.2 or more.
+# STRATA_CUDA_ATTN=f32 keeps the f32 tiles, which agree with the CPU to float rounding.
+ATTN_KERNELS = ["mma", "f32"]
+
+
+def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx, monkeypatch=None, kernel="mma",
+                   n_batch=64):
+    if kernel == "f32":
+        monkeypatch.setenv("STRATA_CUDA_ATTN", "f32")
+    on_mma = kernel == "mma" and hd in (64, 128) and softcap == 0 and max(chunks) > 1
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
     k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
@@ -370,8 +381,11 @@ def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx):
     h = OpHarness()
     out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
                n_head_kv=n_kv, head_dim=hd, window=window, softcap=softcap)
-    cpu, gpu = both(h, out, T, chunks=chunks, n_ctx=n_ctx)
-    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=2e-5)
+    cpu, gpu = both(h, out, T, chunks=chunks, n_ctx=n_ctx, n_batch=n_batch)
+    if on_mma:
+        np.testing.assert_allclose(gpu, cpu, rtol=0, atol=2e-3)
+    else:
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_CASES)
@@ -381,12 +395,21 @@ def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx)
     attention_both(5, 13, n_head, n_kv, hd, window, softcap, chunks, n_ctx)
 
 
-@pytest.mark.parametrize("hd,window,softcap", [(64, 0, 0.0), (64, 40, 0.0), (128, 0, 30.0), (128, 45, 0.0)])
-@pytest.mark.parametrize("chunks", [[70], [33, 37], [3, 64, 3]])
-def test_prefill_attention_over_several_query_and_key_tiles(hd, window, softcap, chunks):
-    """70 rows: three 32-row query tiles of the tiled prefill kernel, windows that end inside
-    a key tile, and steps that start mid-tile."""
-    attention_both(7, 70, 4, 2, hd, window, softcap, chunks, 256)
+@pytest.mark.parametrize("kernel", ATTN_KERNELS)
+@pytest.mark.parametrize("hd,window,softcap", [(64, 0, 0.0), (64, 40, 0.0), (128, 0, 30.0), (128, 45, 0.0),
+                                               (128, 0, 0.0), (64, 70, 0.0)])
+@pytest.mark.parametrize("chunks", [[70], [33, 37], [3, 64, 3], [150], [1, 130, 19]])
+def test_prefill_attention_over_several_query_and_key_tiles(monkeypatch, kernel, hd, window, softcap, chunks):
+    """70 or 150 rows: several query tiles of either tiled kernel (32 or 64 rows) and key
+    tiles (32 or 64 keys), windows that end inside a key tile, steps that start mid-tile,
+    GQA (4 heads on 2 KV heads)."""
+    attention_both(7, sum(chunks), 4, 2, hd, window, softcap, chunks, 256, monkeypatch, kernel, n_batch=160)
+
+
+def test_prefill_attention_on_tensor_cores_sees_the_ring_buffer_wrap(monkeypatch):
+    """A sliding-window layer's cache is a ring of window + n_batch - 1 rows: steps of 64
+    after the first ones read keys that wrapped around it."""
+    attention_both(8, 200, 4, 1, 128, 24, 0.0, [40, 64, 64, 32], 256)
 
 
 def test_sliding_window_ring_buffer_wraps_against_cpu():

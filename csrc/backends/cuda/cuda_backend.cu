@@ -26,6 +26,8 @@
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
+//   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles, not tensor cores; =rows: on
+//                             the one-warp-per-row kernel (attention.cu)
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
@@ -165,6 +167,9 @@ public:
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
+        prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
+                        : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
+                                                           : PrefillAttn::Mma;
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
         argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
@@ -802,7 +807,7 @@ private:
                 case Op::Attention: {
                     const KvSlot& s = kv_slots_[n.p.kv_slot];
                     AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
-                               n.p.softcap};
+                               n.p.softcap, prefill_attn_};
                     if (!(d && d->appended)) {
                         launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, L());
                         after_launch((int)i, "kv append");
@@ -862,7 +867,8 @@ private:
     bool pdl_ = false;           // STRATA_CUDA_PDL: decode kernels as programmatic dependent launches
     bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
-    bool topk_on_ = false;        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
+    bool topk_on_ = false;
+    PrefillAttn prefill_attn_ = PrefillAttn::Mma;  // STRATA_CUDA_ATTN=f32|rows: the older kernels        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
     // top-k scratch: stage-1 lists (kTopKScratch values, then ids), the k best (values, ids)
     static constexpr int64_t kTopKBytes = 2 * kTopKScratch * 4 + 2 * Backend::kMaxDeviceTopK * 4;
     bool out_on_host_ = false;   // host_out_ holds the last step's output
