@@ -39,7 +39,8 @@ pytestmark = pytest.mark.skipif(
 # Every test starts from the defaults (cuBLAS prefill where it loads, programmatic dependent
 # launch, greedy argmax and top-k candidates on the device), whatever the shell running the tests has set; the
 # tests that compare a default with its plain twin set the switch themselves.
-DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK")
+DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK",
+                    "STRATA_CUDA_ATTN")
 
 
 @pytest.fixture(autouse=True)
@@ -362,17 +363,17 @@ ATTN_CASES = [  # n_head, n_kv, head_dim, window, softcap
 ]
 
 
-# Prefill attention runs on tensor cores where the head fits (head_dim 64 / 128, no soft-cap):
-# Q and the probabilities rounded to f16 move outputs of magnitude ~1-3 by up to ~5e-4 here
-# (float64 simulation of this rounding); a mask one key off moves them by 0.2 or more.
-# STRATA_CUDA_ATTN=f32 keeps the f32 tiles, which agree with the CPU to float rounding.
-ATTN_KERNELS = ["mma", "f32"]
+# Prefill attention on tensor cores (STRATA_CUDA_ATTN=mma, opt-in; head_dim 64 / 128, no
+# soft-cap): Q and the probabilities rounded to f16 move outputs of magnitude ~1-3 by up to
+# ~5e-4 here (float64 simulation of this rounding); a mask one key off moves them by 0.2 or
+# more. The default f32 tiles agree with the CPU to float rounding.
+ATTN_KERNELS = ["mma", "default"]
 
 
-def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx, monkeypatch=None, kernel="mma",
+def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx, monkeypatch=None, kernel="default",
                    n_batch=64):
-    if kernel == "f32":
-        monkeypatch.setenv("STRATA_CUDA_ATTN", "f32")
+    if kernel == "mma":
+        monkeypatch.setenv("STRATA_CUDA_ATTN", "mma")
     on_mma = kernel == "mma" and hd in (64, 128) and softcap == 0 and max(chunks) > 1
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
@@ -409,7 +410,7 @@ def test_prefill_attention_over_several_query_and_key_tiles(monkeypatch, kernel,
 def test_prefill_attention_on_tensor_cores_sees_the_ring_buffer_wrap(monkeypatch):
     """A sliding-window layer's cache is a ring of window + n_batch - 1 rows: steps of 64
     after the first ones read keys that wrapped around it."""
-    attention_both(8, 200, 4, 1, 128, 24, 0.0, [40, 64, 64, 32], 256)
+    attention_both(8, 200, 4, 1, 128, 24, 0.0, [40, 64, 64, 32], 256, monkeypatch, "mma")
 
 
 def test_sliding_window_ring_buffer_wraps_against_cpu():

@@ -390,7 +390,8 @@ __global__ void __launch_bounds__(128)
 // attention; scaling, masking and the online softmax stay in f32. S's accumulators are laid
 // out as P's A fragments, so P never leaves registers. K and V tiles sit in shared memory
 // with rows padded by 16 bytes, which spreads ldmatrix's 8 row reads over all 32 banks.
-// Blocks run the last (longest: causal) query tiles first.
+// Blocks run the last (longest: causal) query tiles first. Opt-in (STRATA_CUDA_ATTN=mma):
+// written in session 6 when no device time was left, so it has not run on a GPU yet.
 constexpr int kMmaQ = 64, kMmaK = 64;
 
 template <int HD>

@@ -26,8 +26,9 @@
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
-//   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles, not tensor cores; =rows: on
-//                             the one-warp-per-row kernel (attention.cu)
+//   STRATA_CUDA_ATTN=mma      prefill attention on tensor cores (head_dim 64 / 128, no soft-cap;
+//                             written in session 6, not yet run on a GPU), =rows: on the
+//                             one-warp-per-row kernel; default: the f32 tiles (attention.cu)
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
@@ -168,8 +169,8 @@ public:
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
-                        : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
-                                                           : PrefillAttn::Mma;
+                        : env("STRATA_CUDA_ATTN") == "mma" ? PrefillAttn::Mma
+                                                           : PrefillAttn::F32Tiles;
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
         argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
@@ -868,7 +869,7 @@ private:
     bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
     bool topk_on_ = false;
-    PrefillAttn prefill_attn_ = PrefillAttn::Mma;  // STRATA_CUDA_ATTN=f32|rows: the older kernels        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
+    PrefillAttn prefill_attn_ = PrefillAttn::F32Tiles;  // STRATA_CUDA_ATTN=mma|rows        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
     // top-k scratch: stage-1 lists (kTopKScratch values, then ids), the k best (values, ids)
     static constexpr int64_t kTopKBytes = 2 * kTopKScratch * 4 + 2 * Backend::kMaxDeviceTopK * 4;
     bool out_on_host_ = false;   // host_out_ holds the last step's output
