@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short device call without llama.cpp: build strata, run its CUDA tests, then time the
 # default against other settings on random-weight Llama files (fresh process per setting):
-#   run(command="bash benchmarks/device/ab_call.sh '1b:F16 8b:F16' STRATA_CUDA_ATTN=f32",
+#   run(command="bash benchmarks/device/ab_call.sh '1b:F16 8b:F16' STRATA_CUDA_ATTN=mma",
 #       carry=[".whl", ".carry/gguf-0.19.0-py3-none-any.whl"])
 # SHAPE:TYPE with TYPE F16 (written with torch on the GPU) or Q8_0 / Q4_0 / Q4_K_M
 # (cuda_bench.py --write-random). .whl and the gguf wheel: see side_by_side_call.sh and
