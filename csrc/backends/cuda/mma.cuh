@@ -16,6 +16,15 @@
 
 namespace strata::cuda {
 
+// tools/attention_mma_host_check.cpp defines STRATA_MMA_HOST_EMULATION and its own versions of
+// the warp-collective functions below (ldmatrix, mma, shuffles, barriers), lane by lane.
+#ifndef STRATA_MMA_HOST_EMULATION
+
+__device__ __forceinline__ void block_sync() { __syncthreads(); }
+__device__ __forceinline__ float shfl_xor(float v, int lane_mask) {
+    return __shfl_xor_sync(0xffffffffu, v, lane_mask);
+}
+
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 // 16 bytes global -> shared, asynchronously; zero-filled when !valid (src is then not read).
@@ -49,6 +58,8 @@ __device__ __forceinline__ void mma_16816(float* c, const uint32_t* a, const uin
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+
+#endif  // STRATA_MMA_HOST_EMULATION
 
 // Two floats as an f16 pair, x in the low half.
 __device__ __forceinline__ uint32_t pack_half2(float x, float y) {
