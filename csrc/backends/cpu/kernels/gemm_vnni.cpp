@@ -331,7 +331,6 @@ void gemm_tiles(const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const uint8
 
 bool gemm_supported(DType t) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    if (getenv("GX") && atoi(getenv("GX")) == (int)t) return false;
     switch (t) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
         case DType::IQ4_NL: case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
