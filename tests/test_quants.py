@@ -313,8 +313,8 @@ def test_matmul_prefill_against_float64(name: str) -> None:
 @pytest.mark.parametrize("name", [t for t in TYPES if ACT_BLOCK[t] is not None])
 def test_matmul_tile_path_against_float64(name: str) -> None:
     """Steps of 16 tokens or more, with the weight rows in whole tiles of 16, take the tile
-    matmul where the build has it (gemm_vnni.cpp: AVX-512 VNNI; other builds run their
-    4-token dots here). Random inputs against float64 with matvec's bound, and integer
+    matmul where the build has it (gemm_vnni.cpp: AVX-512 VNNI, and AVX2 for the formats of
+    up to 6 bits per weight; other builds and types run their 4-token dots here). Random inputs against float64 with matvec's bound, and integer
     inputs with a 127 in every 32-element block, which quantize exactly (scale 1): then only
     fp32 rounding remains, so a wrong nibble, bit, scale or offset in the repacked tile
     shows at once. 21 tokens leave a tail after the groups of four."""
@@ -329,13 +329,22 @@ def test_matmul_tile_path_against_float64(name: str) -> None:
         "random": (np.stack([random_input(width, rng) for _ in range(tokens)]), error_bound),
         "exact": (exact, lambda _name, w, x: isa_agreement_bound(w, x)),
     }
+    results = {}
     for isa in ISAS:
         for case, (xs, bound_of) in cases.items():
-            got = run_matmul(name, raw, width, rows, xs, isa)
+            got = results[isa, case] = run_matmul(name, raw, width, rows, xs, isa)
             for t in range(tokens):
                 err = np.abs(got[t] - w @ xs[t].astype(np.float64))
                 bound = bound_of(name, w, xs[t])
                 assert (err <= bound).all(), f"{isa} {case} token {t}: {err.max():.3g} > {bound[err.argmax()]:.3g}"
+    # The AVX2 tiles (formats of up to 6 bits) form the AVX-512 tiles' integer sums and float
+    # steps in the same order: the same numbers.
+    if {"avx2", "avx512"} <= set(ISAS) and name in AVX2_TILE_TYPES:
+        for case in cases:
+            np.testing.assert_array_equal(results["avx2", case], results["avx512", case], err_msg=case)
+
+
+AVX2_TILE_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
 
 
 # ---- (d) row lengths that are not a multiple of the block size ------------------------

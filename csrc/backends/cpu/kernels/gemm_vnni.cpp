@@ -1,4 +1,5 @@
-// Prefill matmul on AVX-512 VNNI: 16 weight rows at a time against every token.
+// Prefill matmul on AVX-512 VNNI (and on AVX2 for the formats of up to 6 bits per weight:
+// tile_tokens_half): 16 weight rows at a time against every token.
 //
 // The 4-token dots (quant_dot_x4.cpp) keep one weight row in a vector and reduce it
 // horizontally per block and token, so each 32-element block costs about five vector
@@ -21,7 +22,7 @@ namespace strata::cpu::STRATA_ISA {
 
 using namespace quants;
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(__AVX2__)  // AVX-512 builds too
 namespace {
 
 constexpr int kRows = kGemmTileRows;
@@ -265,6 +266,7 @@ void repack_tile(const uint8_t* w, int64_t row_bytes, int64_t K, int64_t r0, uin
     }
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // NT tokens (x: rows xrb bytes apart) against a repacked tile of nb blocks; 16 outputs per
 // token to y[j * ldy ..]. Two integer accumulators per token halve the vpdpbusd chain.
 template <int SB, int NT>
@@ -312,6 +314,61 @@ void tile_tokens(const uint8_t* tile, int64_t nb, const uint8_t* x, int64_t xrb,
     }
     for (int j = 0; j < NT; ++j) _mm512_storeu_ps(y + j * ldy, acc[j]);
 }
+#else
+// AVX2 without VNNI: the same tiles, each group of four elements of the 16 rows read as two
+// 256-bit halves (rows 0-7, rows 8-15), one half at a time (16 ymm registers). vpmaddubsw
+// multiplies the unsigned u by the token's int8 values and adds pairs into int16, then
+// vpmaddwd against ones adds pairs into int32. int16 must not saturate: with u <= 63 and
+// |q| <= 127 a pair is at most 16002, and two groups' pairs added before widening 32004 <
+// 32767, so only the formats whose u fits in 6 bits take this path (gemm_supported: not
+// q8_0 / iq4_nl / iq4_xs, whose u reach 255). The integer sums are exact and the float steps
+// those of the AVX-512 kernel in the same order, so both give the same numbers.
+template <int SB, int NT>
+void tile_tokens_half(const uint8_t* tile, int64_t nb, int half, const uint8_t* x, int64_t xrb, float* y,
+                      int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* tb = tile + b * kBlockBytes<SB> + 32 * half;
+        const float* sc = (const float*)(tile + b * kBlockBytes<SB> + 512) + 8 * half;
+        for (int j = 0; j < NT; ++j) {
+            const block_q8_halves& xb = ((const block_q8_halves*)(x + j * xrb))[b];
+            int32_t q[8];
+            memcpy(q, xb.qs, 32);
+            // Elements 4k .. 4k + 7 of the block (groups k and k + 1), summed into int32.
+            auto groups = [&](int k) {
+                const __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i*)(tb + 64 * k)),
+                                                        _mm256_set1_epi32(q[k]));
+                const __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i*)(tb + 64 * (k + 1))),
+                                                        _mm256_set1_epi32(q[k + 1]));
+                return _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones);
+            };
+            const __m256i lo = _mm256_add_epi32(groups(0), groups(2));  // elements 0 .. 15
+            const __m256i hi = _mm256_add_epi32(groups(4), groups(6));  // elements 16 .. 31
+            if constexpr (SB == 1) {
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+                const __m256 sd = _mm256_mul_ps(_mm256_load_ps(sc), _mm256_set1_ps(xb.d));
+                acc[j] = _mm256_fmadd_ps(sd, p, acc[j]);
+                acc[j] = _mm256_fmadd_ps(_mm256_load_ps(sc + 16), _mm256_set1_ps(xb.s), acc[j]);
+            } else {
+                const __m256 dv = _mm256_set1_ps(xb.d);
+                acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_load_ps(sc), dv), _mm256_cvtepi32_ps(lo), acc[j]);
+                acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_load_ps(sc + 16), dv), _mm256_cvtepi32_ps(hi), acc[j]);
+                acc[j] = _mm256_fmadd_ps(_mm256_load_ps(sc + 32), _mm256_set1_ps(xb.s_half[0]), acc[j]);
+                acc[j] = _mm256_fmadd_ps(_mm256_load_ps(sc + 48), _mm256_set1_ps(xb.s_half[1]), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < NT; ++j) _mm256_storeu_ps(y + j * ldy + 8 * half, acc[j]);
+}
+
+template <int SB, int NT>
+void tile_tokens(const uint8_t* tile, int64_t nb, const uint8_t* x, int64_t xrb, float* y, int64_t ldy) {
+    tile_tokens_half<SB, NT>(tile, nb, 0, x, xrb, y, ldy);
+    tile_tokens_half<SB, NT>(tile, nb, 1, x, xrb, y, ldy);
+}
+#endif
 
 template <DType T>
 void gemm_tiles(const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const uint8_t* x, int64_t xrb, int64_t n_tok,
@@ -338,6 +395,13 @@ bool gemm_supported(DType t) {
             return true;
         default: return false;
     }
+#elif defined(__AVX2__)
+    switch (t) {  // u fits in 6 bits (tile_tokens_half)
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q2_K:
+        case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+            return true;
+        default: return false;
+    }
 #else
     (void)t;
     return false;
@@ -352,6 +416,14 @@ void gemm_rows(DType t, const uint8_t* w, int64_t K, int64_t r0, int64_t r1, con
         STRATA_GEMM(Q4_0) STRATA_GEMM(Q4_1) STRATA_GEMM(Q5_0) STRATA_GEMM(Q5_1) STRATA_GEMM(Q8_0)
         STRATA_GEMM(IQ4_NL) STRATA_GEMM(Q2_K) STRATA_GEMM(Q3_K) STRATA_GEMM(Q4_K) STRATA_GEMM(Q5_K)
         STRATA_GEMM(Q6_K) STRATA_GEMM(IQ4_XS)
+#undef STRATA_GEMM
+        default: return;
+    }
+#elif defined(__AVX2__)
+    switch (t) {
+#define STRATA_GEMM(T) case DType::T: gemm_tiles<DType::T>(w, K, r0, r1, x, xrb, n_tok, y, ldy, tile); return;
+        STRATA_GEMM(Q4_0) STRATA_GEMM(Q4_1) STRATA_GEMM(Q5_0) STRATA_GEMM(Q5_1) STRATA_GEMM(Q2_K)
+        STRATA_GEMM(Q3_K) STRATA_GEMM(Q4_K) STRATA_GEMM(Q5_K) STRATA_GEMM(Q6_K)
 #undef STRATA_GEMM
         default: return;
     }
