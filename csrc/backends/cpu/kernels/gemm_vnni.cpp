@@ -269,7 +269,8 @@ void repack_tile(const uint8_t* w, int64_t row_bytes, int64_t K, int64_t r0, uin
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // NT tokens (x: rows xrb bytes apart) against a repacked tile of nb blocks; 16 outputs per
 // token to y[j * ldy ..]. Two integer accumulators per token halve the vpdpbusd chain.
-template <int SB, int NT>
+// (kSigned: the AVX2 kernel's choice for 8-bit u; vpdpbusd takes any u.)
+template <int SB, int NT, bool kSigned>
 void tile_tokens(const uint8_t* tile, int64_t nb, const uint8_t* x, int64_t xrb, float* y, int64_t ldy) {
     __m512 acc[NT];
     for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
@@ -320,9 +321,10 @@ void tile_tokens(const uint8_t* tile, int64_t nb, const uint8_t* x, int64_t xrb,
 // multiplies the unsigned u by the token's int8 values and adds pairs into int16, then
 // vpmaddwd against ones adds pairs into int32. int16 must not saturate: with u <= 63 and
 // |q| <= 127 a pair is at most 16002, and two groups' pairs added before widening 32004 <
-// 32767, so only the formats whose u fits in 6 bits take this path (gemm_supported: not
-// q8_0 / iq4_nl / iq4_xs, whose u reach 255). The integer sums are exact and the float steps
-// those of the AVX-512 kernel in the same order, so both give the same numbers.
+// 32767. So the formats whose u fits in 6 bits take tile_tokens_half: its integer sums are
+// exact and its float steps those of the AVX-512 kernel in the same order, so both give the
+// same numbers. The 8-bit formats (q8_0, iq4_nl, iq4_xs: u up to 255, SB = 1) take
+// tile_tokens_half_signed.
 template <int SB, int NT>
 void tile_tokens_half(const uint8_t* tile, int64_t nb, int half, const uint8_t* x, int64_t xrb, float* y,
                       int64_t ldy) {
@@ -363,10 +365,53 @@ void tile_tokens_half(const uint8_t* tile, int64_t nb, int half, const uint8_t* 
     for (int j = 0; j < NT; ++j) _mm256_storeu_ps(y + j * ldy + 8 * half, acc[j]);
 }
 
-template <int SB, int NT>
+// The 8-bit formats: s = u - 128 is a signed int8, and vpmaddubsw(|s|, sign(q, s)) forms
+// s * q pairwise without saturating (2 * 128 * 127 = 32512), one group at a time. The
+// sub-block then contributes scale * d * sum(s * q) + (offset + 128 * scale) * d * sum(q).
+template <int NT>
+void tile_tokens_half_signed(const uint8_t* tile, int64_t nb, int half, const uint8_t* x, int64_t xrb, float* y,
+                             int64_t ldy) {
+    const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8((char)0x80);
+    __m256 acc[NT];
+    for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* tb = tile + b * kBlockBytes<1> + 32 * half;
+        const float* sc = (const float*)(tile + b * kBlockBytes<1> + 512) + 8 * half;
+        const block_q8_halves* xb[NT];
+        __m256i sum[NT];
+        for (int j = 0; j < NT; ++j) {
+            xb[j] = (const block_q8_halves*)(x + j * xrb) + b;
+            sum[j] = _mm256_setzero_si256();
+        }
+        for (int k = 0; k < 8; ++k) {  // group k: s and |s| once, then every token
+            const __m256i sw = _mm256_xor_si256(_mm256_load_si256((const __m256i*)(tb + 64 * k)), bias);
+            const __m256i aw = _mm256_abs_epi8(sw);
+            for (int j = 0; j < NT; ++j) {
+                int32_t q4;
+                memcpy(&q4, xb[j]->qs + 4 * k, 4);
+                const __m256i qs = _mm256_sign_epi8(_mm256_set1_epi32(q4), sw);
+                sum[j] = _mm256_add_epi32(sum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, qs), ones));
+            }
+        }
+        const __m256 scale = _mm256_load_ps(sc);
+        const __m256 offset = _mm256_fmadd_ps(scale, _mm256_set1_ps(128.0f), _mm256_load_ps(sc + 16));
+        for (int j = 0; j < NT; ++j) {
+            const __m256 sd = _mm256_mul_ps(scale, _mm256_set1_ps(xb[j]->d));
+            acc[j] = _mm256_fmadd_ps(sd, _mm256_cvtepi32_ps(sum[j]), acc[j]);
+            acc[j] = _mm256_fmadd_ps(offset, _mm256_set1_ps(xb[j]->s), acc[j]);
+        }
+    }
+    for (int j = 0; j < NT; ++j) _mm256_storeu_ps(y + j * ldy + 8 * half, acc[j]);
+}
+
+template <int SB, int NT, bool kSigned>
 void tile_tokens(const uint8_t* tile, int64_t nb, const uint8_t* x, int64_t xrb, float* y, int64_t ldy) {
-    tile_tokens_half<SB, NT>(tile, nb, 0, x, xrb, y, ldy);
-    tile_tokens_half<SB, NT>(tile, nb, 1, x, xrb, y, ldy);
+    for (int half = 0; half < 2; ++half) {
+        if constexpr (kSigned)
+            tile_tokens_half_signed<NT>(tile, nb, half, x, xrb, y, ldy);
+        else
+            tile_tokens_half<SB, NT>(tile, nb, half, x, xrb, y, ldy);
+    }
 }
 #endif
 
@@ -374,12 +419,14 @@ template <DType T>
 void gemm_tiles(const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const uint8_t* x, int64_t xrb, int64_t n_tok,
                 float* y, int64_t ldy, uint8_t* tile) {
     constexpr int SB = Format<T>::SB;
+    constexpr bool kS = T == DType::Q8_0 || T == DType::IQ4_NL || T == DType::IQ4_XS;  // u up to 255
+    static_assert(!kS || SB == 1);
     const int64_t row_bytes = strata::row_bytes(T, K), nb = K / 32;
     for (int64_t rt = r0; rt + kRows <= r1; rt += kRows) {
         repack_tile<T>(w, row_bytes, K, rt, tile);
         int64_t t = 0;
-        for (; t + 4 <= n_tok; t += 4) tile_tokens<SB, 4>(tile, nb, x + t * xrb, xrb, y + t * ldy + rt, ldy);
-        for (; t < n_tok; ++t) tile_tokens<SB, 1>(tile, nb, x + t * xrb, xrb, y + t * ldy + rt, ldy);
+        for (; t + 4 <= n_tok; t += 4) tile_tokens<SB, 4, kS>(tile, nb, x + t * xrb, xrb, y + t * ldy + rt, ldy);
+        for (; t < n_tok; ++t) tile_tokens<SB, 1, kS>(tile, nb, x + t * xrb, xrb, y + t * ldy + rt, ldy);
     }
 }
 
@@ -396,9 +443,10 @@ bool gemm_supported(DType t) {
         default: return false;
     }
 #elif defined(__AVX2__)
-    switch (t) {  // u fits in 6 bits (tile_tokens_half)
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q2_K:
-        case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+    switch (t) {
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+        case DType::IQ4_NL: case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
+        case DType::Q6_K: case DType::IQ4_XS:
             return true;
         default: return false;
     }
@@ -410,20 +458,12 @@ bool gemm_supported(DType t) {
 
 void gemm_rows(DType t, const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const uint8_t* x, int64_t xrb,
                int64_t n_tok, float* y, int64_t ldy, uint8_t* tile) {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(__AVX2__)
     switch (t) {
 #define STRATA_GEMM(T) case DType::T: gemm_tiles<DType::T>(w, K, r0, r1, x, xrb, n_tok, y, ldy, tile); return;
         STRATA_GEMM(Q4_0) STRATA_GEMM(Q4_1) STRATA_GEMM(Q5_0) STRATA_GEMM(Q5_1) STRATA_GEMM(Q8_0)
         STRATA_GEMM(IQ4_NL) STRATA_GEMM(Q2_K) STRATA_GEMM(Q3_K) STRATA_GEMM(Q4_K) STRATA_GEMM(Q5_K)
         STRATA_GEMM(Q6_K) STRATA_GEMM(IQ4_XS)
-#undef STRATA_GEMM
-        default: return;
-    }
-#elif defined(__AVX2__)
-    switch (t) {
-#define STRATA_GEMM(T) case DType::T: gemm_tiles<DType::T>(w, K, r0, r1, x, xrb, n_tok, y, ldy, tile); return;
-        STRATA_GEMM(Q4_0) STRATA_GEMM(Q4_1) STRATA_GEMM(Q5_0) STRATA_GEMM(Q5_1) STRATA_GEMM(Q2_K)
-        STRATA_GEMM(Q3_K) STRATA_GEMM(Q4_K) STRATA_GEMM(Q5_K) STRATA_GEMM(Q6_K)
 #undef STRATA_GEMM
         default: return;
     }
