@@ -56,7 +56,16 @@ void op_matmul(Exec& ex, const Node& n, int ith, int nth) {
     int64_t r0, r1;
     split_range(R, ith, nth, &r0, &r1);
     if (T == 1) {
-        dot_rows(wt, W, K, r0, r1, XQ, Y + r0, 1);
+        // Decode streams the weights once: rows in stretches of about 8 KiB, each started
+        // after asking for the next stretch's cache lines, so memory works ahead of the dots.
+        const int64_t rb = row_bytes(wt, K), stretch = std::max<int64_t>(1, 8192 / rb);
+        for (int64_t rs = r0; rs < r1; rs += stretch) {
+            const int64_t re = min_i64(rs + stretch, r1);
+            const uint8_t* next = W + re * rb;
+            const int64_t ahead = (min_i64(re + stretch, r1) - re) * rb;
+            for (int64_t o = 0; o < ahead; o += 64) __builtin_prefetch(next + o, 0, 3);
+            dot_rows(wt, W, K, rs, re, XQ, Y + rs, 1);
+        }
         return;
     }
     for (int64_t rt = r0; rt < r1; rt += kRowTile) {
