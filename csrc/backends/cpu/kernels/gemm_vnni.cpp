@@ -434,15 +434,7 @@ void gemm_tiles(const uint8_t* w, int64_t K, int64_t r0, int64_t r1, const uint8
 #endif
 
 bool gemm_supported(DType t) {
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    switch (t) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-        case DType::IQ4_NL: case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
-        case DType::Q6_K: case DType::IQ4_XS:
-            return true;
-        default: return false;
-    }
-#elif defined(__AVX2__)
+#if defined(__AVX2__)  // AVX-512 VNNI builds, and AVX2 (tile_tokens_half / _signed)
     switch (t) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
         case DType::IQ4_NL: case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K:
