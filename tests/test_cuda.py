@@ -14,18 +14,17 @@ docs/cuda.md says how this runs on the lent GPU.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pytest
-from conftest import check_smollm2_greedy
-from reference.numpy_ops import log_softmax
 import strata
+from conftest import check_smollm2_greedy
 from gguf import GGMLQuantizationType
 from gguf import quants as gguf_quants
 from gguf.constants import GGML_QUANT_SIZES
 from ops.harness import OpHarness
+from reference.numpy_ops import log_softmax
 from strata import _core
 from strata.sampling import SamplingSettings
 from strata.selftest import random_input
