@@ -268,7 +268,7 @@ void launch_matmul(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int6
 bool gemm_f16_supported(DType t, int64_t K);
 // Weight rows dequantized per chunk, and the scratch (in halves) one matmul needs.
 int64_t gemm_f16_chunk_rows(int64_t K, int64_t R);
-int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows, bool half_results);
+int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows);
 // cublas.cu: cuBLAS loaded at run time (dlopen), one handle per backend on its stream.
 class Cublas {
 public:
@@ -278,18 +278,13 @@ public:
     Cublas& operator=(const Cublas&) = delete;
     bool ok() const { return handle_ != nullptr; }
     const std::string& note() const { return note_; }  // the library in use, or why none is
-    // STRATA_CUDA_CUBLAS_COMPUTE=16f: f16 accumulation and f16 results (llama.cpp's choice for
-    // f16 weights), widened to f32 after; needs gemm_f16's y16 scratch of rows x n halves.
-    bool half_accumulate() const { return half_accumulate_; }
     // Row-major y[t * ldy + r] = sum_k x[t * K + k] * w[r * K + k], r < n, t < rows.
-    void gemm_f16(const __half* w, const __half* x, float* y, int64_t n, int64_t rows, int64_t K, int64_t ldy,
-                  __half* y16) const;
+    void gemm_f16(const __half* w, const __half* x, float* y, int64_t n, int64_t rows, int64_t K,
+                  int64_t ldy) const;
 
 private:
     void* handle_ = nullptr;
-    cudaStream_t stream_ = nullptr;
     std::string note_;
-    bool half_accumulate_ = false;
 };
 
 // `blas`: the GEMM itself on cuBLAS where given, else on this file's mma.sync tiles.

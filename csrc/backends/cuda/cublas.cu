@@ -22,18 +22,10 @@ namespace strata::cuda {
 
 namespace {
 
-// y[t * ldy + r] = y16[t * n + r]: the f16 results of a half-accumulating GEMM, widened.
-__global__ void widen_rows_kernel(const __half* __restrict__ y16, float* __restrict__ y, int64_t n, int64_t ldy,
-                                  int64_t items) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < items; i += (int64_t)gridDim.x * blockDim.x)
-        y[(i / n) * ldy + i % n] = __half2float(y16[i]);
-}
-
 using cublasHandle_t = void*;
 using cublasStatus_t = int;
 constexpr int kOpN = 0, kOpT = 1;            // cublasOperation_t
 constexpr int kCompute32F = 68;              // cublasComputeType_t CUBLAS_COMPUTE_32F
-constexpr int kCompute16F = 64;              // cublasComputeType_t CUBLAS_COMPUTE_16F
 constexpr int kGemmDefault = -1;             // cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT
 
 struct Api {
@@ -87,7 +79,7 @@ const Api& api() {
 
 }  // namespace
 
-Cublas::Cublas(cudaStream_t s) : stream_(s) {
+Cublas::Cublas(cudaStream_t s) {
     const Api& a = api();
     note_ = a.note;
     if (!a.lib) return;
@@ -102,7 +94,6 @@ Cublas::Cublas(cudaStream_t s) : stream_(s) {
         return;
     }
     handle_ = h;
-    half_accumulate_ = env("STRATA_CUDA_CUBLAS_COMPUTE") == "16f";
 }
 
 Cublas::~Cublas() {
@@ -111,24 +102,15 @@ Cublas::~Cublas() {
 
 // Row-major Y[t, ldy] (columns [0, n)) = X[t, :] . W[r, :] over K, i.e. in cuBLAS's
 // column-major terms C (n x rows, ldc = ldy) = W^T' (W stored K x n, transposed) * X (K x rows).
-void Cublas::gemm_f16(const __half* w, const __half* x, float* y, int64_t n, int64_t rows, int64_t K, int64_t ldy,
-                      __half* y16) const {
+void Cublas::gemm_f16(const __half* w, const __half* x, float* y, int64_t n, int64_t rows, int64_t K,
+                      int64_t ldy) const {
     const float one = 1.0f, zero = 0.0f;
-    const __half one_h = __float2half(1.0f), zero_h = __float2half(0.0f);
-    const cublasStatus_t st =
-        half_accumulate_
-            ? api().gemm_ex(handle_, kOpT, kOpN, (int)n, (int)rows, (int)K, &one_h, w, CUDA_R_16F, (int)K, x,
-                            CUDA_R_16F, (int)K, &zero_h, y16, CUDA_R_16F, (int)n, kCompute16F, kGemmDefault)
-            : api().gemm_ex(handle_, kOpT, kOpN, (int)n, (int)rows, (int)K, &one, w, CUDA_R_16F, (int)K, x,
-                            CUDA_R_16F, (int)K, &zero, y, CUDA_R_32F, (int)ldy, kCompute32F, kGemmDefault);
+    const cublasStatus_t st = api().gemm_ex(handle_, kOpT, kOpN, (int)n, (int)rows, (int)K, &one, w, CUDA_R_16F,
+                                            (int)K, x, CUDA_R_16F, (int)K, &zero, y, CUDA_R_32F, (int)ldy,
+                                            kCompute32F, kGemmDefault);
     if (st != 0)
         throw StrataError("cublasGemmEx failed with status " + std::to_string(st) + " (n = " + std::to_string(n) +
                           ", rows = " + std::to_string(rows) + ", K = " + std::to_string(K) + ")");
-    if (half_accumulate_) {
-        const int64_t items = rows * n;
-        widen_rows_kernel<<<(unsigned)std::min<int64_t>(ceil_div(items, 256), 65535), 256, 0, stream_>>>(y16, y, n, ldy,
-                                                                                                       items);
-    }
 }
 
 }  // namespace strata::cuda

@@ -194,7 +194,7 @@ public:
                         std::to_string(props_.minor) + ", " + std::to_string(props_.multiProcessorCount) +
                         " SMs; decode " + (matvec_f32_ ? "f32" : "int8 dp4a") +
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
-                        (use_tc_ ? (use_gemm_ ? (cublas() ? (cublas()->half_accumulate() ? "f16 cuBLAS (f16 accumulate)" : "f16 cuBLAS") : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
+                        (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
@@ -237,8 +237,7 @@ public:
                 const WeightRef& w = weights[values[n.in[1]].weight];
                 if (matvec_q8_supported(w.type)) max_q8_k = std::max(max_q8_k, w.width);
                 if (plan.max_rows > 1 && use_tc_ && use_gemm_ && gemm_f16_supported(w.type, w.width))
-                    gemm_halves = std::max(gemm_halves, gemm_f16_scratch_halves(w.type, w.width, w.rows, plan.max_rows,
-                                                                                 cublas() && cublas()->half_accumulate()));
+                    gemm_halves = std::max(gemm_halves, gemm_f16_scratch_halves(w.type, w.width, w.rows, plan.max_rows));
             }
         }
         decode_splits_ = forced_splits_ > 0 ? forced_splits_ : (int)std::clamp<int64_t>(n_ctx / 256, 1, 32);
@@ -868,8 +867,8 @@ private:
     bool pdl_ = false;           // STRATA_CUDA_PDL: decode kernels as programmatic dependent launches
     bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
-    bool topk_on_ = false;
-    PrefillAttn prefill_attn_ = PrefillAttn::F32Tiles;  // STRATA_CUDA_ATTN=mma|rows        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
+    bool topk_on_ = false;        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
+    PrefillAttn prefill_attn_ = PrefillAttn::F32Tiles;  // STRATA_CUDA_ATTN=mma|rows
     // top-k scratch: stage-1 lists (kTopKScratch values, then ids), the k best (values, ids)
     static constexpr int64_t kTopKBytes = 2 * kTopKScratch * 4 + 2 * Backend::kMaxDeviceTopK * 4;
     bool out_on_host_ = false;   // host_out_ holds the last step's output

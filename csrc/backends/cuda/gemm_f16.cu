@@ -192,11 +192,9 @@ int64_t gemm_f16_chunk_rows(int64_t K, int64_t R) {
     return std::min<int64_t>(R, std::max<int64_t>(kBN, chunk_halves() / K / kBN * kBN));
 }
 
-int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows, bool half_results) {
+int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows) {
     const int64_t acts = ceil_div(max_rows * K, 128) * 128;
-    const int64_t chunk = t == DType::F16 ? R : gemm_f16_chunk_rows(K, R);
-    const int64_t weights = ceil_div(t == DType::F16 ? 0 : chunk * K, 128) * 128;
-    return acts + weights + (half_results ? max_rows * chunk : 0);
+    return acts + (t == DType::F16 ? 0 : gemm_f16_chunk_rows(K, R) * K);
 }
 
 void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
@@ -205,7 +203,6 @@ void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, in
     f32_to_f16_kernel<<<grid_for(rows * K / 8, num_sms), 256, 0, s>>>(x, xh, rows * K / 8);
     __half* wh = scratch + ceil_div(rows * K, 128) * 128;
     const int64_t chunk = t == DType::F16 ? R : gemm_f16_chunk_rows(K, R);
-    __half* y16 = wh + ceil_div(t == DType::F16 ? 0 : chunk * K, 128) * 128;  // half_accumulate()'s results
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t n = std::min(chunk, R - r0);
         const __half* wsrc;
@@ -218,7 +215,7 @@ void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, in
             wsrc = wh;
         }
         if (blas) {
-            blas->gemm_f16(wsrc, xh, y + r0, n, rows, K, R, y16);
+            blas->gemm_f16(wsrc, xh, y + r0, n, rows, K, R);
             continue;
         }
         // Small grids (few tokens or few weight rows) take 64-row tiles: twice the blocks.
