@@ -14,6 +14,16 @@ int32_t argmax(const float* x, int64_t n) {
     return (int32_t)best;
 }
 
+// min-p over candidates sorted best first: how many of the first `keep` have a probability of
+// at least min_p times the best one's (at least one).
+static int64_t min_p_keep(const float* v, int64_t keep, float max_logit, float min_p) {
+    if (min_p <= 0.0f) return keep;
+    const double floor_logit = max_logit + std::log((double)min_p);
+    int64_t i = 1;
+    while (i < keep && v[i] >= floor_logit) ++i;
+    return i;
+}
+
 Sampler::Sampler(int64_t n_vocab)
     : n_vocab_(n_vocab), logits_(n_vocab), values_(n_vocab), order_(n_vocab), seen_(n_vocab) {
     seed(0);
@@ -102,14 +112,8 @@ int32_t Sampler::sample(const float* in, const SamplingParams& p, std::span<cons
         std::partial_sort(idx + sorted, idx + keep, idx + n, by_logit);
         sorted = keep;
     }
-    // min-p: drop candidates whose probability is below min_p times the best one's.
-    if (p.min_p > 0.0f) {
-        const double floor_logit = max_logit + std::log((double)p.min_p);
-        int64_t i = 1;
-        while (i < keep && l[idx[i]] >= floor_logit) ++i;
-        keep = i;
-    }
     for (int64_t i = 0; i < keep; ++i) values_[i] = l[idx[i]];
+    keep = min_p_keep(values_.data(), keep, max_logit, p.min_p);
     return draw(values_.data(), idx, keep, max_logit, p.temperature);
 }
 
@@ -128,13 +132,7 @@ int32_t Sampler::sample_top(const float* v, const int32_t* ids, const SamplingPa
         while (!(cum >= p.top_p) && i < k);  // as the loop above, NaN included
         keep = i;
     }
-    // min-p: drop candidates whose probability is below min_p times the best one's.
-    if (p.min_p > 0.0f) {
-        const double floor_logit = max_logit + std::log((double)p.min_p);
-        int64_t i = 1;
-        while (i < keep && v[i] >= floor_logit) ++i;
-        keep = i;
-    }
+    keep = min_p_keep(v, keep, max_logit, p.min_p);
     return draw(v, ids, keep, max_logit, p.temperature);
 }
 
