@@ -39,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 # launch, greedy argmax and top-k candidates on the device), whatever the shell running the tests has set; the
 # tests that compare a default with its plain twin set the switch themselves.
 DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK",
-                    "STRATA_CUDA_ATTN")
+                    "STRATA_CUDA_ATTN", "STRATA_CUDA_REPACK")
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +61,7 @@ FP16_FIELDS = {  # byte offsets of the fp16 scales in a block (ggml-common.h)
 TILES = {"STRATA_CUDA_GEMM": "mma"}  # prefill GEMM on gemm_f16.cu's own mma.sync tiles
 CUBLAS = {"STRATA_CUDA_GEMM": "cublas"}  # prefill GEMM on cuBLAS where it loads (the default)
 EXACT = {"STRATA_CUDA_MMA": "0", "STRATA_CUDA_MATVEC": "f32"}
+SPLIT = {"STRATA_CUDA_REPACK": "1"}  # q4_0 / q8_0 weights in split rows (weight_split.cuh)
 
 
 def qtype(name: str) -> GGMLQuantizationType:
@@ -183,7 +184,8 @@ def matmul_bound(name: str, rows: int, mode: dict, w: np.ndarray, x: np.ndarray)
     return f16_bound(w, x)
 
 
-@pytest.mark.parametrize("mode", [TILES, CUBLAS, EXACT], ids=["tiles", "cublas", "exact"])
+@pytest.mark.parametrize("mode", [TILES, CUBLAS, EXACT, SPLIT, {**SPLIT, **TILES}],
+                         ids=["tiles", "cublas", "exact", "split", "split-tiles"])
 @pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("T", [1, 3, 64])
 def test_matmul_every_type(monkeypatch, mode, name, T):
@@ -266,6 +268,63 @@ def test_decode_matvec_every_tile(monkeypatch, name, tile):
     assert (err <= bound).all(), (
         f"{name} tile {tile}: error {err[worst]:.3g} > {bound[worst]:.3g} at row {worst}"
     )
+
+
+# ---- q4_0 / q8_0 in split rows (STRATA_CUDA_REPACK=1): the numbers of the GGUF rows ---------
+def split_pair(monkeypatch, h: OpHarness, out: int, n: int, env: dict | None = None, **kw):
+    """(outputs with split rows, outputs without, the split engine's description)."""
+    env = env or {}
+    plain = run_graph(h, out, n, "cuda", monkeypatch, env, **kw)
+    split = run_graph(h, out, n, "cuda", monkeypatch, {**env, **SPLIT}, **kw)
+    eng = cuda_engine(h, out, monkeypatch, {**env, **SPLIT})
+    return split, plain, eng.description
+
+
+@pytest.mark.parametrize("tile", MATVEC_TILES)
+@pytest.mark.parametrize("name", ["Q4_0", "Q8_0"])
+def test_split_rows_decode_matvec_gives_the_gguf_rows_bytes(monkeypatch, name, tile):
+    """The wide matvec over split rows adds the same block values in the same order as over
+    the GGUF rows, at every tile; v1 (no wide kernel) leaves the weight as it is."""
+    rng = np.random.default_rng(900 + len(tile))
+    R, K = 37, 2304
+    raw = random_weights(name, R, K, rng)
+    h = OpHarness()
+    out = h.op(_core.Op.matmul, [h.rows(random_input(1, K, rng)),
+                                 h.weight("w", raw.tobytes(), int(qtype(name)), K, R)])
+    split, plain, desc = split_pair(monkeypatch, h, out, 1, tile_env(tile))
+    assert ("split rows" in desc) == (tile != "v1"), desc
+    np.testing.assert_array_equal(split, plain)
+
+
+@pytest.mark.parametrize("types", ["q4_0", "q8_0", "mixed"])
+def test_split_rows_mini_llama_gives_the_bytes_of_gguf_rows(monkeypatch, types):
+    """A model with its q4_0 / q8_0 matmul weights in split rows computes the same logits, bit
+    for bit, in a prefill step (dequantized to f16 for the GEMM) and in decode steps (fused
+    q/k/v and gate/up launches included)."""
+    h, out, _ = mini_llama(6, FUSE_TYPES[types])
+    for chunks in ([N_MINI], DECODE):
+        split, plain, desc = split_pair(monkeypatch, h, out, N_MINI, n_ctx=2048, chunks=chunks)
+        assert "split rows" in desc, desc
+        np.testing.assert_array_equal(split, plain)
+
+
+def test_split_rows_leave_a_weight_the_embedding_also_reads(monkeypatch):
+    """A tied embedding (one q8_0 tensor read by the embedding and the output matmul) stays in
+    GGUF rows: the embedding kernel does not know split rows."""
+    rng = np.random.default_rng(11)
+    V, K = 64, 256
+    raw = random_weights("Q8_0", V, K, rng)
+    h = OpHarness()
+    h._tokens = h.graph.tokens()
+    tied = h.weight("tied", raw.tobytes(), int(qtype("Q8_0")), K, V)
+    x = h.op(_core.Op.embedding, [tied, h._tokens])
+    out = h.op(_core.Op.matmul, [h.op(_core.Op.last_row, [x]), tied])
+    split, plain, desc = split_pair(monkeypatch, h, out, 5, chunks=[3, 1, 1])
+    assert "split rows" not in desc, desc
+    np.testing.assert_array_equal(split, plain)
+    w = dequantized("Q8_0", raw, V, K)
+    want = w @ w[4]
+    assert np.abs(split[-1] - want).max() <= 1e-2 * np.abs(want).max()
 
 
 def test_bad_matvec_tile_is_named(monkeypatch):

@@ -251,8 +251,9 @@ struct MatvecPart {
     int64_t R;
     float* y;
 };
+// split: the weights are in split rows (weight_split.cuh; q4_0 / q8_0 with K % 256 == 0).
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s);
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split);
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
                                   const float* x, int64_t rows, const MatvecConfig& cfg, Launch s);
 
@@ -288,7 +289,13 @@ private:
 };
 
 // `blas`: the GEMM itself on cuBLAS where given, else on this file's mma.sync tiles.
+// split: the weight is in split rows (weight_split.cuh).
 void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                     int64_t rows, float* y, __half* scratch, int num_sms, const Cublas* blas, cudaStream_t s);
+                     int64_t rows, float* y, __half* scratch, int num_sms, const Cublas* blas, cudaStream_t s,
+                     bool split);
+
+// repack.cu: a q4_0 / q8_0 weight of `rows` rows of K elements into split rows, in place
+// (split_rows_supported(t, K) must hold).
+void launch_split_rows(DType t, uint8_t* w, int64_t rows, int64_t K, cudaStream_t s);
 
 }  // namespace strata::cuda

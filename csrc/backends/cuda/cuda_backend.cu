@@ -35,6 +35,9 @@
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
+//   STRATA_CUDA_REPACK=1      q4_0 / q8_0 weights (K % 256 == 0) rewritten at load into split
+//                             rows, quants apart from scales (weight_split.cuh; not yet run on
+//                             a GPU)
 //   STRATA_CUDA_DEVICE_TOPK=0 top-k sampling copies the whole logits row back rather than
 //                             selecting its k best on the device (device_top_k returns -1)
 #include "cuda_backend.h"
@@ -47,6 +50,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +60,7 @@
 #include "common.cuh"
 #include "quant.cuh"
 #include "runtime.cuh"
+#include "weight_split.cuh"
 
 namespace strata::cuda {
 
@@ -175,6 +180,7 @@ public:
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
         argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
         topk_on_ = argmax_on_ && env("STRATA_CUDA_DEVICE_TOPK") != "0";  // needs the logits left on the device
+        repack_ = env("STRATA_CUDA_REPACK") == "1";
     }
 
     ~CudaBackend() override {
@@ -196,7 +202,7 @@ public:
                         (matvec_.v1 ? " v1" : matvec_.wide_all ? " wide" : "") + ", prefill " +
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
-                        (topk_on_ ? ", top-k on device" : "") +
+                        (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -302,6 +308,15 @@ public:
         kv_bytes_ = kv_bytes;
 
         upload_weights(placed, file);
+        const std::vector<uint8_t> split = choose_split_weights(g, plan, weight_offset);
+        std::set<int64_t> split_done;  // device offsets of the ranges rewritten (shared bytes once)
+        for (size_t i = 0; i < weights.size(); ++i) {
+            if (!split[i] || !split_done.insert(weight_offset[i]).second) continue;
+            launch_split_rows(weights[i].type, weights_.get() + weight_offset[i], weights[i].rows, weights[i].width,
+                              stream_);
+            check(cudaGetLastError(), "splitting the rows of " + weights[i].name);
+        }
+        any_split_ = !split_done.empty();
         check(cudaMemsetAsync(kv_.get(), 0, (size_t)kv_.bytes(), stream_), "cudaMemset (KV cache)");
         check(cudaMemsetAsync(arena_.get(), 0, (size_t)arena_.bytes(), stream_), "cudaMemset (activations)");
 
@@ -327,6 +342,7 @@ public:
         row_bytes_.assign(nv, 0);
         single_row_.assign(nv, 0);
         is_weight_.assign(nv, 0);
+        split_.assign(nv, 0);
         names_.assign(nv, std::string());
         for (size_t v = 0; v < nv; ++v) {
             const Value& val = values[v];
@@ -339,6 +355,7 @@ public:
                 weight_rows_[v] = w.rows;
                 row_bytes_[v] = row_bytes(w.type, w.width);
                 is_weight_[v] = 1;
+                split_[v] = split[val.weight];
                 names_[v] = w.name;
             } else {
                 data_[v] = arena_.get() + plan.offset[v];
@@ -488,6 +505,34 @@ private:
               "copying the output");
     }
 
+    // Per weight: whether it is held in split rows (STRATA_CUDA_REPACK=1). Only where every
+    // reader of its bytes knows that layout: its type and width allow it, every use of every
+    // weight sharing its bytes is a matmul's weight, decode takes the wide int8 matvec and
+    // prefill (if any) gemm_f16's dequantization. Weights sharing bytes (a tied embedding)
+    // decide together.
+    std::vector<uint8_t> choose_split_weights(const Graph& g, const Plan& plan,
+                                              const std::vector<int64_t>& weight_offset) const {
+        const auto& values = g.values();
+        const auto& weights = g.weights();
+        std::vector<uint8_t> ok(weights.size(), 0);
+        if (!repack_ || matvec_f32_) return ok;
+        for (size_t i = 0; i < weights.size(); ++i) {
+            const WeightRef& w = weights[i];
+            ok[i] = split_rows_supported(w.type, w.width) && matvec_takes_wide(w.type, w.width, true, matvec_) &&
+                    (plan.max_rows == 1 || (use_tc_ && use_gemm_ && gemm_f16_supported(w.type, w.width)));
+        }
+        for (const Node& n : g.nodes())
+            for (size_t k = 0; k < n.in.size(); ++k) {
+                const int32_t v = n.in[k];
+                if (v >= 0 && values[v].kind == ValueKind::Weight && !(n.op == Op::MatMul && k == 1))
+                    ok[values[v].weight] = 0;
+            }
+        for (size_t i = 0; i < weights.size(); ++i)
+            for (size_t j = 0; j < weights.size(); ++j)
+                if (weight_offset[j] == weight_offset[i] && !ok[j]) ok[i] = 0;
+        return ok;
+    }
+
     void upload_weights(const std::map<std::pair<int64_t, int64_t>, int64_t>& placed, const uint8_t* file) {
         // Two pinned staging buffers: the CPU copies (and page-faults in) the next chunk of
         // the mapping while the previous one is on its way to the device.
@@ -611,7 +656,7 @@ private:
                     for (size_t j = i + 1; j < N && d.n_more < kMaxMatvecParts - 1; ++j) {
                         const Node& m = nodes_[j];
                         if (m.op != Op::MatMul || m.in[0] != x || type_[m.in[1]] != type_[w] ||
-                            width_[m.in[1]] != width_[w])
+                            width_[m.in[1]] != width_[w] || split_[m.in[1]] != split_[w])
                             break;
                         d.more[d.n_more++] = (int32_t)j;
                         decode_[j].skip = true;
@@ -745,8 +790,9 @@ private:
                             after_launch((int)i, "quantize");
                             q8_value = x;
                         }
-                        if (n_parts > 1)
-                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, L());
+                        if (n_parts > 1 || split_[w])
+                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, L(),
+                                                        split_[w]);
                         else
                             launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, L());
                     } else if (T == 1) {
@@ -756,7 +802,8 @@ private:
                             launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, L());
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {
                         launch_gemm_f16(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
-                                        reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, cublas(), stream_);
+                                        reinterpret_cast<__half*>(gemm_.get()), props_.multiProcessorCount, cublas(), stream_,
+                                        split_[w]);
                     } else {
                         launch_matmul(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                       use_tc_ && matmul_tc_exact_enough(t), stream_);
@@ -868,6 +915,8 @@ private:
     bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
     bool topk_on_ = false;        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
+    bool repack_ = false;         // STRATA_CUDA_REPACK: q4_0 / q8_0 weights in split rows where they can be
+    bool any_split_ = false;      // some weight of this model is
     PrefillAttn prefill_attn_ = PrefillAttn::F32Tiles;  // STRATA_CUDA_ATTN=mma|rows
     // top-k scratch: stage-1 lists (kTopKScratch values, then ids), the k best (values, ids)
     static constexpr int64_t kTopKBytes = 2 * kTopKScratch * 4 + 2 * Backend::kMaxDeviceTopK * 4;
@@ -890,7 +939,7 @@ private:
     std::vector<uint8_t*> data_;
     std::vector<DType> type_;
     std::vector<int64_t> width_, weight_rows_, row_bytes_;
-    std::vector<uint8_t> single_row_, is_weight_;
+    std::vector<uint8_t> single_row_, is_weight_, split_;  // split_: a weight in split rows
     std::vector<std::string> names_;
     int64_t n_ctx_ = 0, max_rows_ = 0, out_rows_ = 0, kv_bytes_ = 0;
     int32_t tokens_value_ = -1, positions_value_ = -1, output_value_ = -1;

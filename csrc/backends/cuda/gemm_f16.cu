@@ -20,6 +20,7 @@
 #include "common.cuh"
 #include "mma.cuh"
 #include "quant.cuh"
+#include "weight_split.cuh"
 
 namespace strata::cuda {
 
@@ -142,7 +143,7 @@ __device__ __forceinline__ uint32_t pack_half2(float a, float b) {
 }
 
 // Rows [0, rows) of a weight (K a multiple of 32) to f16, 8 elements per thread and step.
-template <DType T>
+template <DType T, bool kSplit>
 __global__ void dequant_f16_kernel(const uint8_t* __restrict__ W, int64_t row_bytes, int K, int64_t rows,
                                    __half* __restrict__ out) {
     const int per_row = K / 8;
@@ -151,7 +152,8 @@ __global__ void dequant_f16_kernel(const uint8_t* __restrict__ W, int64_t row_by
         const int64_t r = g / per_row;
         const int e = (int)(g - r * per_row) * 8;
         float v[8];
-        load_w8<T>(W + r * row_bytes, e, K, v);
+        if constexpr (kSplit) load_w8_split<T>(W + r * row_bytes, e, K, v);
+        else load_w8<T>(W + r * row_bytes, e, K, v);
         *reinterpret_cast<uint4*>(out + r * K + e) =
             make_uint4(pack_half2(v[0], v[1]), pack_half2(v[2], v[3]), pack_half2(v[4], v[5]), pack_half2(v[6], v[7]));
     }
@@ -198,7 +200,8 @@ int64_t gemm_f16_scratch_halves(DType t, int64_t K, int64_t R, int64_t max_rows)
 }
 
 void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
-                     int64_t rows, float* y, __half* scratch, int num_sms, const Cublas* blas, cudaStream_t s) {
+                     int64_t rows, float* y, __half* scratch, int num_sms, const Cublas* blas, cudaStream_t s,
+                     bool split) {
     __half* xh = scratch;
     f32_to_f16_kernel<<<grid_for(rows * K / 8, num_sms), 256, 0, s>>>(x, xh, rows * K / 8);
     __half* wh = scratch + ceil_div(rows * K, 128) * 128;
@@ -210,7 +213,14 @@ void launch_gemm_f16(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, in
             wsrc = reinterpret_cast<const __half*>(w) + r0 * K;
         } else {
             dispatch_type(t, [&]<DType T>() {
-                dequant_f16_kernel<T><<<grid_for(n * K / 8, num_sms), 256, 0, s>>>(w + r0 * row_bytes, row_bytes, (int)K, n, wh);
+                const unsigned grid = grid_for(n * K / 8, num_sms);
+                if constexpr (split_qs_bytes(T) > 0) {
+                    if (split) {
+                        dequant_f16_kernel<T, true><<<grid, 256, 0, s>>>(w + r0 * row_bytes, row_bytes, (int)K, n, wh);
+                        return;
+                    }
+                }
+                dequant_f16_kernel<T, false><<<grid, 256, 0, s>>>(w + r0 * row_bytes, row_bytes, (int)K, n, wh);
             });
             wsrc = wh;
         }

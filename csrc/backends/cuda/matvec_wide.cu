@@ -154,9 +154,16 @@ bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg) {
 }
 
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s) {
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
+        using SplitOp = typename WideSplitOp<T>::type;
+        if constexpr (!std::is_void_v<SplitOp>) {
+            if (split) {
+                launch_op<SplitOp>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
+                return;
+            }
+        }
         if constexpr (!std::is_void_v<Op>) {
             if constexpr (Op::kElems == 32) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
         }
@@ -176,7 +183,7 @@ void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const M
 void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
                            int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     const MatvecPart part{w, R, y};
-    launch_matvec_wide_q8_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s);
+    launch_matvec_wide_q8_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s, false);
 }
 
 void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,

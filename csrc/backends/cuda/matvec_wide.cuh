@@ -15,6 +15,8 @@
 //     each byte once. The block's value is quant.cuh's dotb, the formula of the older kernel;
 //   - q4_K: 16-byte aligned super-blocks; a unit is a 32-element chunk as in quant.cuh's
 //     dot32 (the header and the chunk's 32 quant bytes: three loads), same value;
+//   - q4_0 / q8_0 in split rows (weight_split.cuh, STRATA_CUDA_REPACK=1): the block's quants
+//     one or two aligned loads, its scale a 2-byte load (WideSplit), the dotb value again;
 //   - q6_K: 210-byte super-blocks (2-byte aligned); a unit is 16 bytes of ql and 16 of qh, which
 //     hold 16 elements of two 32-element chunks (aligned-cover loads as above, four in all),
 //     and the chunks' int8 scales and d as small loads.
@@ -24,6 +26,7 @@
 
 #include "common.cuh"
 #include "quant.cuh"
+#include "weight_split.cuh"
 
 namespace strata::cuda {
 
@@ -72,7 +75,7 @@ struct WideFloat {
     struct W { uint4 q; };
     struct X { float v[8]; };
     __device__ static XArg row_x(XArg x, int t, int K) { return x + (int64_t)t * K; }
-    __device__ static W load_w(const uint8_t* row, int n) { return {ldg((const uint4*)(row + 16 * n))}; }
+    __device__ static W load_w(const uint8_t* row, int n, int) { return {ldg((const uint4*)(row + 16 * n))}; }
     __device__ static X load_x(XArg x, int n) {
         const float4 a = ldg((const float4*)(x + 8 * n)), b = ldg((const float4*)(x + 8 * n) + 1);
         return {{a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w}};
@@ -130,7 +133,7 @@ struct WideBlock32 {
     };
     using X = XChunk;
     __device__ static XArg row_x(const XArg& x, int t, int K) { return act_row(x, t, K); }
-    __device__ static W load_w(const uint8_t* row, int n) {
+    __device__ static W load_w(const uint8_t* row, int n, int) {
         const uint8_t* p = row + n * kBytes;
         const uint4* a = (const uint4*)((uintptr_t)p & ~(uintptr_t)15);
         W r;
@@ -154,7 +157,7 @@ struct WideQ4K {
     struct W { uint4 h, q0, q1; };  // d, dmin, scales; the 32 quant bytes of sub-blocks j & ~1, j | 1
     using X = XChunk;
     __device__ static XArg row_x(const XArg& x, int t, int K) { return act_row(x, t, K); }
-    __device__ static W load_w(const uint8_t* row, int n) {
+    __device__ static W load_w(const uint8_t* row, int n, int) {
         const uint8_t* b = row + (n >> 3) * 144;
         const uint4* q = (const uint4*)(b + 16 + 32 * ((n & 7) >> 1));
         return {ldg((const uint4*)b), ldg(q), ldg(q + 1)};
@@ -195,7 +198,7 @@ struct WideQ6K {
         int sa, sb;  // sums of the 16 activation quants of each half
     };
     __device__ static XArg row_x(const XArg& x, int t, int K) { return act_row(x, t, K); }
-    __device__ static W load_w(const uint8_t* row, int n) {
+    __device__ static W load_w(const uint8_t* row, int n, int) {
         const uint8_t* b = row + (n >> 3) * 210;
         const int u = n & 7, h = u >> 2, p = u & 3;
         const uint8_t* pl = b + 64 * h + 16 * p;
@@ -236,6 +239,43 @@ struct WideQ6K {
         return acc + h2f(w.d) * (x.da * (float)isa + x.db * (float)isb);
     }
 };
+
+// q4_0 / q8_0 in split rows (weight_split.cuh): unit n = block n, its quants one or two
+// aligned 16-byte loads, its scale a 2-byte load from the scales after the row's quants.
+// The block's value is quant.cuh's dotb over the same bytes (SplitBlock below), so a split
+// weight gives the numbers the GGUF layout gives, bit for bit.
+template <DType T>
+struct WideSplit {
+    static constexpr int kElems = 32;
+    static constexpr int kQ = split_qs_bytes(T);
+    static_assert(kQ == 16 || kQ == 32);
+    using XArg = ActQ8;
+    // dotb's byte source: offset 0 the scale, offsets 2 + 4k word k of the quants (dotb reads
+    // nothing else of a q4_0 / q8_0 block; the offsets are constants once inlined).
+    struct W {
+        uint32_t q[kQ / 4];
+        uint32_t d;
+        __device__ __forceinline__ uint32_t u16(int) const { return d; }
+        __device__ __forceinline__ uint32_t u32a2(int off) const { return q[(off - 2) >> 2]; }
+        __device__ __forceinline__ uint32_t u32(int off) const { return q[(off - 2) >> 2]; }
+    };
+    using X = XChunk;
+    __device__ static XArg row_x(const XArg& x, int t, int K) { return act_row(x, t, K); }
+    __device__ static W load_w(const uint8_t* row, int n, int units) {
+        W r;
+#pragma unroll
+        for (int v = 0; v < kQ / 16; ++v) put_words(r.q + 4 * v, ldg((const uint4*)(row + kQ * n) + v));
+        r.d = ldg((const unsigned short*)(row + kQ * units) + n);
+        return r;
+    }
+    __device__ static X load_x(const XArg& x, int n) { return load_chunk(x, n); }
+    __device__ static float accum(float acc, const W& w, const X& x, int) {
+        return acc + QT<T>::dotb(w, x.q, x.d, x.s);
+    }
+};
+template <DType T> struct WideSplitOp { using type = void; };
+template <> struct WideSplitOp<DType::Q4_0> { using type = WideSplit<DType::Q4_0>; };
+template <> struct WideSplitOp<DType::Q8_0> { using type = WideSplit<DType::Q8_0>; };
 
 // The unit types of each weight type (void: not served by the wide kernel).
 template <DType T> struct WideOp { using type = void; };
@@ -279,7 +319,7 @@ __device__ __forceinline__ void wide_lane_sums(const uint8_t* w, int64_t row_byt
             const int n = imin(32 * (i + u) + lane, units - 1);  // past the end: a unit in the row, unused
             xv[u] = Op::load_x(x, n);
 #pragma unroll
-            for (int r = 0; r < NR; ++r) wv[u][r] = Op::load_w(rp[r], n);
+            for (int r = 0; r < NR; ++r) wv[u][r] = Op::load_w(rp[r], n, units);
         }
 #pragma unroll
         for (int u = 0; u < U; ++u) {

@@ -209,9 +209,13 @@ struct QT<DType::Q4_0> {
     static constexpr int kBytes = 18;
     __device__ static void deq8(const uint8_t* row, int e, float* y) {
         const uint8_t* b = row + (e >> 5) * kBytes;
-        const int j = e & 31, sh = (j >> 4) * 4;
-        const float d = h2f(ld16(b));
-        const uint32_t w0 = ld32a2(b + 2 + (j & 15)), w1 = ld32a2(b + 6 + (j & 15));
+        deq8_qs<2>(h2f(ld16(b)), b + 2, e & 31, y);
+    }
+    // Elements j .. j+7 of a block from its scale and its quants (Align: qs's alignment).
+    template <int Align>
+    __device__ static void deq8_qs(float d, const uint8_t* qs, int j, float* y) {
+        const int sh = (j >> 4) * 4;
+        const uint32_t w0 = ldw<Align>(qs + (j & 15)), w1 = ldw<Align>(qs + 4 + (j & 15));
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
             y[k] = (float)((int)((w0 >> (8 * k + sh)) & 15) - 8) * d;
@@ -354,9 +358,11 @@ struct QT<DType::Q8_0> {
     static constexpr int kBytes = 34;
     __device__ static void deq8(const uint8_t* row, int e, float* y) {
         const uint8_t* b = row + (e >> 5) * kBytes;
-        const int j = e & 31;
-        const float d = h2f(ld16(b));
-        const uint32_t w0 = ld32a2(b + 2 + j), w1 = ld32a2(b + 6 + j);
+        deq8_qs<2>(h2f(ld16(b)), b + 2, e & 31, y);
+    }
+    template <int Align>
+    __device__ static void deq8_qs(float d, const uint8_t* qs, int j, float* y) {
+        const uint32_t w0 = ldw<Align>(qs + j), w1 = ldw<Align>(qs + 4 + j);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
             y[k] = (float)(int8_t)(w0 >> (8 * k)) * d;
@@ -648,6 +654,15 @@ __device__ __forceinline__ void load_w8(const uint8_t* row, int e, int K, float*
     } else {
         QT<T>::deq8(row, e, y);
     }
+}
+
+// load_w8 for a weight in split rows (weight_split.cuh; q4_0 and q8_0): the block's quants
+// at qs + kQ b (16-byte aligned), its scale among the nb scales after all the quants.
+template <DType T>
+__device__ __forceinline__ void load_w8_split(const uint8_t* row, int e, int K, float* y) {
+    constexpr int kQ = QT<T>::kBytes - 2;
+    const int b = e >> 5;
+    QT<T>::template deq8_qs<4>(h2f(ld16(row + kQ * (K >> 5) + 2 * b)), row + kQ * b, e & 31, y);
 }
 
 // Calls f.template operator()<T>() for the weight type t; returns false if unsupported.

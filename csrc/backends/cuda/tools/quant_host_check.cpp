@@ -32,6 +32,7 @@ static inline unsigned __funnelshift_r(unsigned lo, unsigned hi, unsigned sh) {
     return (unsigned)((((uint64_t)hi << 32) | lo) >> (sh & 31));
 }
 #include "../quant.cuh"
+#include "../weight_split.cuh"
 #include "../../../quants/dequant.h"
 using namespace strata;
 using namespace strata::cuda;
@@ -84,6 +85,17 @@ template <DType T> void check(const char* name, int K) {
         for (int e = 0; e < K; e += 8) load_w8<T>(row, e, K, got.data() + e);
         for (int i = 0; i < K; ++i) if (!(ref[i] == got[i] || (std::isnan(ref[i]) && std::isnan(got[i])))) { if (bad < 3) printf("  %s deq row %d elem %d: ref %g got %g\n", name, r, i, ref[i], got[i]); ++bad; }
     }
+    // the same rows in split rows (weight_split.cuh), read by load_w8_split: the same numbers
+    if constexpr (split_qs_bytes(T) > 0) {
+        std::vector<uint8_t> sbuf(R * rb + 512);
+        uint8_t* ws = (uint8_t*)(((uintptr_t)sbuf.data() + 255) & ~(uintptr_t)255);
+        split_rows_host(w, ws, R, K, split_qs_bytes(T));
+        for (int r = 0; r < R; ++r) {
+            ref_deq<T>(w + r * rb, ref.data(), K);
+            for (int e = 0; e < K; e += 8) load_w8_split<T>(ws + r * rb, e, K, got.data() + e);
+            for (int i = 0; i < K; ++i) if (!(ref[i] == got[i])) { if (bad < 3) printf("  %s split deq row %d elem %d: ref %g got %g\n", name, r, i, ref[i], got[i]); ++bad; }
+        }
+    }
     // dot32
     double maxrel = 0;
     if constexpr (!QT<T>::kFloat) {
@@ -118,7 +130,7 @@ template <DType T> void check(const char* name, int K) {
 int main() {
     check<DType::F32>("F32", 300); check<DType::F16>("F16", 296); check<DType::BF16>("BF16", 304);
     check<DType::Q4_0>("Q4_0", 512); check<DType::Q4_1>("Q4_1", 512); check<DType::Q5_0>("Q5_0", 512);
-    check<DType::Q5_1>("Q5_1", 512); check<DType::Q8_0>("Q8_0", 512); check<DType::IQ4_NL>("IQ4_NL", 512);
+    check<DType::Q5_1>("Q5_1", 512); check<DType::Q8_0>("Q8_0", 512); check<DType::Q4_0>("Q4_0", 2304); check<DType::Q8_0>("Q8_0", 2304); check<DType::IQ4_NL>("IQ4_NL", 512);
     check<DType::Q2_K>("Q2_K", 768); check<DType::Q3_K>("Q3_K", 768); check<DType::Q4_K>("Q4_K", 768);
     check<DType::Q5_K>("Q5_K", 768); check<DType::Q6_K>("Q6_K", 768); check<DType::IQ4_XS>("IQ4_XS", 768);
     printf("%d failing\n", fails);

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 // The intrinsics the device code uses, as the PTX ISA defines them (warp shuffles: unused
 // stubs, the reductions are done here).
@@ -149,6 +150,15 @@ void check(const char* name, int R, int K) {
     typename Op::XArg xa;
     if constexpr (Op::kElems == 8) xa = xf;
     else xa = ActQ8{xq, xd, xs};
+    // q4_0 / q8_0 at K % 256 == 0: the same weights in split rows (weight_split.cuh) through
+    // WideSplit must give every lane's sums bit for bit.
+    using SplitOp = typename WideSplitOp<T>::type;
+    constexpr bool kSplit = !std::is_void_v<SplitOp>;
+    uint8_t* ws = nullptr;
+    if (kSplit && K % 256 == 0) {
+        ws = (uint8_t*)std::aligned_alloc(256, bytes);
+        split_rows_host(w, ws, R, K, split_qs_bytes(T));
+    }
     int bad = 0;
     double worst = 0;
     auto run = [&]<int NR, int UU>() {
@@ -162,6 +172,19 @@ void check(const char* name, int R, int K) {
                     for (int lane = 0; lane < 32; ++lane) {
                         float acc[NR];
                         wide_lane_sums<Op, NR, UU>(w, rb, K, R, g * NR, xa, i0, i1, lane, acc);
+                        if constexpr (kSplit) {
+                            if (ws) {
+                                float acc_split[NR];
+                                wide_lane_sums<SplitOp, NR, UU>(ws, rb, K, R, g * NR, xa, i0, i1, lane, acc_split);
+                                for (int r = 0; r < NR; ++r)
+                                    if (g * NR + r < R && memcmp(&acc[r], &acc_split[r], 4) != 0) {
+                                        if (bad < 3)
+                                            printf("  %s split R=%d K=%d NR=%d S=%d U=%d row %d lane %d: %.9g vs %.9g\n",
+                                                   name, R, K, NR, S, UU, g * NR + r, lane, acc_split[r], acc[r]);
+                                        ++bad;
+                                    }
+                            }
+                        }
                         for (int r = 0; r < NR; ++r)
                             if (g * NR + r < R) got[g * NR + r] += acc[r];
                     }
@@ -181,9 +204,11 @@ void check(const char* name, int R, int K) {
     run.template operator()<1, 1>(); run.template operator()<1, 2>(); run.template operator()<1, 4>();
     run.template operator()<2, 1>(); run.template operator()<2, 2>(); run.template operator()<2, 4>();
     run.template operator()<4, 1>(); run.template operator()<4, 2>(); run.template operator()<4, 4>();
-    printf("%-7s R=%-3d K=%-5d %s (worst rel %.2g)\n", name, R, K, bad ? "FAIL" : "ok", worst);
+    printf("%-7s R=%-3d K=%-5d %s (worst rel %.2g)%s\n", name, R, K, bad ? "FAIL" : "ok", worst,
+           ws ? ", split rows identical" : "");
     fails += bad != 0;
     std::free(w);
+    std::free(ws);
     std::free(xf);
     std::free(xq);
     std::free(xd);
