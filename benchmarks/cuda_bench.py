@@ -158,9 +158,12 @@ def op_profile(m, run) -> dict:
     return {op: round(sec * 1e3, 3) for op, _, sec in rows}
 
 
-def tg128(e, settings, none) -> float:
-    """Tokens per second of 128 decode steps from an empty cache, step_sample at `settings`."""
+def tg128(e, settings, none, context=None) -> float:
+    """Tokens per second of 128 decode steps, step_sample at `settings`, from an empty cache or
+    after evaluating `context` (llama-bench's tg128 @ d, its -d option), in steps of 512."""
     e.truncate(0)
+    for i in range(0, 0 if context is None else len(context), 512):
+        e.eval(context[i : i + 512])
     tok = 1
     t0 = time.perf_counter()
     for _ in range(128):
@@ -169,10 +172,10 @@ def tg128(e, settings, none) -> float:
 
 
 def bench(path: str, backend: str, repeats: int, profile: bool = False,
-          tg_only: bool = False, sampled: bool = False) -> dict:
+          tg_only: bool = False, sampled: bool = False, depth: int = 0) -> dict:
     import strata
 
-    m = strata.load(path, n_ctx=1024, backend=backend)
+    m = strata.load(path, n_ctx=max(1024, depth + 256), backend=backend)
     e = m._engine
     rng = np.random.default_rng(0)
     prompt = rng.integers(3, m.n_vocab, size=512, dtype=np.int32)
@@ -196,6 +199,10 @@ def bench(path: str, backend: str, repeats: int, profile: bool = False,
     r = {"model": path, "backend": m.description, "pp512": statistics.median(pp) if pp else None,
          "pp512_all": pp, "tg128": tgm, "tg128_all": tg, "weight_bytes_per_token": wb,
          "tg_bandwidth_gb_s": wb * tgm / 1e9}
+    if depth:  # tg128 after `depth` tokens of context: decode attention over a long cache
+        context = rng.integers(3, m.n_vocab, size=depth, dtype=np.int32)
+        td = [tg128(e, greedy, none, context) for _ in range(repeats)]
+        r[f"tg128_d{depth}"], r[f"tg128_d{depth}_all"] = statistics.median(td), td
     if sampled:  # tg128 again at the CLI's default sampling (temperature 0.8, top-k 40, ...)
         settings = strata.sampling.SamplingSettings().native()
         e.seed(0)
@@ -217,6 +224,8 @@ def main() -> None:
     ap.add_argument("--tg-only", action="store_true", help="skip pp512")
     ap.add_argument("--sampled", action="store_true",
                     help="also tg128 at the default sampling settings (tg128_sampled)")
+    ap.add_argument("--depth", type=int, default=0,
+                    help="also tg128 after this many tokens of context (tg128_dN; n_ctx grows to fit)")
     ap.add_argument("--env", action="append", default=None,
                     help="NAME=VALUE[,NAME=VALUE]: run every model once per --env ('' = as is)")
     ap.add_argument("--write-random", metavar="SHAPE:FTYPE",
@@ -229,6 +238,7 @@ def main() -> None:
     if a.env:  # one fresh process per model and setting
         flags = ["--backend", a.backend, "--repeats", str(a.repeats)]
         flags += ["--profile"] * a.profile + ["--tg-only"] * a.tg_only + ["--sampled"] * a.sampled
+        flags += ["--depth", str(a.depth)]
         for path in a.models:
             for setting in a.env:
                 env = dict(os.environ)
@@ -245,7 +255,7 @@ def main() -> None:
 
     for path in a.models:
         try:
-            r = bench(path, a.backend, a.repeats, a.profile, a.tg_only, a.sampled)
+            r = bench(path, a.backend, a.repeats, a.profile, a.tg_only, a.sampled, a.depth)
         except strata.StrataError as err:
             r = {"model": path, "error": str(err)}
         r["env"] = ""

@@ -6,6 +6,7 @@
 # SHAPE:TYPE with TYPE F16 (written with torch on the GPU) or Q8_0 / Q4_0 / Q4_K_M
 # (cuda_bench.py --write-random). .whl and the gguf wheel: see side_by_side_call.sh and
 # model_tests_chain.sh. Prints pp512 / tg128 medians; the raw lines go to $OUT/ab.jsonl.
+# DEPTH=n: also tg128 after n tokens of context (decode attention over a long cache).
 set -u
 FILES=${1:?SHAPE:TYPE list}; shift
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
@@ -26,11 +27,12 @@ for spec in $FILES; do
     else
         python3 benchmarks/cuda_bench.py $f --write-random $shape:$type > /dev/null 2>&1
     fi
-    python3 benchmarks/cuda_bench.py $f --repeats 3 "${ENVS[@]}" | tee -a $OUT/ab.jsonl | python3 -c "
+    python3 benchmarks/cuda_bench.py $f --repeats 3 --depth ${DEPTH:-0} "${ENVS[@]}" | tee -a $OUT/ab.jsonl | python3 -c "
 import json, statistics, sys
 for line in sys.stdin:
     r = json.loads(line)
+    d = {k: round(v, 1) for k, v in r.items() if k.startswith('tg128_d') and not k.endswith('_all')}
     print('$spec', r.get('env') or 'default', 'pp512', r.get('pp512') and round(r['pp512']),
-          'tg128', r.get('tg128') and round(r['tg128'], 1), r.get('error', '')[-300:])"
+          'tg128', r.get('tg128') and round(r['tg128'], 1), d or '', r.get('error', '')[-300:])"
     rm -f $f
 done
