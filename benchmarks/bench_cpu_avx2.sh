@@ -9,6 +9,8 @@
 # `cuda_bench.py FILES --backend cpu --env STRATA_CPU_ISA=avx2` (2 threads, pp512 in one step,
 # tg128 greedy). One after the other, never at once; medians of 3 on both sides
 # (cuda_summary.py prints the table).
+# DEPTH=n: also tg128 after n tokens of context on both sides (llama-bench -p 0 -n 128 -d n,
+# cuda_bench.py --depth n).
 # NATIVE=1: both on this CPU's best kernels instead (llama.cpp GGML_NATIVE=ON without AMX,
 # whose path crashes in these sandboxes (.ci/run); strata's automatic choice).
 set -euo pipefail
@@ -27,8 +29,11 @@ if [ "${NATIVE:-0}" = 1 ]; then
     fi
     for f in "$@"; do
         "$B/lcpp/build-native/bin/llama-bench" -m "$f" -t 2 -p 512 -n 128 -r 3 -o jsonl >> "$OUT/llama-bench-native.jsonl" 2>> "$OUT/llama-bench.err"
+        if [ "${DEPTH:-0}" -gt 0 ]; then
+            "$B/lcpp/build-native/bin/llama-bench" -m "$f" -t 2 -p 0 -n 128 -d "$DEPTH" -r 3 -o jsonl >> "$OUT/llama-bench-native.jsonl" 2>> "$OUT/llama-bench.err"
+        fi
     done
-    python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 > "$OUT/strata-native.jsonl"
+    python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 --depth "${DEPTH:-0}" > "$OUT/strata-native.jsonl"
     python3 benchmarks/cuda_summary.py "$OUT"
     exit 0
 fi
@@ -42,6 +47,9 @@ if [ ! -x "$B/lcpp/build/bin/llama-bench" ]; then
 fi
 for f in "$@"; do
     "$B/lcpp/build/bin/llama-bench" -m "$f" -t 2 -p 512 -n 128 -r 3 -o jsonl >> "$OUT/llama-bench-avx2.jsonl" 2>> "$OUT/llama-bench.err"
+    if [ "${DEPTH:-0}" -gt 0 ]; then
+        "$B/lcpp/build/bin/llama-bench" -m "$f" -t 2 -p 0 -n 128 -d "$DEPTH" -r 3 -o jsonl >> "$OUT/llama-bench-avx2.jsonl" 2>> "$OUT/llama-bench.err"
+    fi
 done
-python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 --env STRATA_CPU_ISA=avx2 > "$OUT/strata-avx2.jsonl"
+python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 --depth "${DEPTH:-0}" --env STRATA_CPU_ISA=avx2 > "$OUT/strata-avx2.jsonl"
 python3 benchmarks/cuda_summary.py "$OUT"
