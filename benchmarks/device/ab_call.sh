@@ -7,6 +7,7 @@
 # (cuda_bench.py --write-random). .whl and the gguf wheel: see side_by_side_call.sh and
 # model_tests_chain.sh. Prints pp512 / tg128 medians; the raw lines go to $OUT/ab.jsonl.
 # DEPTH=n: also tg128 after n tokens of context (decode attention over a long cache).
+# TEST_K: the tests' -k expression (default "not smollm2"); TEST_TIMEOUT: their limit (150 s).
 set -u
 FILES=${1:?SHAPE:TYPE list}; shift
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
@@ -16,7 +17,7 @@ PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=12 python3 -m pip install -q --
     --upgrade --target /tmp/site . > $OUT/strata-build.log 2>&1 || { tail -40 $OUT/strata-build.log; exit 1; }
 export PYTHONPATH=/tmp/site
 timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_cuda.py \
-    tests/test_gemma3_random.py -k "not smollm2" > $OUT/tests.log 2>&1
+    tests/test_gemma3_random.py -k "${TEST_K:-not smollm2}" > $OUT/tests.log 2>&1
 echo "tests rc=$?"; grep -E "passed|failed" $OUT/tests.log | tail -1; grep -E "^FAILED|^ERROR" $OUT/tests.log | head -20
 ENVS=(--env "")
 for e in "$@"; do ENVS+=(--env "$e"); done
