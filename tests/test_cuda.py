@@ -61,7 +61,7 @@ FP16_FIELDS = {  # byte offsets of the fp16 scales in a block (ggml-common.h)
 TILES = {"STRATA_CUDA_GEMM": "mma"}  # prefill GEMM on gemm_f16.cu's own mma.sync tiles
 CUBLAS = {"STRATA_CUDA_GEMM": "cublas"}  # prefill GEMM on cuBLAS where it loads (the default)
 EXACT = {"STRATA_CUDA_MMA": "0", "STRATA_CUDA_MATVEC": "f32"}
-SPLIT = {"STRATA_CUDA_REPACK": "1"}  # q4_0 / q8_0 weights in split rows (weight_split.cuh)
+GGUF_ROWS = {"STRATA_CUDA_REPACK": "0"}  # q4_0 / q8_0 weights as the file has them, not in split rows
 
 
 def qtype(name: str) -> GGMLQuantizationType:
@@ -184,8 +184,8 @@ def matmul_bound(name: str, rows: int, mode: dict, w: np.ndarray, x: np.ndarray)
     return f16_bound(w, x)
 
 
-@pytest.mark.parametrize("mode", [TILES, CUBLAS, EXACT, SPLIT, {**SPLIT, **TILES}],
-                         ids=["tiles", "cublas", "exact", "split", "split-tiles"])
+@pytest.mark.parametrize("mode", [TILES, CUBLAS, EXACT, GGUF_ROWS, {**GGUF_ROWS, **TILES}],
+                         ids=["tiles", "cublas", "exact", "gguf-rows", "gguf-rows-tiles"])
 @pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("T", [1, 3, 64])
 def test_matmul_every_type(monkeypatch, mode, name, T):
@@ -270,13 +270,13 @@ def test_decode_matvec_every_tile(monkeypatch, name, tile):
     )
 
 
-# ---- q4_0 / q8_0 in split rows (STRATA_CUDA_REPACK=1): the numbers of the GGUF rows ---------
+# ---- q4_0 / q8_0 in split rows (the default): the numbers of the GGUF rows -------------------
 def split_pair(monkeypatch, h: OpHarness, out: int, n: int, env: dict | None = None, **kw):
-    """(outputs with split rows, outputs without, the split engine's description)."""
+    """(outputs with split rows, outputs with GGUF rows, the split engine's description)."""
     env = env or {}
-    plain = run_graph(h, out, n, "cuda", monkeypatch, env, **kw)
-    split = run_graph(h, out, n, "cuda", monkeypatch, {**env, **SPLIT}, **kw)
-    eng = cuda_engine(h, out, monkeypatch, {**env, **SPLIT})
+    plain = run_graph(h, out, n, "cuda", monkeypatch, {**env, **GGUF_ROWS}, **kw)
+    split = run_graph(h, out, n, "cuda", monkeypatch, env, **kw)
+    eng = cuda_engine(h, out, monkeypatch, env)
     return split, plain, eng.description
 
 
@@ -421,18 +421,19 @@ ATTN_CASES = [  # n_head, n_kv, head_dim, window, softcap
 ]
 
 
-# Prefill attention on tensor cores (STRATA_CUDA_ATTN=mma, opt-in; head_dim 64 / 128, no
-# soft-cap): Q and the probabilities rounded to f16 move outputs of magnitude ~1-3 by up to
-# ~5e-4 here (float64 simulation of this rounding); a mask one key off moves them by 0.2 or
-# more. The default f32 tiles agree with the CPU to float rounding.
-ATTN_KERNELS = ["mma", "default"]
+# Prefill attention on tensor cores (the default; head_dim 64 / 128, no soft-cap): Q and the
+# probabilities rounded to f16 move outputs of magnitude ~1-3 by up to ~5e-4 here (float64
+# simulation of this rounding); a mask one key off moves them by 0.2 or more. The f32 tiles
+# (STRATA_CUDA_ATTN=f32, and every head the tensor cores do not take) agree with the CPU to
+# float rounding.
+ATTN_KERNELS = ["default", "f32"]
 
 
 def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx, monkeypatch=None, kernel="default",
                    n_batch=64):
-    if kernel == "mma":
-        monkeypatch.setenv("STRATA_CUDA_ATTN", "mma")
-    on_mma = kernel == "mma" and hd in (64, 128) and softcap == 0 and max(chunks) > 1
+    if kernel == "f32":
+        monkeypatch.setenv("STRATA_CUDA_ATTN", "f32")
+    on_mma = kernel != "f32" and hd in (64, 128) and softcap == 0 and max(chunks) > 1
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
     k = rng.standard_normal((T, n_kv * hd)).astype(np.float32)
@@ -468,7 +469,7 @@ def test_prefill_attention_over_several_query_and_key_tiles(monkeypatch, kernel,
 def test_prefill_attention_on_tensor_cores_sees_the_ring_buffer_wrap(monkeypatch):
     """A sliding-window layer's cache is a ring of window + n_batch - 1 rows: steps of 64
     after the first ones read keys that wrapped around it."""
-    attention_both(8, 200, 4, 1, 128, 24, 0.0, [40, 64, 64, 32], 256, monkeypatch, "mma")
+    attention_both(8, 200, 4, 1, 128, 24, 0.0, [40, 64, 64, 32], 256, monkeypatch)
 
 
 def test_sliding_window_ring_buffer_wraps_against_cpu():

@@ -11,8 +11,8 @@
 // block's 4 warps are 4 consecutive heads of one row, which share KV heads under GQA.
 // Decode (one row) splits the keys over n_split warps (flash-decoding) and a second kernel
 // merges the partial results; prefill runs one split and writes the output directly, on
-// f32 tiles of 32 query rows x 32 keys for head_dim 64 / 128 or, with STRATA_CUDA_ATTN=mma,
-// on tensor cores (attention_mma.cuh).
+// tensor cores for head_dim 64 / 128 without soft-cap (attention_mma.cuh; STRATA_CUDA_ATTN=f32
+// or a soft-cap: f32 tiles of 32 query rows x 32 keys for those head sizes).
 // n_past is read from device memory (StepParams), so a captured decode graph stays valid.
 #include "attention_mma.cuh"
 #include "common.cuh"

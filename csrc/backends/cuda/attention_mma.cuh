@@ -1,4 +1,4 @@
-// Prefill attention on tensor cores (STRATA_CUDA_ATTN=mma): one block's code, a header so
+// Prefill attention on tensor cores (the default; STRATA_CUDA_ATTN=f32 for the f32 tiles): one block's code, a header so
 // that tools/attention_mma_host_check.cpp can run it on the host, lane by lane.
 //
 // One block per (64 query rows, head), 4 warps of 16 rows each. S = Q K^T and O += P V run
@@ -7,8 +7,9 @@
 // attention; scaling, masking and the online softmax stay in f32. S's accumulators are laid
 // out as P's A fragments, so P never leaves registers. K and V tiles sit in shared memory
 // with rows padded by 16 bytes, which spreads ldmatrix's 8 row reads over all 32 banks.
-// Warps skip key tiles wholly in the future of their rows. Opt-in: written in session 6 when
-// no device time was left, so it has not run on a GPU yet (the host check has).
+// Warps skip key tiles wholly in the future of their rows. Written in session 6 without a GPU
+// (the host check ran it); on the H100 in session 7 its tests passed and 8B pp512 gained 27%
+// (F16) and 18% (Q4_0) over the f32 tiles.
 #pragma once
 
 #include "common.cuh"

@@ -176,9 +176,9 @@ void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, cons
 
 // attention.cu
 // Which kernel a prefill step's attention runs on (STRATA_CUDA_ATTN): Mma = tensor cores
-// where the head fits (head_dim 64 or 128, no soft-cap; opt-in until it has run on a GPU),
-// F32Tiles = f32 tiles (head_dim 64 or 128), Rows = one warp per row; a head that does not
-// fit a kernel takes the next.
+// where the head fits (head_dim 64 or 128, no soft-cap; the default), F32Tiles = f32 tiles
+// (head_dim 64 or 128), Rows = one warp per row; a head that does not fit a kernel takes the
+// next.
 enum class PrefillAttn : int32_t { Mma, F32Tiles, Rows };
 
 struct AttnArgs {
@@ -186,7 +186,7 @@ struct AttnArgs {
     int32_t window;      // 0 = full causal
     int64_t capacity;    // cache rows (position p lives in row p % capacity)
     float scale, softcap;
-    PrefillAttn prefill = PrefillAttn::F32Tiles;
+    PrefillAttn prefill = PrefillAttn::Mma;
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,

@@ -26,18 +26,18 @@
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
-//   STRATA_CUDA_ATTN=mma      prefill attention on tensor cores (head_dim 64 / 128, no soft-cap;
-//                             written in session 6, not yet run on a GPU), =rows: on the
-//                             one-warp-per-row kernel; default: the f32 tiles (attention.cu)
+//   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles (attention.cu), =rows: on the
+//                             one-warp-per-row kernel; default: on tensor cores where the head
+//                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv;
 //                             all = those six, the default), see plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
-//   STRATA_CUDA_REPACK=1      q4_0 / q8_0 weights (K % 256 == 0) rewritten at load into split
-//                             rows, quants apart from scales (weight_split.cuh; not yet run on
-//                             a GPU)
+//   STRATA_CUDA_REPACK=0      q4_0 / q8_0 weights kept as the file has them (default: rewritten
+//                             at load into split rows, quants apart from scales, where K % 256
+//                             == 0 and every reader knows the layout; weight_split.cuh)
 //   STRATA_CUDA_DEVICE_TOPK=0 top-k sampling copies the whole logits row back rather than
 //                             selecting its k best on the device (device_top_k returns -1)
 #include "cuda_backend.h"
@@ -173,14 +173,15 @@ public:
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
+        // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
-                        : env("STRATA_CUDA_ATTN") == "mma" ? PrefillAttn::Mma
-                                                           : PrefillAttn::F32Tiles;
+                        : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
+                                                           : PrefillAttn::Mma;
         // PDL needs sm_90 hardware and kernels built for it (their griddepcontrol.wait).
         pdl_ = env("STRATA_CUDA_PDL") != "0" && props_.major >= 9 && pdl_kernels_built();
         argmax_on_ = env("STRATA_CUDA_DEVICE_ARGMAX") != "0";
         topk_on_ = argmax_on_ && env("STRATA_CUDA_DEVICE_TOPK") != "0";  // needs the logits left on the device
-        repack_ = env("STRATA_CUDA_REPACK") == "1";
+        repack_ = env("STRATA_CUDA_REPACK") != "0";  // 8B Q4_0 tg128 +4% on the H100 (round 8)
     }
 
     ~CudaBackend() override {
@@ -505,7 +506,7 @@ private:
               "copying the output");
     }
 
-    // Per weight: whether it is held in split rows (STRATA_CUDA_REPACK=1). Only where every
+    // Per weight: whether it is held in split rows (unless STRATA_CUDA_REPACK=0). Only where every
     // reader of its bytes knows that layout: its type and width allow it, every use of every
     // weight sharing its bytes is a matmul's weight, decode takes the wide int8 matvec and
     // prefill (if any) gemm_f16's dequantization. Weights sharing bytes (a tied embedding)
@@ -915,9 +916,9 @@ private:
     bool argmax_on_ = false;      // STRATA_CUDA_DEVICE_ARGMAX: decode steps end with the argmax kernel
     bool argmax_ready_ = false;  // the last step computed the argmax (host_argmax_ holds it)
     bool topk_on_ = false;        // STRATA_CUDA_DEVICE_TOPK: device_top_k selects on the device
-    bool repack_ = false;         // STRATA_CUDA_REPACK: q4_0 / q8_0 weights in split rows where they can be
+    bool repack_ = true;          // STRATA_CUDA_REPACK: q4_0 / q8_0 weights in split rows where they can be
     bool any_split_ = false;      // some weight of this model is
-    PrefillAttn prefill_attn_ = PrefillAttn::F32Tiles;  // STRATA_CUDA_ATTN=mma|rows
+    PrefillAttn prefill_attn_ = PrefillAttn::Mma;  // STRATA_CUDA_ATTN=f32|rows
     // top-k scratch: stage-1 lists (kTopKScratch values, then ids), the k best (values, ids)
     static constexpr int64_t kTopKBytes = 2 * kTopKScratch * 4 + 2 * Backend::kMaxDeviceTopK * 4;
     bool out_on_host_ = false;   // host_out_ holds the last step's output

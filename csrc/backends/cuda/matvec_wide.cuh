@@ -15,7 +15,7 @@
 //     each byte once. The block's value is quant.cuh's dotb, the formula of the older kernel;
 //   - q4_K: 16-byte aligned super-blocks; a unit is a 32-element chunk as in quant.cuh's
 //     dot32 (the header and the chunk's 32 quant bytes: three loads), same value;
-//   - q4_0 / q8_0 in split rows (weight_split.cuh, STRATA_CUDA_REPACK=1): the block's quants
+//   - q4_0 / q8_0 in split rows (weight_split.cuh, the default where they can be): the block's quants
 //     one or two aligned loads, its scale a 2-byte load (WideSplit), the dotb value again;
 //   - q6_K: 210-byte super-blocks (2-byte aligned); a unit is 16 bytes of ql and 16 of qh, which
 //     hold 16 elements of two 32-element chunks (aligned-cover loads as above, four in all),

@@ -1,5 +1,6 @@
-// q4_0 and q8_0 weights in "split rows" on the device (STRATA_CUDA_REPACK=1): each row's
-// quants apart from its scales, so every block's quants start 16-byte aligned.
+// q4_0 and q8_0 weights in "split rows" on the device (the default; STRATA_CUDA_REPACK=0 keeps
+// the file's layout): each row's quants apart from its scales, so every block's quants start
+// 16-byte aligned.
 //
 // A GGUF q4_0 / q8_0 row is nb blocks of [d: f16][qs: 16 or 32 bytes], 18 or 34 bytes, so
 // its blocks start only 2-byte aligned and a lane of the decode matvec needs two or three
