@@ -36,8 +36,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 # Every test starts from the defaults (cuBLAS prefill where it loads, programmatic dependent
-# launch, greedy argmax and top-k candidates on the device), whatever the shell running the tests has set; the
-# tests that compare a default with its plain twin set the switch themselves.
+# launch, greedy argmax and top-k candidates on the device, prefill attention on tensor cores,
+# q4_0 / q8_0 in split rows), whatever the shell running the tests has set; the tests that
+# compare a default with its plain twin set the switch themselves.
 DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK",
                     "STRATA_CUDA_ATTN", "STRATA_CUDA_REPACK")
 
