@@ -18,38 +18,32 @@ OUT=${1:?out dir}; shift
 mkdir -p "$OUT"
 B=${LCPP_AVX2:-/tmp/lcpp-avx2}
 if [ "${NATIVE:-0}" = 1 ]; then
-    if [ ! -x "$B/lcpp/build-native/bin/llama-bench" ]; then
+    BUILD=$B/lcpp/build-native TAG=native STRATA_ENV=()
+    if [ ! -x "$BUILD/bin/llama-bench" ]; then
         [ -d "$B/lcpp" ] || { mkdir -p "$B" && tar xJf .device/lcpp.tar.xz -C "$B"; }
         NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-        cmake -S "$B/lcpp" -B "$B/lcpp/build-native" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+        cmake -S "$B/lcpp" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
             -DCMAKE_C_FLAGS="$NO_AMX" -DCMAKE_CXX_FLAGS="$NO_AMX" -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
             -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF \
             > "$OUT/lcpp-build.log"
-        cmake --build "$B/lcpp/build-native" -j2 --target llama-bench >> "$OUT/lcpp-build.log"
+        cmake --build "$BUILD" -j2 --target llama-bench >> "$OUT/lcpp-build.log"
     fi
-    for f in "$@"; do
-        "$B/lcpp/build-native/bin/llama-bench" -m "$f" -t 2 -p 512 -n 128 -r 3 -o jsonl >> "$OUT/llama-bench-native.jsonl" 2>> "$OUT/llama-bench.err"
-        if [ "${DEPTH:-0}" -gt 0 ]; then
-            "$B/lcpp/build-native/bin/llama-bench" -m "$f" -t 2 -p 0 -n 128 -d "$DEPTH" -r 3 -o jsonl >> "$OUT/llama-bench-native.jsonl" 2>> "$OUT/llama-bench.err"
-        fi
-    done
-    python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 --depth "${DEPTH:-0}" > "$OUT/strata-native.jsonl"
-    python3 benchmarks/cuda_summary.py "$OUT"
-    exit 0
-fi
-if [ ! -x "$B/lcpp/build/bin/llama-bench" ]; then
-    rm -rf "$B" && mkdir -p "$B" && tar xJf .device/lcpp.tar.xz -C "$B"
-    cmake -S "$B/lcpp" -B "$B/lcpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
-        -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_CUDA=OFF \
-        -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF > "$OUT/lcpp-build.log"
-    cmake --build "$B/lcpp/build" -j2 --target llama-bench >> "$OUT/lcpp-build.log"
+else
+    BUILD=$B/lcpp/build TAG=avx2 STRATA_ENV=(--env STRATA_CPU_ISA=avx2)
+    if [ ! -x "$BUILD/bin/llama-bench" ]; then
+        rm -rf "$B" && mkdir -p "$B" && tar xJf .device/lcpp.tar.xz -C "$B"
+        cmake -S "$B/lcpp" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+            -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_CUDA=OFF \
+            -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+            -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF > "$OUT/lcpp-build.log"
+        cmake --build "$BUILD" -j2 --target llama-bench >> "$OUT/lcpp-build.log"
+    fi
 fi
 for f in "$@"; do
-    "$B/lcpp/build/bin/llama-bench" -m "$f" -t 2 -p 512 -n 128 -r 3 -o jsonl >> "$OUT/llama-bench-avx2.jsonl" 2>> "$OUT/llama-bench.err"
+    "$BUILD/bin/llama-bench" -m "$f" -t 2 -p 512 -n 128 -r 3 -o jsonl >> "$OUT/llama-bench-$TAG.jsonl" 2>> "$OUT/llama-bench.err"
     if [ "${DEPTH:-0}" -gt 0 ]; then
-        "$B/lcpp/build/bin/llama-bench" -m "$f" -t 2 -p 0 -n 128 -d "$DEPTH" -r 3 -o jsonl >> "$OUT/llama-bench-avx2.jsonl" 2>> "$OUT/llama-bench.err"
+        "$BUILD/bin/llama-bench" -m "$f" -t 2 -p 0 -n 128 -d "$DEPTH" -r 3 -o jsonl >> "$OUT/llama-bench-$TAG.jsonl" 2>> "$OUT/llama-bench.err"
     fi
 done
-python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 --depth "${DEPTH:-0}" --env STRATA_CPU_ISA=avx2 > "$OUT/strata-avx2.jsonl"
+python3 benchmarks/cuda_bench.py "$@" --backend cpu --repeats 3 --depth "${DEPTH:-0}" "${STRATA_ENV[@]}" > "$OUT/strata-$TAG.jsonl"
 python3 benchmarks/cuda_summary.py "$OUT"

@@ -528,9 +528,12 @@ private:
                 if (v >= 0 && values[v].kind == ValueKind::Weight && !(n.op == Op::MatMul && k == 1))
                     ok[values[v].weight] = 0;
             }
-        for (size_t i = 0; i < weights.size(); ++i)
-            for (size_t j = 0; j < weights.size(); ++j)
-                if (weight_offset[j] == weight_offset[i] && !ok[j]) ok[i] = 0;
+        std::map<int64_t, uint8_t> range_ok;  // per device range: every weight on it may be split
+        for (size_t i = 0; i < weights.size(); ++i) {
+            const auto [it, first] = range_ok.emplace(weight_offset[i], ok[i]);
+            if (!first) it->second &= ok[i];
+        }
+        for (size_t i = 0; i < weights.size(); ++i) ok[i] = range_ok[weight_offset[i]];
         return ok;
     }
 

@@ -24,10 +24,8 @@ __global__ void split_rows_kernel(uint8_t* __restrict__ w, int64_t row_bytes, in
 void launch_split_rows(DType t, uint8_t* w, int64_t rows, int64_t K, cudaStream_t s) {
     const int qs = split_qs_bytes(t);
     const int64_t nb = K / 32, row_bytes = nb * (qs + 2);
-    for (int64_t r0 = 0; r0 < rows; r0 += INT32_MAX) {  // grid.x is at most 2^31 - 1
-        const int64_t n = std::min<int64_t>(rows - r0, INT32_MAX);
-        split_rows_kernel<<<(unsigned)n, 256, (size_t)row_bytes, s>>>(w + r0 * row_bytes, row_bytes, nb, qs);
-    }
+    // One block per row: grid.x allows 2^31 - 1, far more rows than any weight has.
+    split_rows_kernel<<<(unsigned)rows, 256, (size_t)row_bytes, s>>>(w, row_bytes, nb, qs);
 }
 
 }  // namespace strata::cuda
