@@ -451,9 +451,30 @@ def attention_both(seed, T, n_head, n_kv, hd, window, softcap, chunks, n_ctx, mo
 
 @pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", ATTN_CASES)
 @pytest.mark.parametrize("chunks", [[13], [1] * 13, [5, 1, 7]])
-@pytest.mark.parametrize("n_ctx", [256, 4096])  # 4096: decode splits the keys (16 splits)
+@pytest.mark.parametrize("n_ctx", [256, 4096])  # decode: 16 / 32 splits, one in use (<= 13 keys)
 def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx):
     attention_both(5, 13, n_head, n_kv, hd, window, softcap, chunks, n_ctx)
+
+
+DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, key_split)
+    "by-position": {},  # ceil(keys / 16) of 32 splits: 3 at the first decode step, 7 at the last
+    "few-keys": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},  # 32 splits of ~4 keys, the last ones empty
+    "fixed": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "0", "STRATA_CUDA_ATTN_SPLITS": "7"},  # 7 at every step
+    "one": {"STRATA_CUDA_ATTN_SPLITS": "1"},  # no merge: the output written directly
+}
+
+
+@pytest.mark.parametrize("split", list(DECODE_SPLITS))
+@pytest.mark.parametrize("n_head,n_kv,hd,window,softcap", [(8, 2, 64, 0, 0.0), (4, 1, 128, 37, 0.0),
+                                                           (4, 2, 16, 0, 3.0), (3, 1, 80, 0, 0.0)])
+def test_decode_attention_splits_against_cpu(monkeypatch, split, n_head, n_kv, hd, window, softcap):
+    """70 decode steps after a 40-row prefill: the splits in use change every 16 positions
+    (and stop growing under a 37-key window), splits come out empty, the merge reads only the
+    splits written; every way agrees with the CPU to float rounding."""
+    for k, v in DECODE_SPLITS[split].items():
+        monkeypatch.setenv(k, v)
+    attention_both(9, 110, n_head, n_kv, hd, window, softcap, [40] + [1] * 70, 4096, monkeypatch, "f32",
+                   n_batch=40)
 
 
 @pytest.mark.parametrize("kernel", ATTN_KERNELS)
@@ -619,6 +640,13 @@ def test_mini_llama_graph_replay_equals_direct_launches(monkeypatch):
 
 
 # ---- decode fusions (STRATA_CUDA_FUSE): the same bytes as the unfused launches -------------
+def one_split_at_256(monkeypatch, n_ctx: int) -> None:
+    """n_ctx 256 runs decode attention on one split (its output written without the merge
+    kernel, the output quantized by its own launch); 2048 on the split-and-merge path."""
+    if n_ctx == 256:
+        monkeypatch.setenv("STRATA_CUDA_ATTN_SPLITS", "1")
+
+
 # One type per role where the fused q/k/v and gate/up launches need it (the mixed MINI_TYPES
 # fuse only the norms, glu, merge and rope): Q4_0 and Q8_0 on the wide kernel's default
 # path, Q4_K with a Q6_K v and down (as Q4_K_M files have), F16 on its f32 path.
@@ -632,12 +660,13 @@ FUSE_TYPES = {
 }
 
 
-@pytest.mark.parametrize("n_ctx", [256, 2048])  # 2048: 8 decode splits, the merge quantizes
+@pytest.mark.parametrize("n_ctx", [256, 2048])  # 256: one decode split; 2048: 32, 3 in use, merged
 @pytest.mark.parametrize("types", list(FUSE_TYPES))
 def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n_ctx):
     """Fused decode steps (norm + quantize, add + norm, glu / merge + quantize, rope + KV append,
     q/k/v and gate/up in one launch) compute every value as the unfused launches do: the logits of every decode step are equal
     bit for bit, and as close to float64 as the CPU's."""
+    one_split_at_256(monkeypatch, n_ctx)
     h, out, params = mini_llama(2, FUSE_TYPES[types])
     fused = h.run(out, N_MINI, backend="cuda", n_ctx=n_ctx, chunks=DECODE)
     unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"},
@@ -940,13 +969,14 @@ PDL_ENVS = {
 }
 
 
-@pytest.mark.parametrize("n_ctx", [256, 2048])  # 2048: 8 decode splits and the merge kernel
+@pytest.mark.parametrize("n_ctx", [256, 2048])  # 256: one decode split; 2048: 32, 3 in use, merged
 @pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
 @pytest.mark.parametrize("env", list(PDL_ENVS))
 def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
     """Decode steps launched as programmatic dependents (each kernel waits for the one before
     it before touching memory) give the logits of plain launches bit for bit, over a prefill
     and decode steps, with graphs (captured programmatic edges) and without, fused and not."""
+    one_split_at_256(monkeypatch, n_ctx)
     h, out, _ = mini_llama(8, FUSE_TYPES[types])
     base = PDL_ENVS[env]
 

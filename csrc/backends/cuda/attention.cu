@@ -9,7 +9,8 @@
 // 64 c, c < NC), every key's dot is a warp all-reduce, and the softmax is online (running
 // max and sum, rescaling the accumulator), four keys per round for memory parallelism. A
 // block's 4 warps are 4 consecutive heads of one row, which share KV heads under GQA.
-// Decode (one row) splits the keys over n_split warps (flash-decoding) and a second kernel
+// Decode (one row) splits the keys over up to n_split warps (flash-decoding; as many as
+// stretches of a.split_keys keys need, so the count follows the position) and a second kernel
 // merges the partial results; prefill runs one split and writes the output directly, on
 // tensor cores for head_dim 64 / 128 without soft-cap (attention_mma.cuh; STRATA_CUDA_ATTN=f32
 // or a soft-cap: f32 tiles of 32 query rows x 32 keys for those head sizes).
@@ -35,6 +36,23 @@ __global__ void kv_append_kernel(const float* __restrict__ k, const float* __res
         kc[dst] = __float2half_rn(k[i]);
         vc[dst] = __float2half_rn(v[i]);
     }
+}
+
+// The keys row position `pos` sees, [lo, lo + len), and how decode cuts them: `used` splits
+// of `chunk` keys (the last may be shorter or empty). Both kernels of a decode step compute it
+// from the same position, so the merge reads exactly the splits that were written. Measured on
+// the H100 (cuda_notes.md round 9): a fixed count cut short caches into slivers whose fixed
+// costs outweighed the parallelism, and left long ones with too few splits.
+struct KeySplit {
+    int lo, len, used, chunk;
+};
+__device__ __forceinline__ KeySplit key_split(const AttnArgs& a, int pos, int n_split) {
+    KeySplit k;
+    k.lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
+    k.len = pos - k.lo + 1;
+    k.used = a.split_keys > 0 ? min(n_split, (k.len + a.split_keys - 1) / a.split_keys) : n_split;
+    k.chunk = (k.len + k.used - 1) / k.used;
+    return k;
 }
 
 // The merge of one (row, head)'s split results pp (n_split x (m, l, head_dim values)) into
@@ -79,11 +97,10 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     const int cap = (int)a.capacity;
 
     const int pos = sp->n_past + t;
-    const int lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
-    const int len = pos - lo + 1;
-    const int chunk = (len + n_split - 1) / n_split;
-    const int j0 = lo + z * chunk;
-    const int j1 = min(pos + 1, j0 + chunk);
+    const KeySplit ks = key_split(a, pos, n_split);
+    if (z >= ks.used) return;  // the merge reads only the splits in use
+    const int j0 = ks.lo + z * ks.chunk;
+    const int j1 = min(pos + 1, j0 + ks.chunk);
 
     const int64_t koff = (int64_t)(h / (a.n_head / a.n_head_kv)) * hd;
     const float* qp = q + (int64_t)t * qw + (int64_t)h * hd;
@@ -105,6 +122,17 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
             off[u] = (int64_t)r * kvw + koff;
             r = r + 1 == cap ? 0 : r + 1;
         }
+        // The four keys' K and V rows are loaded before any use: the round waits on memory
+        // once, not once for K and again for V after the dot products' shuffles.
+        __half2 kh[4][NC], vh[4][NC];
+#pragma unroll
+        for (int u = 0; u < 4; ++u)
+#pragma unroll
+            for (int c = 0; c < NC; ++c) {
+                const int d = 2 * lane + 64 * c;
+                kh[u][c] = d < hd ? *(const __half2*)(kc + off[u] + d) : __half2{};
+                vh[u][c] = d < hd ? *(const __half2*)(vc + off[u] + d) : __half2{};
+            }
         float dot[4];
 #pragma unroll
         for (int u = 0; u < 4; ++u) {
@@ -113,7 +141,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
             for (int c = 0; c < NC; ++c) {
                 const int d = 2 * lane + 64 * c;
                 if (d < hd) {
-                    const float2 kf = __half22float2(*(const __half2*)(kc + off[u] + d));
+                    const float2 kf = __half22float2(kh[u][c]);
                     dot[u] += qv[c].x * kf.x + qv[c].y * kf.y;
                 }
             }
@@ -141,7 +169,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
                 float2 o2 = make_float2(acc[c].x * corr, acc[c].y * corr);
 #pragma unroll
                 for (int u = 0; u < 4; ++u) {
-                    const float2 vf = __half22float2(*(const __half2*)(vc + off[u] + d));
+                    const float2 vf = __half22float2(vh[u][c]);
                     o2.x = fmaf(p[u], vf.x, o2.x);
                     o2.y = fmaf(p[u], vf.y, o2.y);
                 }
@@ -207,11 +235,12 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 
 // One block per (row, head); with q8 (decode, head_dim % 32 == 0) the output is quantized too.
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
-                                       float* __restrict__ out, ActQ8 q8) {
+                                       float* __restrict__ out, ActQ8 q8, const StepParams* __restrict__ sp) {
     pdl_begin();
     const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
+    const int used = key_split(a, sp->n_past + t, n_split).used;
     const int64_t o = (int64_t)t * a.n_head * hd + (int64_t)h * hd;
-    merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), n_split, hd, out + o, threadIdx.x,
+    merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), used, hd, out + o, threadIdx.x,
                blockDim.x, q8, o >> 5);
 }
 
@@ -435,7 +464,7 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
         launch_kernel(attention_kernel<4>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     if (n_split > 1)
         launch_kernel(attention_merge_kernel, dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s, a, n_split, partial,
-                      out, q8);
+                      out, q8, sp);
 }
 
 }  // namespace strata::cuda

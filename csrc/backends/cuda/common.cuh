@@ -187,13 +187,18 @@ struct AttnArgs {
     int64_t capacity;    // cache rows (position p lives in row p % capacity)
     float scale, softcap;
     PrefillAttn prefill = PrefillAttn::Mma;
+    // Decode: the fewest keys a split takes (STRATA_CUDA_ATTN_SPLIT_KEYS). A row that sees
+    // len keys uses ceil(len / split_keys) of the n_split splits, at most all; 0: all of them
+    // whatever the length (the keys cut into n_split equal stretches).
+    int32_t split_keys = 16;
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,
                       int64_t rows, const StepParams* sp, Launch s);
 // out = softmax(scale * q k^T) v over each row's visible cache positions. With n_split > 1
-// each (row, head) is split over that many stretches of keys, written to `partial`
-// (rows * n_head * n_split * (head_dim + 2) floats) and merged by a second kernel.
+// each (row, head) is split over up to that many stretches of keys (a.split_keys says how
+// many a row's length uses), written to `partial` (rows * n_head * n_split * (head_dim + 2)
+// floats) and merged by a second kernel.
 // With q8 given (q8.q not null; decode, n_split > 1, head_dim % 32 == 0) the merge kernel
 // also quantizes the output into it, as launch_quantize_q8 would.
 bool attention_supported(int32_t head_dim);

@@ -25,7 +25,11 @@
 //   STRATA_CUDA_MATVEC=wide   the wide kernel for every type it serves (also q4_1, q5_0, q5_1,
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
-//   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys (default from n_ctx)
+//   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
+//                             for n_ctx keys in stretches of STRATA_CUDA_ATTN_SPLIT_KEYS, <= 32)
+//   STRATA_CUDA_ATTN_SPLIT_KEYS=n  the fewest keys a decode split takes (default 16): a step
+//                             uses as many splits as its position needs; =0: every split at
+//                             every position, n_ctx / 256 of them (the count before round 9)
 //   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles (attention.cu), =rows: on the
 //                             one-warp-per-row kernel; default: on tensor cores where the head
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
@@ -173,6 +177,7 @@ public:
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
+        split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", 16));
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
@@ -247,7 +252,10 @@ public:
                     gemm_halves = std::max(gemm_halves, gemm_f16_scratch_halves(w.type, w.width, w.rows, plan.max_rows));
             }
         }
-        decode_splits_ = forced_splits_ > 0 ? forced_splits_ : (int)std::clamp<int64_t>(n_ctx / 256, 1, 32);
+        // Enough splits for a full context; a step uses those its position needs (attention.cu).
+        decode_splits_ = forced_splits_ > 0 ? forced_splits_
+                         : split_keys_ > 0  ? (int)std::clamp<int64_t>(ceil_div(n_ctx, split_keys_), 1, 32)
+                                            : (int)std::clamp<int64_t>(n_ctx / 256, 1, 32);
         decode_splits_ = std::min(decode_splits_, 64);
 
         // Weights: each unique file range once, at a 256-byte aligned offset.
@@ -858,7 +866,7 @@ private:
                 case Op::Attention: {
                     const KvSlot& s = kv_slots_[n.p.kv_slot];
                     AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
-                               n.p.softcap, prefill_attn_};
+                               n.p.softcap, prefill_attn_, split_keys_};
                     if (!(d && d->appended)) {
                         launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, L());
                         after_launch((int)i, "kv append");
@@ -927,7 +935,7 @@ private:
     bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
-    int forced_splits_ = 0, decode_splits_ = 1;
+    int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = 16;
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;
