@@ -122,12 +122,15 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     }
     float m = -INFINITY, l = 0.0f;
 
-    int j = j0;
     int r = j0 < j1 ? j0 % cap : 0;  // cache row of position j
-    for (; j + KR <= j1; j += KR) {
+    // Rounds of KR keys; in the last one the keys from j1 on are masked (not loaded, probability
+    // 0), so a split of n keys waits on memory ceil(n / KR) times.
+    for (int j = j0; j < j1; j += KR) {
         int64_t off[KR];
+        bool ok[KR];
 #pragma unroll
         for (int u = 0; u < KR; ++u) {
+            ok[u] = j + u < j1;
             off[u] = (int64_t)r * kvw + koff;
             r = r + 1 == cap ? 0 : r + 1;
         }
@@ -139,8 +142,8 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 #pragma unroll
             for (int c = 0; c < NC; ++c) {
                 const int d = 2 * lane + 64 * c;
-                kh[u][c] = d < hd ? *(const __half2*)(kc + off[u] + d) : __half2{};
-                vh[u][c] = d < hd ? *(const __half2*)(vc + off[u] + d) : __half2{};
+                kh[u][c] = ok[u] && d < hd ? *(const __half2*)(kc + off[u] + d) : __half2{};
+                vh[u][c] = ok[u] && d < hd ? *(const __half2*)(vc + off[u] + d) : __half2{};
             }
         float dot[KR];
 #pragma unroll
@@ -164,6 +167,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
         for (int u = 0; u < KR; ++u) {
             s[u] = a.scale * dot[u];
             if (a.softcap > 0.0f) s[u] = a.softcap * tanhf(s[u] / a.softcap);
+            if (!ok[u]) s[u] = -INFINITY;  // p = 0; the round's first key is always in range
             mn = fmaxf(mn, s[u]);
         }
         const float corr = expf(m - mn);  // 0 while m is -inf
@@ -187,36 +191,6 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
         }
         m = mn;
     }
-    for (; j < j1; ++j) {
-        const int64_t off = (int64_t)r * kvw + koff;
-        r = r + 1 == cap ? 0 : r + 1;
-        float dot = 0.0f;
-#pragma unroll
-        for (int c = 0; c < NC; ++c) {
-            const int d = 2 * lane + 64 * c;
-            if (d < hd) {
-                const float2 kf = __half22float2(*(const __half2*)(kc + off + d));
-                dot += qv[c].x * kf.x + qv[c].y * kf.y;
-            }
-        }
-        dot = warp_sum(dot);
-        float s = a.scale * dot;
-        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        const float mn = fmaxf(m, s);
-        const float corr = expf(m - mn), p = expf(s - mn);
-        l = l * corr + p;
-#pragma unroll
-        for (int c = 0; c < NC; ++c) {
-            const int d = 2 * lane + 64 * c;
-            if (d < hd) {
-                const float2 vf = __half22float2(*(const __half2*)(vc + off + d));
-                acc[c].x = fmaf(p, vf.x, acc[c].x * corr);
-                acc[c].y = fmaf(p, vf.y, acc[c].y * corr);
-            }
-        }
-        m = mn;
-    }
-
     if (n_split == 1) {
         const float inv = 1.0f / l;  // l >= 1: the row sees at least its own position
         float* op = out + (int64_t)t * qw + (int64_t)h * hd;
@@ -433,15 +407,7 @@ __global__ void __launch_bounds__(128)
                                     gridDim.x - 1 - blockIdx.x, blockIdx.y);
 }
 
-}  // namespace
-
-void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc, int64_t rows,
-                      const StepParams* sp, Launch s) {
-    const int64_t kvw = (int64_t)a.n_head_kv * a.head_dim, n = rows * kvw;
-    const unsigned blocks = (unsigned)std::min<int64_t>(ceil_div(n, 256), 65535);
-    launch_kernel(kv_append_kernel, blocks, 256, 0, s, k, v, kc, vc, n, kvw, a.capacity, sp);
-}
-
+// The one-warp-per-row kernel for the head size, KR keys a round.
 template <int KR>
 void launch_rows_kernel(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out,
                         float* partial, const StepParams* sp, Launch s, dim3 grid, int threads) {
@@ -451,6 +417,15 @@ void launch_rows_kernel(const AttnArgs& a, const float* q, const __half* kc, con
         launch_kernel(attention_kernel<2, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     else
         launch_kernel(attention_kernel<4, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+}
+
+}  // namespace
+
+void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc, int64_t rows,
+                      const StepParams* sp, Launch s) {
+    const int64_t kvw = (int64_t)a.n_head_kv * a.head_dim, n = rows * kvw;
+    const unsigned blocks = (unsigned)std::min<int64_t>(ceil_div(n, 256), 65535);
+    launch_kernel(kv_append_kernel, blocks, 256, 0, s, k, v, kc, vc, n, kvw, a.capacity, sp);
 }
 
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
@@ -476,7 +451,9 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
     }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
-    if (a.keys_per_round == 8)
+    if (a.keys_per_round == 16)
+        launch_rows_kernel<16>(a, q, kc, vc, out, partial, sp, s, grid, threads);
+    else if (a.keys_per_round == 8)
         launch_rows_kernel<8>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     else
         launch_rows_kernel<4>(a, q, kc, vc, out, partial, sp, s, grid, threads);

@@ -30,7 +30,7 @@
 //   STRATA_CUDA_ATTN_SPLIT_KEYS=n  the fewest keys a decode split takes (default 16): a step
 //                             uses as many splits as its position needs; =0: every split at
 //                             every position, n_ctx / 256 of them (the count before round 9)
-//   STRATA_CUDA_ATTN_ROUND=8  decode attention loads 8 keys a round, not 4 (attention.cu)
+//   STRATA_CUDA_ATTN_ROUND=8|16  decode attention loads 8 or 16 keys a round, not 4
 //   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles (attention.cu), =rows: on the
 //                             one-warp-per-row kernel; default: on tensor cores where the head
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
@@ -179,7 +179,8 @@ public:
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", 16));
-        keys_per_round_ = env_int("STRATA_CUDA_ATTN_ROUND", 4) == 8 ? 8 : 4;
+        keys_per_round_ = env_int("STRATA_CUDA_ATTN_ROUND", 4);
+        if (keys_per_round_ != 8 && keys_per_round_ != 16) keys_per_round_ = 4;
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
