@@ -99,6 +99,32 @@ def test_attention_result_does_not_depend_on_the_step_split(isa, n_head, n_kv):
     np.testing.assert_array_equal(runs[0], runs[2])
 
 
+@pytest.mark.parametrize(
+    "n_head,n_kv,hd,window",
+    # decode by chunks (2 threads): 3 KV heads of 3 heads (SmolLM2's shape), 1 KV head of 4 with
+    # a head_dim tail, a window over 3 chunks; 2 and 6 KV heads stay by heads
+    [(9, 3, 16, 0), (4, 1, 20, 0), (9, 3, 16, 900), (8, 2, 16, 900), (6, 6, 8, 0)],
+)
+@pytest.mark.parametrize("isa", isas())
+def test_attention_past_a_chunk_does_not_depend_on_the_step_split(isa, n_head, n_kv, hd, window):
+    """Past 512 positions decode may give a KV head's chunks of positions to different threads
+    and fold their results: rows 1100..1139 decoded one by one equal, bit for bit, the same
+    rows of one 1140-row step and of steps of 600 + 540, and float64."""
+    rng = np.random.default_rng(10)
+    T = 1140
+    q, k, v = (rng.normal(size=(T, w * hd)).astype(np.float32) for w in (n_head, n_kv, n_kv))
+    runs = []
+    for chunks in ([T], [1100] + [1] * 40, [600, 540]):
+        h = OpHarness()
+        out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head,
+                   n_head_kv=n_kv, head_dim=hd, window=window)
+        runs.append(h.run(out, T, isa=isa, chunks=chunks, n_batch=T, n_ctx=2048))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_array_equal(runs[0], runs[2])
+    ref = ref_attention(q, k, v, n_head, n_kv, hd, window)
+    np.testing.assert_allclose(runs[1][1100:], ref[1100:], rtol=1e-4, atol=1e-5)
+
+
 def test_attention_context_overflow_is_reported_before_work():
     import strata
 

@@ -102,7 +102,7 @@ public:
         }
         // KV cache: one fp16 K and V matrix per attention node; n_ctx rows, or only the
         // window (plus one step) for sliding-window layers.
-        int64_t kv_halfs = 0;
+        int64_t kv_halfs = 0, partial_floats = 0;
         int32_t max_head_dim = 0;
         kv_slots_.assign(g.n_kv_slots(), KvSlot{});
         int64_t kv_bytes = 0, need = 0;
@@ -113,12 +113,15 @@ public:
                     s.width = (int64_t)n.p.n_head_kv * n.p.head_dim;
                     s.capacity = n.p.window > 0 ? std::min<int64_t>(n_ctx, n.p.window + plan.max_rows - 1) : n_ctx;
                     max_head_dim = std::max(max_head_dim, n.p.head_dim);
+                    partial_floats = std::max(partial_floats, attn_partial_floats(n.p.n_head, n.p.head_dim, n_ctx));
                     const int64_t halfs = checked_mul(checked_mul(2, s.capacity, "KV cache"), s.width, "KV cache");
                     kv_halfs = checked_add(kv_halfs, halfs, "KV cache");
                 }
             kv_bytes = checked_mul(kv_halfs, 2, "KV cache");
             const int64_t attn_floats = (int64_t)max_head_dim * kAttnScratchPerDim + kAttnScratchFixed;
-            const int64_t scratch = checked_mul(checked_add(attn_floats, 4096, "scratch"), 4 * (int64_t)pool_.size(), "scratch");
+            const int64_t scratch = checked_add(
+                checked_mul(checked_add(attn_floats, 4096, "scratch"), 4 * (int64_t)pool_.size(), "scratch"),
+                checked_mul(partial_floats, 4, "scratch"), "scratch");
             need = checked_add(checked_add(kv_bytes, scratch, "KV cache"), plan.arena_bytes, "KV cache");
         } catch (const StrataError&) {
             throw StrataError("n_ctx = " + std::to_string(n_ctx) + " needs more than 2^63 bytes of KV cache");
@@ -141,6 +144,7 @@ public:
         const int64_t attn_floats = (int64_t)max_head_dim * kAttnScratchPerDim + kAttnScratchFixed;
         scratch_floats_ = (attn_floats + max_act_width + 63) / 64 * 64;
         scratch_.allocate(checked_mul(scratch_floats_ * 4, pool_.size(), "scratch"), "scratch");
+        attn_partial_.allocate(std::max<int64_t>(partial_floats, 16) * 4, "attention chunk results");
         act_q_.allocate(checked_mul(plan.max_rows, max_act_width * 4 + 64, "activation buffer"), "activation buffer");
         gemm_tile_bytes_ = (max_act_width * kGemmTileBytesPerElement + 4096 + 63) / 64 * 64;
         gemm_tile_.allocate(checked_mul(gemm_tile_bytes_, pool_.size(), "matmul tiles"), "matmul tiles");
@@ -159,6 +163,7 @@ public:
         ex_.kv = kv_slots_.data();
         ex_.scratch = reinterpret_cast<float*>(scratch_.get());
         ex_.scratch_floats = scratch_floats_;
+        ex_.attn_partial = reinterpret_cast<float*>(attn_partial_.get());
         ex_.act_q = act_q_.get();
         ex_.act_q_value = act_q_value_.data();
         ex_.act_q_format = act_q_format_.data();
@@ -248,7 +253,7 @@ private:
     const KernelTable* table_;
     ThreadPool pool_;
     std::vector<Node> nodes_;
-    AlignedBuffer arena_, kv_, scratch_, act_q_, gemm_tile_;
+    AlignedBuffer arena_, kv_, scratch_, attn_partial_, act_q_, gemm_tile_;
     std::vector<uint8_t*> data_;
     std::vector<DType> type_;
     std::vector<int64_t> width_, weight_rows_;

@@ -27,8 +27,16 @@ struct KvSlot {
 // per thread it needs kAttnScratchPerDim floats per head_dim element plus kAttnScratchFixed.
 inline constexpr int32_t kAttnQueryBlock = 24;
 inline constexpr int32_t kAttnKeyTile = 32;
-inline constexpr int32_t kAttnScratchPerDim = 2 * kAttnQueryBlock + 2 * kAttnKeyTile;
+inline constexpr int32_t kAttnScratchPerDim = 3 * kAttnQueryBlock + 2 * kAttnKeyTile;
 inline constexpr int32_t kAttnScratchFixed = kAttnKeyTile * kAttnQueryBlock;
+// Positions [k C, (k + 1) C) form chunk k (C = kAttnChunk, a multiple of the key tile): each
+// query's softmax runs per chunk and the chunks' results are folded in order, so decode can
+// give a long cache's chunks to different threads and still match prefill bit for bit. The
+// threads' chunk results meet in a shared buffer of attn_partial_floats(...) floats.
+inline constexpr int32_t kAttnChunk = 512;
+inline int64_t attn_partial_floats(int32_t n_head, int32_t head_dim, int64_t n_ctx) {
+    return (int64_t)n_head * (head_dim + 2) * ((n_ctx + kAttnChunk - 1) / kAttnChunk);
+}
 
 // Activation formats for integer dot products (which one a weight type wants): none (fp32),
 // 8-bit per 32 elements (quants::block_q8_act), 8-bit per 256 (quants::block_q8_256), and
@@ -67,6 +75,7 @@ struct Exec {
 
     float* scratch;            // per thread: scratch_floats floats each
     int64_t scratch_floats;
+    float* attn_partial;       // shared: decode attention's per-chunk results (kAttnChunk)
     uint8_t* act_q;            // quantized copy of a matmul input, shared by all threads
     int32_t* act_q_value;      // per thread: which value act_q holds (-1: none)
     int32_t* act_q_format;     // per thread: in which format

@@ -14,6 +14,12 @@
 // tiles are aligned to absolute positions, and masked positions add exact zeros. So a
 // token gives bit-identical results in prefill and in decode (one query per head), and a
 // cached prompt continues exactly as an uncached one.
+//
+// Positions also fall into chunks of kAttnChunk (exec.h): the online softmax restarts at
+// each chunk and the chunks' results are folded in order (fold_chunk). A prefill block folds
+// as it walks; a decode step over a long cache may give the chunks to different threads
+// (each writes its chunk's result to ex.attn_partial) and fold them after a barrier, which
+// gives the same bits, since both fold the same chunk results in the same order.
 #include <float.h>
 
 #include "kernel_common.h"
@@ -57,12 +63,30 @@ static inline int64_t window_start(const Node& n, int64_t pos) {
 // A block has nq <= QB queries, column c of the score tile; the softmax runs on ncol >= nq
 // columns (whole SIMD vectors; the extra ones hold zeros and copy the last query's
 // positions, and are never stored). Scratch layouts (floats): q [QB][hd] the queries
-// scaled, o [QB][hd] accumulators, kf and vf [KT][hd] a tile of K and V, s [KT][QB] scores,
-// then probabilities.
+// scaled, o [QB][hd] accumulators of the current chunk, acc [QB][hd] the folded chunks, kf
+// and vf [KT][hd] a tile of K and V, s [KT][QB] scores, then probabilities.
 
 struct BlockScratch {
-    float *q, *o, *kf, *vf, *s;
+    float *q, *o, *acc, *kf, *vf, *s;
 };
+
+// Folds one chunk's softmax result (its max m, sum l, unnormalised outputs o) into a query's
+// running result (M, L, acc). Explicit fmaf and a skipped zero weight, so the bits are the
+// same wherever it is inlined and an empty chunk (l = 0, o = 0, m = -FLT_MAX) changes
+// nothing: a prefill block folds the empty chunks before a query's window and after its
+// position that a decode step never visits.
+static inline void fold_chunk(float& M, float& L, float* acc, float m, float l, const float* o, int32_t hd) {
+    const float Mn = fmaxf(M, m);
+    const float a = expf(M - Mn), b = expf(m - Mn);
+    if (b == 0.0f || l == 0.0f) {
+        L *= a;
+        for (int32_t d = 0; d < hd; ++d) acc[d] *= a;
+    } else {
+        L = fmaf(l, b, L * a);
+        for (int32_t d = 0; d < hd; ++d) acc[d] = fmaf(o[d], b, acc[d] * a);
+    }
+    M = Mn;
+}
 
 // Rows j0 .. j0 + n - 1 (positions, wrapped into the ring) of one KV head, fp16 -> fp32.
 static void load_tile(const uint16_t* cache, const KvSlot& kv, int64_t koff, int64_t j0, int32_t n, int32_t hd,
@@ -253,10 +277,20 @@ static void accumulate_pv(const float* s, const float* vf, float* o, int32_t n, 
 #endif
 }
 
+// A query's output: its folded outputs over their folded sum (>= 1: it sees its own position).
+static inline void write_normalised(float* out, const float* acc, float L, int32_t hd) {
+    const float inv = 1.0f / L;
+    for (int32_t d = 0; d < hd; ++d) out[d] = acc[d] * inv;
+}
+
 // Heads [h0, h0 + nh) of KV head kvh for tokens [t0, t0 + nt); query c is token c / nh,
-// head c % nh.
+// head c % nh. With `chunk` >= 0 (decode, nt = 1) only positions of that chunk, whose
+// result each head writes raw to `partial` (m, l, then o: head_dim + 2 floats, chunk after
+// chunk per head) for attend_by_chunks to fold; else every position, folded, normalised
+// into O.
 static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, int32_t kvh, int64_t t0,
-                      int32_t nt, int32_t h0, int32_t nh, const BlockScratch& w) {
+                      int32_t nt, int32_t h0, int32_t nh, const BlockScratch& w, int64_t chunk = -1,
+                      float* partial = nullptr) {
     const KvSlot& kv = ex.kv[n.p.kv_slot];
     const int32_t hd = n.p.head_dim;
     const int64_t qw = (int64_t)n.p.n_head * hd, koff = (int64_t)kvh * hd;
@@ -266,7 +300,7 @@ static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, i
 #else
     const int32_t ncol = nq;
 #endif
-    float m[QB], l[QB], alpha[QB];
+    float m[QB], l[QB], alpha[QB], M[QB], L[QB];
     int64_t pos[QB], lo[QB];
     for (int32_t c = 0; c < ncol; ++c) {
         const int32_t qc = c < nq ? c : nq - 1;
@@ -275,20 +309,35 @@ static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, i
         lo[c] = window_start(n, pos[c]);
         // Finite, so that a query whose positions all lie in later tiles gets e^0 = 1 as
         // alpha and e^-inf = 0 for its masked scores until then.
-        m[c] = -FLT_MAX;
-        l[c] = 0.0f;
+        m[c] = M[c] = -FLT_MAX;
+        l[c] = L[c] = 0.0f;
         if (c == qc) {
             const float* q = Q + t * qw + (int64_t)(h0 + c % nh) * hd;
             for (int32_t d = 0; d < hd; ++d) w.q[(int64_t)c * hd + d] = n.p.attn_scale * q[d];
             for (int32_t d = 0; d < hd; ++d) w.o[(int64_t)c * hd + d] = 0.0f;
+            for (int32_t d = 0; d < hd; ++d) w.acc[(int64_t)c * hd + d] = 0.0f;
         }
     }
+    // The current chunk's result folded into the running one, and the chunk restarted.
+    auto fold = [&]() {
+        for (int32_t c = 0; c < nq; ++c) {
+            fold_chunk(M[c], L[c], w.acc + (int64_t)c * hd, m[c], l[c], w.o + (int64_t)c * hd, hd);
+            for (int32_t d = 0; d < hd; ++d) w.o[(int64_t)c * hd + d] = 0.0f;
+        }
+        for (int32_t c = 0; c < ncol; ++c) {
+            m[c] = -FLT_MAX;
+            l[c] = 0.0f;
+        }
+    };
     // Positions grow with c: the first token sees the fewest late ones, the last the fewest early.
     const int64_t first_pos = ex.n_past + t0, last_pos = first_pos + nt - 1;
     const int64_t first_lo = window_start(n, first_pos), last_lo = window_start(n, last_pos);
-    for (int64_t tile = first_lo / KT * KT; tile <= last_pos; tile += KT) {
+    const int64_t start = chunk >= 0 ? max_i64(first_lo, chunk * kAttnChunk) : first_lo;
+    const int64_t end = chunk >= 0 ? min_i64(last_pos, (chunk + 1) * kAttnChunk - 1) : last_pos;
+    for (int64_t tile = start / KT * KT; tile <= end; tile += KT) {
+        if (tile % kAttnChunk == 0 && tile > start) fold();
         const int64_t j0 = max_i64(tile, first_lo);
-        const int32_t tn = (int32_t)(min_i64(tile + KT, last_pos + 1) - j0);
+        const int32_t tn = (int32_t)(min_i64(tile + KT, end + 1) - j0);
         load_tile(kv.k, kv, koff, j0, tn, hd, w.kf);
         tile_scores(w.q, w.kf, w.s, hd, tn, nq, ncol);
         if (n.p.softcap > 0.0f)
@@ -308,11 +357,19 @@ static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, i
         load_tile(kv.v, kv, koff, j0, tn, hd, w.vf);
         accumulate_pv(w.s, w.vf, w.o, tn, nq, hd);
     }
-    for (int32_t c = 0; c < nq; ++c) {
-        float* out = O + (t0 + c / nh) * qw + (int64_t)(h0 + c % nh) * hd;
-        const float inv = 1.0f / l[c];
-        for (int32_t d = 0; d < hd; ++d) out[d] = w.o[(int64_t)c * hd + d] * inv;
+    if (partial) {
+        const int64_t n_chunks = (ex.n_ctx + kAttnChunk - 1) / kAttnChunk;
+        for (int32_t c = 0; c < nq; ++c) {
+            float* p = partial + ((int64_t)(h0 + c) * n_chunks + chunk) * (hd + 2);
+            p[0] = m[c];
+            p[1] = l[c];
+            for (int32_t d = 0; d < hd; ++d) p[2 + d] = w.o[(int64_t)c * hd + d];
+        }
+        return;
     }
+    fold();
+    for (int32_t c = 0; c < nq; ++c)
+        write_normalised(O + (t0 + c / nh) * qw + (int64_t)(h0 + c % nh) * hd, w.acc + (int64_t)c * hd, L[c], hd);
 }
 
 // Blocks per KV head: a group larger than a block is split, and a step with fewer tokens
@@ -332,22 +389,76 @@ static int32_t group_splits(int64_t T, int32_t n_kv, int32_t group, int nth) {
     return best;
 }
 
+// Decode over positions [lo, pos]: whether giving each KV head's chunks to different threads
+// (attend_by_chunks' items, dealt round robin) makes the busiest thread's work smaller than
+// group_splits' blocks over every position, by the same cost measure. SmolLM2 (3 KV heads,
+// 2 threads) after 2048 positions: 2 heads' rows on the busiest thread by heads, 1.5 by chunks.
+static bool decode_by_chunks(int32_t n_kv, int32_t group, int64_t lo, int64_t pos, int nth) {
+    const int64_t first = lo / kAttnChunk, n_chunks = pos / kAttnChunk - first + 1;
+    if (nth < 2 || n_chunks < 2 || n_chunks > 4096) return false;
+    const int32_t s = group_splits(1, n_kv, group, nth), sc = (group + QB - 1) / QB;
+    const int64_t by_heads = ((int64_t)n_kv * s + nth - 1) / nth * (kKvReadCost + (group + s - 1) / s) * (pos - lo + 1);
+    int64_t busiest = 0;
+    for (int t = 0; t < nth; ++t) {
+        int64_t work = 0;
+        for (int64_t i = t; i < (int64_t)n_kv * sc * n_chunks; i += nth) {
+            const int64_t k = first + i % n_chunks;
+            work += min_i64(pos, (k + 1) * kAttnChunk - 1) - max_i64(lo, k * kAttnChunk) + 1;
+        }
+        busiest = max_i64(busiest, work * (kKvReadCost + (group + sc - 1) / sc));
+    }
+    return busiest < by_heads;
+}
+
+// One decode row by chunks: every (KV head, block of its heads, chunk) item writes its chunk's
+// result to ex.attn_partial; after a barrier each head's chunks are folded in order.
+static void attend_by_chunks(Exec& ex, const Node& n, const float* Q, float* O, int ith, int nth,
+                             const BlockScratch& w, int64_t first_chunk, int64_t n_chunks) {
+    const int32_t n_kv = n.p.n_head_kv, hd = n.p.head_dim, group = n.p.n_head / n_kv;
+    const int32_t nsub = (group + QB - 1) / QB, hb = (group + nsub - 1) / nsub;
+    const int64_t n_items = (int64_t)n_kv * nsub * n_chunks;
+    for (int64_t i = ith; i < n_items; i += nth) {
+        const int32_t kvh = (int32_t)(i / (nsub * n_chunks)), sub = (int32_t)(i / n_chunks % nsub);
+        run_block(ex, n, Q, O, kvh, 0, 1, kvh * group + sub * hb, (int32_t)min_i64(hb, group - sub * hb), w,
+                  first_chunk + i % n_chunks, ex.attn_partial);
+    }
+    ex.barrier(ex.pool);
+    const int64_t stride = (ex.n_ctx + kAttnChunk - 1) / kAttnChunk;
+    for (int32_t h = ith; h < n.p.n_head; h += nth) {
+        float M = -FLT_MAX, L = 0.0f;
+        for (int32_t d = 0; d < hd; ++d) w.acc[d] = 0.0f;
+        for (int64_t k = first_chunk; k < first_chunk + n_chunks; ++k) {
+            const float* p = ex.attn_partial + ((int64_t)h * stride + k) * (hd + 2);
+            fold_chunk(M, L, w.acc, p[0], p[1], p + 2, hd);
+        }
+        write_normalised(O + (int64_t)h * hd, w.acc, L, hd);
+    }
+}
+
 static void attend(Exec& ex, const Node& n, const float* Q, float* O, int ith, int nth) {
     const int64_t T = ex.n_rows;
     const int32_t n_kv = n.p.n_head_kv, hd = n.p.head_dim, group = n.p.n_head / n_kv;
-    const int32_t nsub = group_splits(T, n_kv, group, nth), hb = (group + nsub - 1) / nsub;
-    const int64_t units = (int64_t)n_kv * nsub;
-    // As many tokens per block as fit, but at least two blocks per thread in short steps.
-    const int64_t nt = max_i64(1, min_i64(QB / hb, T * units / (2 * nth)));
-    const int64_t n_items = (T + nt - 1) / nt * units;
 
     float* base = ex.scratch + (int64_t)ith * ex.scratch_floats;
     BlockScratch w;
     w.q = base;
     w.o = w.q + (int64_t)QB * hd;
-    w.kf = w.o + (int64_t)QB * hd;
+    w.acc = w.o + (int64_t)QB * hd;
+    w.kf = w.acc + (int64_t)QB * hd;
     w.vf = w.kf + (int64_t)KT * hd;
     w.s = w.vf + (int64_t)KT * hd;
+
+    if (T == 1) {
+        const int64_t lo = window_start(n, ex.n_past), first_chunk = lo / kAttnChunk;
+        if (decode_by_chunks(n_kv, group, lo, ex.n_past, nth))
+            return attend_by_chunks(ex, n, Q, O, ith, nth, w, first_chunk, ex.n_past / kAttnChunk - first_chunk + 1);
+    }
+
+    const int32_t nsub = group_splits(T, n_kv, group, nth), hb = (group + nsub - 1) / nsub;
+    const int64_t units = (int64_t)n_kv * nsub;
+    // As many tokens per block as fit, but at least two blocks per thread in short steps.
+    const int64_t nt = max_i64(1, min_i64(QB / hb, T * units / (2 * nth)));
+    const int64_t n_items = (T + nt - 1) / nt * units;
 
     // Later tokens see more positions, so items are dealt out in a snake order (threads
     // 0 .. nth-1, then nth-1 .. 0, ...) to even out the work.
