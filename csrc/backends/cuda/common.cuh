@@ -181,6 +181,9 @@ void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, cons
 // next.
 enum class PrefillAttn : int32_t { Mma, F32Tiles, Rows };
 
+// Decode attention: the fewest keys a split takes by default (STRATA_CUDA_ATTN_SPLIT_KEYS).
+inline constexpr int32_t kDecodeSplitKeys = 16;
+
 struct AttnArgs {
     int32_t n_head, n_head_kv, head_dim;
     int32_t window;      // 0 = full causal
@@ -190,7 +193,7 @@ struct AttnArgs {
     // Decode: the fewest keys a split takes (STRATA_CUDA_ATTN_SPLIT_KEYS). A row that sees
     // len keys uses ceil(len / split_keys) of the n_split splits, at most all; 0: all of them
     // whatever the length (the keys cut into n_split equal stretches).
-    int32_t split_keys = 16;
+    int32_t split_keys = kDecodeSplitKeys;
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,

@@ -177,7 +177,7 @@ public:
         matvec_.num_sms = props_.multiProcessorCount;
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
-        split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", 16));
+        split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", kDecodeSplitKeys));
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
@@ -935,7 +935,7 @@ private:
     bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
-    int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = 16;
+    int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys;
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;

@@ -277,6 +277,12 @@ static void accumulate_pv(const float* s, const float* vf, float* o, int32_t n, 
 #endif
 }
 
+// Where decode by chunks keeps head h's result for chunk k: m, l, then head_dim outputs,
+// every chunk of n_ctx per head (exec.h, attn_partial_floats).
+static inline float* chunk_result(const Exec& ex, int32_t h, int64_t k, int32_t hd) {
+    return ex.attn_partial + ((int64_t)h * ((ex.n_ctx + kAttnChunk - 1) / kAttnChunk) + k) * (hd + 2);
+}
+
 // A query's output: its folded outputs over their folded sum (>= 1: it sees its own position).
 static inline void write_normalised(float* out, const float* acc, float L, int32_t hd) {
     const float inv = 1.0f / L;
@@ -285,12 +291,10 @@ static inline void write_normalised(float* out, const float* acc, float L, int32
 
 // Heads [h0, h0 + nh) of KV head kvh for tokens [t0, t0 + nt); query c is token c / nh,
 // head c % nh. With `chunk` >= 0 (decode, nt = 1) only positions of that chunk, whose
-// result each head writes raw to `partial` (m, l, then o: head_dim + 2 floats, chunk after
-// chunk per head) for attend_by_chunks to fold; else every position, folded, normalised
-// into O.
+// result each head writes raw to its chunk_result for attend_by_chunks to fold; else every
+// position, folded, normalised into O.
 static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, int32_t kvh, int64_t t0,
-                      int32_t nt, int32_t h0, int32_t nh, const BlockScratch& w, int64_t chunk = -1,
-                      float* partial = nullptr) {
+                      int32_t nt, int32_t h0, int32_t nh, const BlockScratch& w, int64_t chunk = -1) {
     const KvSlot& kv = ex.kv[n.p.kv_slot];
     const int32_t hd = n.p.head_dim;
     const int64_t qw = (int64_t)n.p.n_head * hd, koff = (int64_t)kvh * hd;
@@ -357,10 +361,9 @@ static void run_block(const Exec& ex, const Node& n, const float* Q, float* O, i
         load_tile(kv.v, kv, koff, j0, tn, hd, w.vf);
         accumulate_pv(w.s, w.vf, w.o, tn, nq, hd);
     }
-    if (partial) {
-        const int64_t n_chunks = (ex.n_ctx + kAttnChunk - 1) / kAttnChunk;
+    if (chunk >= 0) {
         for (int32_t c = 0; c < nq; ++c) {
-            float* p = partial + ((int64_t)(h0 + c) * n_chunks + chunk) * (hd + 2);
+            float* p = chunk_result(ex, h0 + c, chunk, hd);
             p[0] = m[c];
             p[1] = l[c];
             for (int32_t d = 0; d < hd; ++d) p[2 + d] = w.o[(int64_t)c * hd + d];
@@ -411,7 +414,7 @@ static bool decode_by_chunks(int32_t n_kv, int32_t group, int64_t lo, int64_t po
 }
 
 // One decode row by chunks: every (KV head, block of its heads, chunk) item writes its chunk's
-// result to ex.attn_partial; after a barrier each head's chunks are folded in order.
+// results (chunk_result); after a barrier each head's chunks are folded in order.
 static void attend_by_chunks(Exec& ex, const Node& n, const float* Q, float* O, int ith, int nth,
                              const BlockScratch& w, int64_t first_chunk, int64_t n_chunks) {
     const int32_t n_kv = n.p.n_head_kv, hd = n.p.head_dim, group = n.p.n_head / n_kv;
@@ -420,15 +423,14 @@ static void attend_by_chunks(Exec& ex, const Node& n, const float* Q, float* O, 
     for (int64_t i = ith; i < n_items; i += nth) {
         const int32_t kvh = (int32_t)(i / (nsub * n_chunks)), sub = (int32_t)(i / n_chunks % nsub);
         run_block(ex, n, Q, O, kvh, 0, 1, kvh * group + sub * hb, (int32_t)min_i64(hb, group - sub * hb), w,
-                  first_chunk + i % n_chunks, ex.attn_partial);
+                  first_chunk + i % n_chunks);
     }
     ex.barrier(ex.pool);
-    const int64_t stride = (ex.n_ctx + kAttnChunk - 1) / kAttnChunk;
     for (int32_t h = ith; h < n.p.n_head; h += nth) {
         float M = -FLT_MAX, L = 0.0f;
         for (int32_t d = 0; d < hd; ++d) w.acc[d] = 0.0f;
         for (int64_t k = first_chunk; k < first_chunk + n_chunks; ++k) {
-            const float* p = ex.attn_partial + ((int64_t)h * stride + k) * (hd + 2);
+            const float* p = chunk_result(ex, h, k, hd);
             fold_chunk(M, L, w.acc, p[0], p[1], p + 2, hd);
         }
         write_normalised(O + (int64_t)h * hd, w.acc, L, hd);
