@@ -461,6 +461,8 @@ DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, k
     "few-keys": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},  # 32 splits of ~4 keys, the last ones empty
     "fixed": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "0", "STRATA_CUDA_ATTN_SPLITS": "7"},  # 7 at every step
     "one": {"STRATA_CUDA_ATTN_SPLITS": "1"},  # no merge: the output written directly
+    "8-a-round": {"STRATA_CUDA_ATTN_ROUND": "8"},  # 8 keys a round, the last round masked
+    "16-a-round": {"STRATA_CUDA_ATTN_ROUND": "16", "STRATA_CUDA_ATTN_SPLIT_KEYS": "5"},
 }
 
 

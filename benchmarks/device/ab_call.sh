@@ -8,6 +8,7 @@
 # model_tests_chain.sh. Prints pp512 / tg128 medians; the raw lines go to $OUT/ab.jsonl.
 # DEPTH=n: also tg128 after n tokens of context (decode attention over a long cache).
 # TEST_K: the tests' -k expression (default "not smollm2"); TEST_TIMEOUT: their limit (150 s).
+# BENCH_ARGS: more cuda_bench.py arguments (e.g. --tg-only: no pp512).
 set -u
 FILES=${1:?SHAPE:TYPE list}; shift
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
@@ -28,7 +29,7 @@ for spec in $FILES; do
     else
         python3 benchmarks/cuda_bench.py $f --write-random $shape:$type > /dev/null 2>&1
     fi
-    python3 benchmarks/cuda_bench.py $f --repeats 3 --depth ${DEPTH:-0} "${ENVS[@]}" | tee -a $OUT/ab.jsonl | python3 -c "
+    python3 benchmarks/cuda_bench.py $f --repeats 3 --depth ${DEPTH:-0} ${BENCH_ARGS:-} "${ENVS[@]}" | tee -a $OUT/ab.jsonl | python3 -c "
 import json, statistics, sys
 for line in sys.stdin:
     r = json.loads(line)

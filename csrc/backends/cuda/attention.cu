@@ -81,7 +81,16 @@ __device__ __forceinline__ void merge_head(const float* pp, int n_split, int hd,
     }
 }
 
-template <int NC>
+// p[0] + ... + p[N-1] as a balanced tree (N a power of two): ((p0 + p1) + (p2 + p3)) for 4.
+template <int N>
+__device__ __forceinline__ float pairwise_sum(const float* p) {
+    if constexpr (N == 1)
+        return p[0];
+    else
+        return pairwise_sum<N / 2>(p) + pairwise_sum<N / 2>(p + N / 2);
+}
+
+template <int NC, int KR>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                      const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
@@ -113,29 +122,32 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     }
     float m = -INFINITY, l = 0.0f;
 
-    int j = j0;
     int r = j0 < j1 ? j0 % cap : 0;  // cache row of position j
-    for (; j + 4 <= j1; j += 4) {
-        int64_t off[4];
+    // Rounds of KR keys; in the last one the keys from j1 on are masked (not loaded, probability
+    // 0), so a split of n keys waits on memory ceil(n / KR) times.
+    for (int j = j0; j < j1; j += KR) {
+        int64_t off[KR];
+        bool ok[KR];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < KR; ++u) {
+            ok[u] = j + u < j1;
             off[u] = (int64_t)r * kvw + koff;
             r = r + 1 == cap ? 0 : r + 1;
         }
-        // The four keys' K and V rows are loaded before any use: the round waits on memory
+        // The round's KR keys' K and V rows are loaded before any use: the round waits on memory
         // once, not once for K and again for V after the dot products' shuffles.
-        __half2 kh[4][NC], vh[4][NC];
+        __half2 kh[KR][NC], vh[KR][NC];
 #pragma unroll
-        for (int u = 0; u < 4; ++u)
+        for (int u = 0; u < KR; ++u)
 #pragma unroll
             for (int c = 0; c < NC; ++c) {
                 const int d = 2 * lane + 64 * c;
-                kh[u][c] = d < hd ? *(const __half2*)(kc + off[u] + d) : __half2{};
-                vh[u][c] = d < hd ? *(const __half2*)(vc + off[u] + d) : __half2{};
+                kh[u][c] = ok[u] && d < hd ? *(const __half2*)(kc + off[u] + d) : __half2{};
+                vh[u][c] = ok[u] && d < hd ? *(const __half2*)(vc + off[u] + d) : __half2{};
             }
-        float dot[4];
+        float dot[KR];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < KR; ++u) {
             dot[u] = 0.0f;
 #pragma unroll
             for (int c = 0; c < NC; ++c) {
@@ -149,26 +161,27 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1)
 #pragma unroll
-            for (int u = 0; u < 4; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], o);
-        float s[4], mn = m;
+            for (int u = 0; u < KR; ++u) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], o);
+        float s[KR], mn = m;
 #pragma unroll
-        for (int u = 0; u < 4; ++u) {
+        for (int u = 0; u < KR; ++u) {
             s[u] = a.scale * dot[u];
             if (a.softcap > 0.0f) s[u] = a.softcap * tanhf(s[u] / a.softcap);
+            if (!ok[u]) s[u] = -INFINITY;  // p = 0; the round's first key is always in range
             mn = fmaxf(mn, s[u]);
         }
         const float corr = expf(m - mn);  // 0 while m is -inf
-        float p[4];
+        float p[KR];
 #pragma unroll
-        for (int u = 0; u < 4; ++u) p[u] = expf(s[u] - mn);
-        l = l * corr + ((p[0] + p[1]) + (p[2] + p[3]));
+        for (int u = 0; u < KR; ++u) p[u] = expf(s[u] - mn);
+        l = l * corr + pairwise_sum<KR>(p);
 #pragma unroll
         for (int c = 0; c < NC; ++c) {
             const int d = 2 * lane + 64 * c;
             if (d < hd) {
                 float2 o2 = make_float2(acc[c].x * corr, acc[c].y * corr);
 #pragma unroll
-                for (int u = 0; u < 4; ++u) {
+                for (int u = 0; u < KR; ++u) {
                     const float2 vf = __half22float2(vh[u][c]);
                     o2.x = fmaf(p[u], vf.x, o2.x);
                     o2.y = fmaf(p[u], vf.y, o2.y);
@@ -178,36 +191,6 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
         }
         m = mn;
     }
-    for (; j < j1; ++j) {
-        const int64_t off = (int64_t)r * kvw + koff;
-        r = r + 1 == cap ? 0 : r + 1;
-        float dot = 0.0f;
-#pragma unroll
-        for (int c = 0; c < NC; ++c) {
-            const int d = 2 * lane + 64 * c;
-            if (d < hd) {
-                const float2 kf = __half22float2(*(const __half2*)(kc + off + d));
-                dot += qv[c].x * kf.x + qv[c].y * kf.y;
-            }
-        }
-        dot = warp_sum(dot);
-        float s = a.scale * dot;
-        if (a.softcap > 0.0f) s = a.softcap * tanhf(s / a.softcap);
-        const float mn = fmaxf(m, s);
-        const float corr = expf(m - mn), p = expf(s - mn);
-        l = l * corr + p;
-#pragma unroll
-        for (int c = 0; c < NC; ++c) {
-            const int d = 2 * lane + 64 * c;
-            if (d < hd) {
-                const float2 vf = __half22float2(*(const __half2*)(vc + off + d));
-                acc[c].x = fmaf(p, vf.x, acc[c].x * corr);
-                acc[c].y = fmaf(p, vf.y, acc[c].y * corr);
-            }
-        }
-        m = mn;
-    }
-
     if (n_split == 1) {
         const float inv = 1.0f / l;  // l >= 1: the row sees at least its own position
         float* op = out + (int64_t)t * qw + (int64_t)h * hd;
@@ -424,6 +407,18 @@ __global__ void __launch_bounds__(128)
                                     gridDim.x - 1 - blockIdx.x, blockIdx.y);
 }
 
+// The one-warp-per-row kernel for the head size, KR keys a round.
+template <int KR>
+void launch_rows_kernel(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out,
+                        float* partial, const StepParams* sp, Launch s, dim3 grid, int threads) {
+    if (a.head_dim <= 64)
+        launch_kernel(attention_kernel<1, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+    else if (a.head_dim <= 128)
+        launch_kernel(attention_kernel<2, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+    else
+        launch_kernel(attention_kernel<4, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+}
+
 }  // namespace
 
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc, int64_t rows,
@@ -456,12 +451,12 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
     }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
-    if (a.head_dim <= 64)
-        launch_kernel(attention_kernel<1>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
-    else if (a.head_dim <= 128)
-        launch_kernel(attention_kernel<2>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+    if (a.keys_per_round == 16)
+        launch_rows_kernel<16>(a, q, kc, vc, out, partial, sp, s, grid, threads);
+    else if (a.keys_per_round == 8)
+        launch_rows_kernel<8>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     else
-        launch_kernel(attention_kernel<4>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+        launch_rows_kernel<4>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     if (n_split > 1)
         launch_kernel(attention_merge_kernel, dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s, a, n_split, partial,
                       out, q8, sp);

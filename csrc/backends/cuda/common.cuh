@@ -194,6 +194,9 @@ struct AttnArgs {
     // len keys uses ceil(len / split_keys) of the n_split splits, at most all; 0: all of them
     // whatever the length (the keys cut into n_split equal stretches).
     int32_t split_keys = kDecodeSplitKeys;
+    // The one-warp-per-row kernel's keys per round (4, 8 or 16; STRATA_CUDA_ATTN_ROUND): a
+    // round loads its keys' K and V rows at once, so more keys a round, fewer waits on memory.
+    int32_t keys_per_round = 4;
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,

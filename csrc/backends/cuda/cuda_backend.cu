@@ -30,6 +30,7 @@
 //   STRATA_CUDA_ATTN_SPLIT_KEYS=n  the fewest keys a decode split takes (default 16): a step
 //                             uses as many splits as its position needs; =0: every split at
 //                             every position, n_ctx / 256 of them (the count before round 9)
+//   STRATA_CUDA_ATTN_ROUND=8|16  decode attention loads 8 or 16 keys a round, not 4
 //   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles (attention.cu), =rows: on the
 //                             one-warp-per-row kernel; default: on tensor cores where the head
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
@@ -178,6 +179,8 @@ public:
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", kDecodeSplitKeys));
+        keys_per_round_ = env_int("STRATA_CUDA_ATTN_ROUND", 4);
+        if (keys_per_round_ != 8 && keys_per_round_ != 16) keys_per_round_ = 4;
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
@@ -866,7 +869,7 @@ private:
                 case Op::Attention: {
                     const KvSlot& s = kv_slots_[n.p.kv_slot];
                     AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
-                               n.p.softcap, prefill_attn_, split_keys_};
+                               n.p.softcap, prefill_attn_, split_keys_, keys_per_round_};
                     if (!(d && d->appended)) {
                         launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, L());
                         after_launch((int)i, "kv append");
@@ -935,7 +938,7 @@ private:
     bool out_on_host_ = false;   // host_out_ holds the last step's output
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
-    int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys;
+    int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys, keys_per_round_ = 4;
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;
