@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 # q4_0 / q8_0 in split rows), whatever the shell running the tests has set; the tests that
 # compare a default with its plain twin set the switch themselves.
 DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK",
-                    "STRATA_CUDA_ATTN", "STRATA_CUDA_REPACK")
+                    "STRATA_CUDA_ATTN", "STRATA_CUDA_REPACK", "STRATA_CUDA_PREFETCH")
 
 
 @pytest.fixture(autouse=True)
@@ -994,6 +994,28 @@ def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
     on, desc_on = logits({})
     off, desc_off = logits({"STRATA_CUDA_PDL": "0"})
     assert "pdl on" in desc_on and "pdl off" in desc_off, (desc_on, desc_off)
+    np.testing.assert_array_equal(on, off)
+
+
+@pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
+def test_weight_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types):
+    """The wide matvec's blocks ask L2 for their weight rows before waiting for the kernel
+    before them (the default); without it (STRATA_CUDA_PREFETCH=0) every logit of a prefill
+    and of decode steps is the same, bit for bit: a prefetch is a hint, never a value."""
+    h, out, _ = mini_llama(8, FUSE_TYPES[types])
+
+    def logits(env: dict) -> tuple[np.ndarray, str]:
+        eng = cuda_engine(h, out, monkeypatch, env)
+        ids = np.arange(N_MINI, dtype=np.int32)
+        parts, start = [], 0
+        for c in DECODE:
+            parts.append(eng.eval(ids[start : start + c], all_logits=True))
+            start += c
+        return np.concatenate(parts), eng.description
+
+    on, desc_on = logits({})
+    off, desc_off = logits({"STRATA_CUDA_PREFETCH": "0"})
+    assert "no weight prefetch" not in desc_on and "no weight prefetch" in desc_off, (desc_on, desc_off)
     np.testing.assert_array_equal(on, off)
 
 

@@ -222,6 +222,9 @@ struct MatvecConfig {
     int nr = 0, split = 0, unroll = 0;  // wide kernel: rows per warp (1, 2, 4), K splits (1, 2, 4),
                                         // steps of loads in flight (1, 2, 4); 0: wide_tile's
     bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
+    // The wide kernel's blocks ask L2 for their weight rows before they wait for the kernel
+    // before them (STRATA_CUDA_PREFETCH=0: off; matvec_wide.cu says why it is safe).
+    bool prefetch = true;
 };
 
 // matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take

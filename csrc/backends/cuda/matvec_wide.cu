@@ -5,6 +5,15 @@
 // lanes keep U steps of loads in flight. With S > 1 the partial sums meet in shared memory and
 // are added in a fixed order, so results do not depend on timing; with S = 1 the kernel has
 // no shared memory at all (see wide_tile for why that matters).
+//
+// Weight prefetch. In a decode step the kernel is a programmatic dependent launch: its blocks
+// are scheduled while the kernel before it (a norm, the attention merge, glu: short and
+// latency-bound) still runs, and wait in pdl_begin. Before that wait, each block asks L2 for
+// the weight rows it will read (prefetch.global.L2, one 128-byte line per thread and round),
+// so the weight stream starts during the previous kernel instead of after it and the first
+// loads find their lines in L2. This is the one read of global memory before pdl_begin, and it
+// is safe: weights are written once at load, never during a step, and a prefetch is only a hint
+// (it changes no value and cannot fault on these in-bounds addresses).
 #include <type_traits>
 
 #include "matvec_wide.cuh"
@@ -22,14 +31,23 @@ struct Parts {
     float* y[kMaxMatvecParts];
     int R[kMaxMatvecParts];
     int end[kMaxMatvecParts];  // first block past part p
+    bool prefetch;             // MatvecConfig::prefetch
 };
+
+// Asks L2 for bytes p .. p + bytes (the lines that hold them), the block's threads taking one
+// 128-byte line each per round.
+__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t bytes) {
+    const uintptr_t end = (uintptr_t)p + (uintptr_t)bytes;
+    for (uintptr_t a = ((uintptr_t)p & ~(uintptr_t)127) + 128 * threadIdx.x; a < end; a += 128 * blockDim.x)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+}
 
 template <class Op, int NR, int U, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
                                                                    typename Op::XArg x0, int S) {
-    pdl_begin();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // The part of this block (uniform over the block: no divergence), then its block index in it.
+    // Kernel parameters only, no global memory: this may run before pdl_begin.
     int bx = blockIdx.x;
     const uint8_t* __restrict__ w = parts.w[0];
     float* __restrict__ y = parts.y[0];
@@ -42,6 +60,11 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
         R = second ? parts.R[1] : parts.R[2];
     }
     const int r0 = (bx * (kWarps / S) + warp / S) * NR, slice = warp % S;
+    if (parts.prefetch && blockIdx.y == 0) {  // the block's rows, once (not per activation row)
+        const int first = bx * (kWarps / S) * NR, n = imin((kWarps / S) * NR, R - first);
+        prefetch_l2(w + (int64_t)first * row_bytes, (int64_t)n * row_bytes);
+    }
+    pdl_begin();
     const int t = blockIdx.y;
     const typename Op::XArg x = Op::row_x(x0, t, K);
     y += (int64_t)t * R;
@@ -74,8 +97,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-              int S, bool split_kernel, Launch s) {
+              int S, bool split_kernel, bool prefetch, Launch s) {
     Parts parts{};
+    parts.prefetch = prefetch;
     int blocks = 0;
     for (int p = 0; p < kMaxMatvecParts; ++p) {
         const MatvecPart& m = mp[std::min(p, n_parts - 1)];  // unused parts repeat the last (no blocks)
@@ -94,11 +118,11 @@ void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const
 
 template <class Op, int NR>
 void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-               int S, int U, bool split_kernel, Launch s) {
+               int S, int U, bool split_kernel, bool prefetch, Launch s) {
     switch (U) {
-        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
-        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
-        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch, s); break;
+        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch, s); break;
+        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch, s); break;
     }
 }
 
@@ -109,9 +133,9 @@ void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, in
     const bool sk = cfg.split_kernel;
     const int k = (int)K, r = (int)rows;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
-        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
-        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, cfg.prefetch, s); break;
+        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, cfg.prefetch, s); break;
+        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, cfg.prefetch, s); break;
     }
 }
 
