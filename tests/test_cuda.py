@@ -463,6 +463,10 @@ DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, k
     "one": {"STRATA_CUDA_ATTN_SPLITS": "1"},  # no merge: the output written directly
     "8-a-round": {"STRATA_CUDA_ATTN_ROUND": "8"},  # 8 keys a round, the last round masked
     "16-a-round": {"STRATA_CUDA_ATTN_ROUND": "16", "STRATA_CUDA_ATTN_SPLIT_KEYS": "5"},
+    # the merge in the warp that finishes a head's last split (head_dim 64 / 128; 16 and 80:
+    # not whole warps of 32, the merge kernel)
+    "merge-fused": {"STRATA_CUDA_ATTN_MERGE": "fused"},
+    "merge-fused-few-keys": {"STRATA_CUDA_ATTN_MERGE": "fused", "STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},
 }
 
 
@@ -677,6 +681,20 @@ def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n
     exact = mini_llama_f64(params, N_MINI)
     cpu_err = rel_rms(h.run(out, N_MINI, backend="cpu", n_ctx=n_ctx), exact)
     assert rel_rms(fused, exact) <= max(2 * cpu_err, 2e-3), (rel_rms(fused, exact), cpu_err)
+
+
+@pytest.mark.parametrize("env", [{}, {"STRATA_CUDA_GRAPH": "0"}, {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"}])
+@pytest.mark.parametrize("types", ["mixed", "f16", "q4_0"])
+def test_fused_merge_gives_the_bytes_of_the_merge_kernel(monkeypatch, types, env):
+    """Decode attention merging its splits in the warp that finishes a head's last one
+    (STRATA_CUDA_ATTN_MERGE=fused, quantizing for the o matvec as the merge kernel does) gives
+    every logit of a prefill and 39 decode steps bit for bit, with graph replays (the arrival
+    counts must be back at 0 after every step) and without, at 1 to 16 splits in use."""
+    h, out, _ = mini_llama(4, FUSE_TYPES[types])
+    base = run_graph(h, out, N_MINI, "cuda", monkeypatch, env, n_ctx=2048, chunks=DECODE)
+    got = run_graph(h, out, N_MINI, "cuda", monkeypatch, {**env, "STRATA_CUDA_ATTN_MERGE": "fused"},
+                    n_ctx=2048, chunks=DECODE)
+    np.testing.assert_array_equal(got, base)
 
 
 @pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv"])
