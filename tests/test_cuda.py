@@ -1015,15 +1015,17 @@ def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
     np.testing.assert_array_equal(on, off)
 
 
+@pytest.mark.parametrize("setting", ["0", "mv", "attn"])
 @pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
-def test_weight_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types):
-    """The wide matvec's blocks ask L2 for their weight rows before waiting for the kernel
-    before them (the default); without it (STRATA_CUDA_PREFETCH=0) every logit of a prefill
-    and of decode steps is the same, bit for bit: a prefetch is a hint, never a value."""
+def test_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, setting):
+    """By default the wide matvec's blocks ask L2 for their weight rows, and decode attention
+    for its keys' K and V rows, before waiting for the kernel before them; with either or both
+    off (STRATA_CUDA_PREFETCH=mv / attn / 0) every logit of a prefill and of decode steps over
+    1 to 3 splits is the same, bit for bit: a prefetch is a hint, never a value."""
     h, out, _ = mini_llama(8, FUSE_TYPES[types])
 
     def logits(env: dict) -> tuple[np.ndarray, str]:
-        eng = cuda_engine(h, out, monkeypatch, env)
+        eng = cuda_engine(h, out, monkeypatch, env, n_ctx=2048)
         ids = np.arange(N_MINI, dtype=np.int32)
         parts, start = [], 0
         for c in DECODE:
@@ -1032,9 +1034,18 @@ def test_weight_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types):
         return np.concatenate(parts), eng.description
 
     on, desc_on = logits({})
-    off, desc_off = logits({"STRATA_CUDA_PREFETCH": "0"})
-    assert "no weight prefetch" not in desc_on and "no weight prefetch" in desc_off, (desc_on, desc_off)
+    off, desc_off = logits({"STRATA_CUDA_PREFETCH": setting})
+    assert "prefetch" not in desc_on, desc_on
+    assert ("no weight prefetch" in desc_off) == (setting in ("0", "attn")), desc_off
+    assert ("no KV prefetch" in desc_off) == (setting in ("0", "mv")), desc_off
     np.testing.assert_array_equal(on, off)
+
+
+def test_bad_prefetch_setting_is_named(monkeypatch):
+    h, out, _ = mini_llama(0)
+    monkeypatch.setenv("STRATA_CUDA_PREFETCH", "yes")
+    with pytest.raises(strata.StrataError, match="STRATA_CUDA_PREFETCH"):
+        h.run(out, 1, backend="cuda")
 
 
 # ---- errors -----------------------------------------------------------------------------

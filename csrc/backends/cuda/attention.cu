@@ -115,28 +115,47 @@ __device__ __forceinline__ void merge_if_last(const AttnArgs& a, const float* pa
     if (lane == 0) *count = 0;
 }
 
+// Asks L2 for the K and V rows of keys j0 .. j1 - 1 of one KV head (hd halves at koff in each
+// row), lane `lane` taking keys j0 + lane, j0 + lane + 32, ...: every round's loads then find
+// their lines in L2 instead of waiting on DRAM one round after another. The attention kernel
+// does this before pdl_begin, while the kernel before it (the KV append, or rope with it) still
+// runs: the rows of positions before n_past were written by earlier steps and do not change in
+// this one; the row the append is writing may be fetched before the write lands, which is
+// harmless, as L2 is where that write goes (a prefetch fills L2 only, never L1, and changes
+// no value). n_past itself is copied in before the step's first kernel starts.
+__device__ __forceinline__ void prefetch_keys(const __half* kc, const __half* vc, int64_t kvw, int64_t koff, int hd,
+                                              int cap, int j0, int j1, int lane) {
+    for (int j = j0 + lane; j < j1; j += 32) {
+        const int64_t row = (int64_t)(j % cap) * kvw + koff;
+        for (int b = 0; b < 2 * hd; b += 128) {
+            prefetch_l2_line((uintptr_t)(kc + row) + b);
+            prefetch_l2_line((uintptr_t)(vc + row) + b);
+        }
+    }
+}
+
 template <int NC, int KR>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                      const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
                      const StepParams* __restrict__ sp, int* __restrict__ arrived, ActQ8 q8) {
-    pdl_begin();
     const int lane = threadIdx.x & 31;
     const int t = blockIdx.x;
     const int h = blockIdx.y * kHeadsPerBlock + (threadIdx.x >> 5);
     const int z = blockIdx.z, n_split = gridDim.z;
-    if (h >= a.n_head) return;  // whole warps; no block-wide synchronisation below
     const int hd = a.head_dim;
     const int64_t qw = (int64_t)a.n_head * hd, kvw = (int64_t)a.n_head_kv * hd;
     const int cap = (int)a.capacity;
 
-    const int pos = sp->n_past + t;
+    const int pos = sp->n_past + t;  // before pdl_begin: see prefetch_keys
     const KeySplit ks = key_split(a, pos, n_split);
-    if (z >= ks.used) return;  // the merge reads only the splits in use
     const int j0 = ks.lo + z * ks.chunk;
     const int j1 = min(pos + 1, j0 + ks.chunk);
-
-    const int64_t koff = (int64_t)(h / (a.n_head / a.n_head_kv)) * hd;
+    const int64_t koff = (int64_t)(min(h, a.n_head - 1) / (a.n_head / a.n_head_kv)) * hd;
+    if (a.prefetch && h < a.n_head && z < ks.used) prefetch_keys(kc, vc, kvw, koff, hd, cap, j0, j1, lane);
+    pdl_begin();
+    if (h >= a.n_head) return;  // whole warps; no block-wide synchronisation below
+    if (z >= ks.used) return;   // the merge reads only the splits in use
     const float* qp = q + (int64_t)t * qw + (int64_t)h * hd;
     float2 qv[NC], acc[NC];
 #pragma unroll

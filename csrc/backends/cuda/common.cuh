@@ -76,6 +76,13 @@ __device__ __forceinline__ void pdl_begin() {
 #endif
 }
 
+// Asks L2 for the 128-byte line holding address a (a hint: no value changes, no fault).
+__device__ __forceinline__ void prefetch_l2_line(uintptr_t a) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+#endif
+}
+
 // Where a launcher enqueues its kernels: the stream, and whether they are launched as
 // programmatic dependents of the kernel before them (decode steps, not their first kernel).
 // Implicit from a stream, so that callers outside the step (tools) pass a stream as before.
@@ -197,6 +204,9 @@ struct AttnArgs {
     // The one-warp-per-row kernel's keys per round (4, 8 or 16; STRATA_CUDA_ATTN_ROUND): a
     // round loads its keys' K and V rows at once, so more keys a round, fewer waits on memory.
     int32_t keys_per_round = 4;
+    // The one-warp-per-row kernel asks L2 for its keys' K and V rows before it waits for the
+    // kernel before it (STRATA_CUDA_PREFETCH; attention.cu says why that is safe).
+    bool prefetch = true;
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
 void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half* kc, __half* vc,
@@ -226,7 +236,7 @@ struct MatvecConfig {
                                         // steps of loads in flight (1, 2, 4); 0: wide_tile's
     bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
     // The wide kernel's blocks ask L2 for their weight rows before they wait for the kernel
-    // before them (STRATA_CUDA_PREFETCH=0: off; matvec_wide.cu says why it is safe).
+    // before them (STRATA_CUDA_PREFETCH; matvec_wide.cu says why it is safe).
     bool prefetch = true;
 };
 

@@ -25,8 +25,10 @@
 //   STRATA_CUDA_MATVEC=wide   the wide kernel for every type it serves (also q4_1, q5_0, q5_1,
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
-//   STRATA_CUDA_PREFETCH=0    the wide matvec's blocks do not ask L2 for their weight rows
-//                             before waiting for the kernel before them (matvec_wide.cu)
+//   STRATA_CUDA_PREFETCH=0|mv|attn  which kernels ask L2 for what they will read before they
+//                             wait for the kernel before them (default all): the wide matvec
+//                             its weight rows (matvec_wide.cu), decode attention its keys'
+//                             K and V rows (attention.cu); 0: neither
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
 //                             for n_ctx keys in stretches of STRATA_CUDA_ATTN_SPLIT_KEYS, <= 32)
 //   STRATA_CUDA_ATTN_SPLIT_KEYS=n  the fewest keys a decode split takes (default 16): a step
@@ -180,7 +182,11 @@ public:
         matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.split_kernel = env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.num_sms = props_.multiProcessorCount;
-        matvec_.prefetch = env("STRATA_CUDA_PREFETCH") != "0";
+        const std::string prefetch = env("STRATA_CUDA_PREFETCH");
+        if (!prefetch.empty() && prefetch != "0" && prefetch != "mv" && prefetch != "attn" && prefetch != "all")
+            throw StrataError("STRATA_CUDA_PREFETCH must be 0, mv, attn or all, got '" + prefetch + "'");
+        matvec_.prefetch = prefetch.empty() || prefetch == "all" || prefetch == "mv";
+        attn_prefetch_ = prefetch.empty() || prefetch == "all" || prefetch == "attn";
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", kDecodeSplitKeys));
@@ -218,7 +224,7 @@ public:
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
-                        (matvec_.prefetch ? "" : ", no weight prefetch") + (merge_fused_ ? ", merge fused" : "") + (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
+                        (matvec_.prefetch ? "" : ", no weight prefetch") + (attn_prefetch_ ? "" : ", no KV prefetch") + (merge_fused_ ? ", merge fused" : "") + (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
@@ -879,7 +885,7 @@ private:
                 case Op::Attention: {
                     const KvSlot& s = kv_slots_[n.p.kv_slot];
                     AttnArgs a{n.p.n_head, n.p.n_head_kv, n.p.head_dim, n.p.window, s.capacity, n.p.attn_scale,
-                               n.p.softcap, prefill_attn_, split_keys_, keys_per_round_};
+                               n.p.softcap, prefill_attn_, split_keys_, keys_per_round_, attn_prefetch_};
                     if (!(d && d->appended)) {
                         launch_kv_append(a, f32(n.in[1]), f32(n.in[2]), s.k, s.v, T, sp, L());
                         after_launch((int)i, "kv append");
@@ -952,6 +958,7 @@ private:
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys, keys_per_round_ = 4;
     bool merge_fused_ = false;  // STRATA_CUDA_ATTN_MERGE=fused
+    bool attn_prefetch_ = true;  // STRATA_CUDA_PREFETCH
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;

@@ -39,7 +39,7 @@ struct Parts {
 __device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t bytes) {
     const uintptr_t end = (uintptr_t)p + (uintptr_t)bytes;
     for (uintptr_t a = ((uintptr_t)p & ~(uintptr_t)127) + 128 * threadIdx.x; a < end; a += 128 * blockDim.x)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+        prefetch_l2_line(a);
 }
 
 template <class Op, int NR, int U, bool kSplit>
