@@ -152,7 +152,9 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     const int j0 = ks.lo + z * ks.chunk;
     const int j1 = min(pos + 1, j0 + ks.chunk);
     const int64_t koff = (int64_t)(min(h, a.n_head - 1) / (a.n_head / a.n_head_kv)) * hd;
-    if (a.prefetch && h < a.n_head && z < ks.used) prefetch_keys(kc, vc, kvw, koff, hd, cap, j0, j1, lane);
+    // Decode only (one row): in a prefill step every row's warp would ask for all its keys again.
+    if (a.prefetch && gridDim.x == 1 && h < a.n_head && z < ks.used)
+        prefetch_keys(kc, vc, kvw, koff, hd, cap, j0, j1, lane);
     pdl_begin();
     if (h >= a.n_head) return;  // whole warps; no block-wide synchronisation below
     if (z >= ks.used) return;   // the merge reads only the splits in use
