@@ -13,7 +13,9 @@
 // so the weight stream starts during the previous kernel instead of after it and the first
 // loads find their lines in L2. This is the one read of global memory before pdl_begin, and it
 // is safe: weights are written once at load, never during a step, and a prefetch is only a hint
-// (it changes no value and cannot fault on these in-bounds addresses).
+// (it changes no value and cannot fault on these in-bounds addresses). Only the blocks of the
+// first wave (16 a multiprocessor, the most that fit) can be scheduled that early; later ones
+// would only add requests for lines their own loads ask for next, so they skip it.
 #include <type_traits>
 
 #include "matvec_wide.cuh"
@@ -31,7 +33,7 @@ struct Parts {
     float* y[kMaxMatvecParts];
     int R[kMaxMatvecParts];
     int end[kMaxMatvecParts];  // first block past part p
-    bool prefetch;             // MatvecConfig::prefetch
+    int prefetch_blocks;       // blocks below this prefetch (0: none; MatvecConfig::prefetch)
 };
 
 // Asks L2 for bytes p .. p + bytes (the lines that hold them), the block's threads taking one
@@ -48,6 +50,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // The part of this block (uniform over the block: no divergence), then its block index in it.
     // Kernel parameters only, no global memory: this may run before pdl_begin.
+    const bool prefetch = (int)blockIdx.x < parts.prefetch_blocks && blockIdx.y == 0;  // rows once, not per x row
     int bx = blockIdx.x;
     const uint8_t* __restrict__ w = parts.w[0];
     float* __restrict__ y = parts.y[0];
@@ -60,7 +63,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
         R = second ? parts.R[1] : parts.R[2];
     }
     const int r0 = (bx * (kWarps / S) + warp / S) * NR, slice = warp % S;
-    if (parts.prefetch && blockIdx.y == 0) {  // the block's rows, once (not per activation row)
+    if (prefetch) {
         const int first = bx * (kWarps / S) * NR, n = imin((kWarps / S) * NR, R - first);
         prefetch_l2(w + (int64_t)first * row_bytes, (int64_t)n * row_bytes);
     }
@@ -97,9 +100,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-              int S, bool split_kernel, bool prefetch, Launch s) {
+              int S, bool split_kernel, int prefetch_blocks, Launch s) {
     Parts parts{};
-    parts.prefetch = prefetch;
+    parts.prefetch_blocks = prefetch_blocks;
     int blocks = 0;
     for (int p = 0; p < kMaxMatvecParts; ++p) {
         const MatvecPart& m = mp[std::min(p, n_parts - 1)];  // unused parts repeat the last (no blocks)
@@ -118,11 +121,11 @@ void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const
 
 template <class Op, int NR>
 void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-               int S, int U, bool split_kernel, bool prefetch, Launch s) {
+               int S, int U, bool split_kernel, int prefetch_blocks, Launch s) {
     switch (U) {
-        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch, s); break;
-        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch, s); break;
-        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch, s); break;
+        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch_blocks, s); break;
+        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch_blocks, s); break;
+        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch_blocks, s); break;
     }
 }
 
@@ -131,11 +134,12 @@ void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, in
                int64_t rows, const MatvecConfig& cfg, Launch s) {
     const WideTile tile = wide_tile(t, cfg);
     const bool sk = cfg.split_kernel;
+    const int pb = cfg.prefetch ? 16 * cfg.num_sms : 0;  // 16 blocks of 4 warps: 64 warps, a full SM
     const int k = (int)K, r = (int)rows;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, cfg.prefetch, s); break;
-        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, cfg.prefetch, s); break;
-        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, cfg.prefetch, s); break;
+        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, pb, s); break;
+        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, pb, s); break;
+        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, pb, s); break;
     }
 }
 
