@@ -463,10 +463,7 @@ DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, k
     "one": {"STRATA_CUDA_ATTN_SPLITS": "1"},  # no merge: the output written directly
     "8-a-round": {"STRATA_CUDA_ATTN_ROUND": "8"},  # 8 keys a round, the last round masked
     "16-a-round": {"STRATA_CUDA_ATTN_ROUND": "16", "STRATA_CUDA_ATTN_SPLIT_KEYS": "5"},
-    # the merge in the warp that finishes a head's last split (head_dim 64 / 128; 16 and 80:
-    # not whole warps of 32, the merge kernel)
-    "merge-fused": {"STRATA_CUDA_ATTN_MERGE": "fused"},
-    "merge-fused-few-keys": {"STRATA_CUDA_ATTN_MERGE": "fused", "STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},
+    "no-prefetch": {"STRATA_CUDA_PREFETCH": "0"},  # no K / V rows asked of L2 before the wait
 }
 
 
@@ -681,20 +678,6 @@ def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n
     exact = mini_llama_f64(params, N_MINI)
     cpu_err = rel_rms(h.run(out, N_MINI, backend="cpu", n_ctx=n_ctx), exact)
     assert rel_rms(fused, exact) <= max(2 * cpu_err, 2e-3), (rel_rms(fused, exact), cpu_err)
-
-
-@pytest.mark.parametrize("env", [{}, {"STRATA_CUDA_GRAPH": "0"}, {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"}])
-@pytest.mark.parametrize("types", ["mixed", "f16", "q4_0"])
-def test_fused_merge_gives_the_bytes_of_the_merge_kernel(monkeypatch, types, env):
-    """Decode attention merging its splits in the warp that finishes a head's last one
-    (STRATA_CUDA_ATTN_MERGE=fused, quantizing for the o matvec as the merge kernel does) gives
-    every logit of a prefill and 39 decode steps bit for bit, with graph replays (the arrival
-    counts must be back at 0 after every step) and without, at 1 to 16 splits in use."""
-    h, out, _ = mini_llama(4, FUSE_TYPES[types])
-    base = run_graph(h, out, N_MINI, "cuda", monkeypatch, env, n_ctx=2048, chunks=DECODE)
-    got = run_graph(h, out, N_MINI, "cuda", monkeypatch, {**env, "STRATA_CUDA_ATTN_MERGE": "fused"},
-                    n_ctx=2048, chunks=DECODE)
-    np.testing.assert_array_equal(got, base)
 
 
 @pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv"])
@@ -1015,17 +998,16 @@ def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
     np.testing.assert_array_equal(on, off)
 
 
-@pytest.mark.parametrize("setting", ["0", "mv", "attn"])
+@pytest.mark.parametrize("env", [{}, {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"}, {"STRATA_CUDA_GRAPH": "0"}])
 @pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
-def test_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, setting):
-    """By default the wide matvec's blocks ask L2 for their weight rows, and decode attention
-    for its keys' K and V rows, before waiting for the kernel before them; with either or both
-    off (STRATA_CUDA_PREFETCH=mv / attn / 0) every logit of a prefill and of decode steps over
-    1 to 3 splits is the same, bit for bit: a prefetch is a hint, never a value."""
+def test_kv_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, env):
+    """By default decode attention asks L2 for its keys' K and V rows before it waits for the
+    kernel before it; without (STRATA_CUDA_PREFETCH=0) every logit of a prefill and of decode
+    steps over 1 to 16 splits is the same, bit for bit: a prefetch is a hint, never a value."""
     h, out, _ = mini_llama(8, FUSE_TYPES[types])
 
-    def logits(env: dict) -> tuple[np.ndarray, str]:
-        eng = cuda_engine(h, out, monkeypatch, env, n_ctx=2048)
+    def logits(extra: dict) -> tuple[np.ndarray, str]:
+        eng = cuda_engine(h, out, monkeypatch, {**env, **extra}, n_ctx=2048)
         ids = np.arange(N_MINI, dtype=np.int32)
         parts, start = [], 0
         for c in DECODE:
@@ -1034,10 +1016,8 @@ def test_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, setting):
         return np.concatenate(parts), eng.description
 
     on, desc_on = logits({})
-    off, desc_off = logits({"STRATA_CUDA_PREFETCH": setting})
-    assert "prefetch" not in desc_on, desc_on
-    assert ("no weight prefetch" in desc_off) == (setting in ("0", "attn")), desc_off
-    assert ("no KV prefetch" in desc_off) == (setting in ("0", "mv")), desc_off
+    off, desc_off = logits({"STRATA_CUDA_PREFETCH": "0"})
+    assert "no KV prefetch" not in desc_on and "no KV prefetch" in desc_off, (desc_on, desc_off)
     np.testing.assert_array_equal(on, off)
 
 

@@ -58,26 +58,23 @@ __device__ __forceinline__ KeySplit key_split(const AttnArgs& a, int pos, int n_
 // The merge of one (row, head)'s split results pp (n_split x (m, l, head_dim values)) into
 // op[0, hd), by threads tid, tid + nt, ... of a group (nt a multiple of 32); with q8 each warp's
 // 32 consecutive outputs are quantized as chunk chunk0 + d / 32. Every output element is a
-// function of pp alone, summed over the splits in order. kL2: pp read through L2 (ld.cg), for
-// a merge in the kernel that wrote pp (other SMs wrote it; this SM's L1 may hold stale lines).
-template <bool kL2>
+// function of pp alone, summed over the splits in order.
 __device__ __forceinline__ void merge_head(const float* pp, int n_split, int hd, float* op, int tid, int nt,
                                            const ActQ8& q8, int64_t chunk0) {
-    auto ld = [](const float* p) { return kL2 ? __ldcg(p) : *p; };
     float M = -INFINITY;
     for (int z = 0; z < n_split; ++z)
-        if (ld(pp + z * (hd + 2) + 1) > 0.0f) M = fmaxf(M, ld(pp + z * (hd + 2)));
+        if (pp[z * (hd + 2) + 1] > 0.0f) M = fmaxf(M, pp[z * (hd + 2)]);
     float L = 0.0f;
     for (int z = 0; z < n_split; ++z) {
-        const float lz = ld(pp + z * (hd + 2) + 1);
-        if (lz > 0.0f) L += lz * expf(ld(pp + z * (hd + 2)) - M);
+        const float lz = pp[z * (hd + 2) + 1];
+        if (lz > 0.0f) L += lz * expf(pp[z * (hd + 2)] - M);
     }
     const float inv = 1.0f / L;
     for (int d = tid; d < hd; d += nt) {
         float o = 0.0f;
         for (int z = 0; z < n_split; ++z) {
-            const float lz = ld(pp + z * (hd + 2) + 1);
-            if (lz > 0.0f) o += ld(pp + z * (hd + 2) + 2 + d) * expf(ld(pp + z * (hd + 2)) - M);
+            const float lz = pp[z * (hd + 2) + 1];
+            if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
         }
         op[d] = o * inv;
         if (q8.q) quantize_chunk32(o * inv, chunk0 + (d >> 5), q8);  // whole warps: hd % 32 == 0
@@ -91,28 +88,6 @@ __device__ __forceinline__ float pairwise_sum(const float* p) {
         return p[0];
     else
         return pairwise_sum<N / 2>(p) + pairwise_sum<N / 2>(p + N / 2);
-}
-
-// The merge without a kernel of its own (decode, STRATA_CUDA_ATTN_MERGE=fused): the warp
-// that writes a (row, head)'s last split result merges that head's splits, as the merge kernel
-// would (merge_head over the same bytes, in the same order: the same values, whichever warp
-// comes last). Every warp fences its partial result device-wide before it counts itself in
-// arrived[row, head]; the one that sees the count reach `used` fences again, reads the splits
-// through L2 and puts the count back to 0 for the next step. Saves a launch and its wait per
-// layer and decode step.
-__device__ __forceinline__ void merge_if_last(const AttnArgs& a, const float* partial, float* out, int* arrived,
-                                              const ActQ8& q8, int t, int h, int used, int n_split, int lane) {
-    __threadfence();  // this lane's writes of the split result, before the count below
-    __syncwarp();
-    int* count = arrived + (int64_t)t * a.n_head + h;
-    int before = 0;
-    if (lane == 0) before = atomicAdd(count, 1);
-    if (__shfl_sync(0xffffffffu, before, 0) != used - 1) return;
-    __threadfence();  // the other splits' writes, seen through their count
-    const int64_t o = ((int64_t)t * a.n_head + h) * a.head_dim;
-    merge_head<true>(partial + ((int64_t)t * a.n_head + h) * n_split * (a.head_dim + 2), used, a.head_dim,
-                     out + o, lane, 32, q8, o >> 5);
-    if (lane == 0) *count = 0;
 }
 
 // Asks L2 for the K and V rows of keys j0 .. j1 - 1 of one KV head (hd halves at koff in each
@@ -138,7 +113,7 @@ template <int NC, int KR>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                      const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
-                     const StepParams* __restrict__ sp, int* __restrict__ arrived, ActQ8 q8) {
+                     const StepParams* __restrict__ sp) {
     const int lane = threadIdx.x & 31;
     const int t = blockIdx.x;
     const int h = blockIdx.y * kHeadsPerBlock + (threadIdx.x >> 5);
@@ -259,7 +234,6 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
                 pp[3 + d] = acc[c].y;
             }
         }
-        if (arrived) merge_if_last(a, partial, out, arrived, q8, t, h, ks.used, n_split, lane);
     }
 }
 
@@ -270,8 +244,8 @@ __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __r
     const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
     const int used = key_split(a, sp->n_past + t, n_split).used;
     const int64_t o = (int64_t)t * a.n_head * hd + (int64_t)h * hd;
-    merge_head<false>(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), used, hd, out + o, threadIdx.x,
-                      blockDim.x, q8, o >> 5);
+    merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), used, hd, out + o, threadIdx.x,
+               blockDim.x, q8, o >> 5);
 }
 
 // ---- prefill: tiles of 32 query rows x 32 keys ------------------------------------------
@@ -457,14 +431,13 @@ __global__ void __launch_bounds__(128)
 // The one-warp-per-row kernel for the head size, KR keys a round.
 template <int KR>
 void launch_rows_kernel(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out,
-                        float* partial, const StepParams* sp, Launch s, dim3 grid, int threads, int* arrived,
-                        const ActQ8& q8) {
+                        float* partial, const StepParams* sp, Launch s, dim3 grid, int threads) {
     if (a.head_dim <= 64)
-        launch_kernel(attention_kernel<1, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp, arrived, q8);
+        launch_kernel(attention_kernel<1, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     else if (a.head_dim <= 128)
-        launch_kernel(attention_kernel<2, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp, arrived, q8);
+        launch_kernel(attention_kernel<2, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     else
-        launch_kernel(attention_kernel<4, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp, arrived, q8);
+        launch_kernel(attention_kernel<4, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
 }
 
 }  // namespace
@@ -479,7 +452,7 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
-                      int n_split, float* partial, const StepParams* sp, Launch s, ActQ8 q8, int* arrived) {
+                      int n_split, float* partial, const StepParams* sp, Launch s, ActQ8 q8) {
     const bool tiled_head = a.head_dim == 64 || a.head_dim == 128;
     if (n_split == 1 && rows > 1 && tiled_head && a.softcap <= 0.0f && a.prefill == PrefillAttn::Mma) {
         const dim3 tiles((unsigned)ceil_div(rows, kMmaQ), (unsigned)a.n_head);
@@ -499,17 +472,13 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
     }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
-    // The merge in the attention kernel: decode steps with splits, heads in whole warps of 32
-    // (the quantization's chunks), when the caller gives the arrival counts.
-    int* fused = n_split > 1 && a.head_dim % 32 == 0 ? arrived : nullptr;
-    const ActQ8 q8_fused = fused ? q8 : ActQ8{};
     if (a.keys_per_round == 16)
-        launch_rows_kernel<16>(a, q, kc, vc, out, partial, sp, s, grid, threads, fused, q8_fused);
+        launch_rows_kernel<16>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     else if (a.keys_per_round == 8)
-        launch_rows_kernel<8>(a, q, kc, vc, out, partial, sp, s, grid, threads, fused, q8_fused);
+        launch_rows_kernel<8>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     else
-        launch_rows_kernel<4>(a, q, kc, vc, out, partial, sp, s, grid, threads, fused, q8_fused);
-    if (n_split > 1 && !fused)
+        launch_rows_kernel<4>(a, q, kc, vc, out, partial, sp, s, grid, threads);
+    if (n_split > 1)
         launch_kernel(attention_merge_kernel, dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s, a, n_split, partial,
                       out, q8, sp);
 }

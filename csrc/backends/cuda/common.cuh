@@ -66,7 +66,10 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // has completed and its writes are visible, so this kernel can neither read what that one has
 // not written yet nor overwrite what it still reads (RAW and WAR safe), and by induction the
 // same holds for every earlier kernel. launch_dependents then lets the next kernel's blocks be
-// scheduled (they wait in their own pdl_begin). For a kernel launched without the attribute
+// scheduled (they wait in their own pdl_begin). One exception, argued where it is made: decode
+// attention reads n_past and asks L2 for the K and V rows it will read before its wait
+// (attention.cu, prefetch_keys): n_past is copied in before the step's first kernel and no
+// kernel writes it, and a prefetch returns no value. For a kernel launched without the attribute
 // both instructions do nothing; below sm_90 they do not exist, and the backend leaves PDL off
 // (pdl_kernels_built()).
 __device__ __forceinline__ void pdl_begin() {
@@ -204,8 +207,8 @@ struct AttnArgs {
     // The one-warp-per-row kernel's keys per round (4, 8 or 16; STRATA_CUDA_ATTN_ROUND): a
     // round loads its keys' K and V rows at once, so more keys a round, fewer waits on memory.
     int32_t keys_per_round = 4;
-    // The one-warp-per-row kernel asks L2 for its keys' K and V rows before it waits for the
-    // kernel before it (STRATA_CUDA_PREFETCH; attention.cu says why that is safe).
+    // Decode: each warp asks L2 for its keys' K and V rows before it waits for the kernel
+    // before it (STRATA_CUDA_PREFETCH=0: off; attention.cu, prefetch_keys, says why it is safe).
     bool prefetch = true;
 };
 // Appends this step's K and V rows (f32, rows x n_head_kv*head_dim) to the fp16 cache.
@@ -216,14 +219,11 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 // many a row's length uses), written to `partial` (rows * n_head * n_split * (head_dim + 2)
 // floats) and merged by a second kernel.
 // With q8 given (q8.q not null; decode, n_split > 1, head_dim % 32 == 0) the merge kernel
-// also quantizes the output into it, as launch_quantize_q8 would. With `arrived` given
-// (rows * n_head ints, 0 before the first call; each call leaves them 0 again) and head_dim %
-// 32 == 0, the attention kernel merges too, in the warp that finishes a head's last split,
-// with the same values, and no merge kernel runs.
+// also quantizes the output into it, as launch_quantize_q8 would.
 bool attention_supported(int32_t head_dim);
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
                       float* out, int64_t rows, int n_split, float* partial,
-                      const StepParams* sp, Launch s, ActQ8 q8 = ActQ8{}, int* arrived = nullptr);
+                      const StepParams* sp, Launch s, ActQ8 q8 = ActQ8{});
 
 // Decode matvec settings: the backend fills them from the environment when it is made
 // (STRATA_CUDA_MATVEC=v1 | wide | wide-smem, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools
@@ -235,9 +235,6 @@ struct MatvecConfig {
     int nr = 0, split = 0, unroll = 0;  // wide kernel: rows per warp (1, 2, 4), K splits (1, 2, 4),
                                         // steps of loads in flight (1, 2, 4); 0: wide_tile's
     bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
-    // The wide kernel's blocks ask L2 for their weight rows before they wait for the kernel
-    // before them (STRATA_CUDA_PREFETCH; matvec_wide.cu says why it is safe).
-    bool prefetch = true;
 };
 
 // matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take

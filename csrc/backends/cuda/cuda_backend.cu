@@ -25,18 +25,14 @@
 //   STRATA_CUDA_MATVEC=wide   the wide kernel for every type it serves (also q4_1, q5_0, q5_1,
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
-//   STRATA_CUDA_PREFETCH=0|mv|attn  which kernels ask L2 for what they will read before they
-//                             wait for the kernel before them (default all): the wide matvec
-//                             its weight rows (matvec_wide.cu), decode attention its keys'
-//                             K and V rows (attention.cu); 0: neither
+//   STRATA_CUDA_PREFETCH=0    decode attention does not ask L2 for its keys' K and V rows
+//                             before waiting for the kernel before it (attention.cu)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
 //                             for n_ctx keys in stretches of STRATA_CUDA_ATTN_SPLIT_KEYS, <= 32)
 //   STRATA_CUDA_ATTN_SPLIT_KEYS=n  the fewest keys a decode split takes (default 16): a step
 //                             uses as many splits as its position needs; =0: every split at
 //                             every position, n_ctx / 256 of them (the count before round 9)
 //   STRATA_CUDA_ATTN_ROUND=8|16  decode attention loads 8 or 16 keys a round, not 4
-//   STRATA_CUDA_ATTN_MERGE=fused  decode attention merges its splits in the warp that finishes
-//                             a head's last one, not in a kernel of its own (attention.cu)
 //   STRATA_CUDA_ATTN=f32      prefill attention on the f32 tiles (attention.cu), =rows: on the
 //                             one-warp-per-row kernel; default: on tensor cores where the head
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
@@ -183,15 +179,13 @@ public:
         matvec_.split_kernel = env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.num_sms = props_.multiProcessorCount;
         const std::string prefetch = env("STRATA_CUDA_PREFETCH");
-        if (!prefetch.empty() && prefetch != "0" && prefetch != "mv" && prefetch != "attn" && prefetch != "all")
-            throw StrataError("STRATA_CUDA_PREFETCH must be 0, mv, attn or all, got '" + prefetch + "'");
-        matvec_.prefetch = prefetch.empty() || prefetch == "all" || prefetch == "mv";
-        attn_prefetch_ = prefetch.empty() || prefetch == "all" || prefetch == "attn";
+        if (!prefetch.empty() && prefetch != "0" && prefetch != "1")
+            throw StrataError("STRATA_CUDA_PREFETCH must be 0 or 1, got '" + prefetch + "'");
+        attn_prefetch_ = prefetch != "0";
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", kDecodeSplitKeys));
         keys_per_round_ = env_int("STRATA_CUDA_ATTN_ROUND", 4);
-        merge_fused_ = env("STRATA_CUDA_ATTN_MERGE") == "fused";
         if (keys_per_round_ != 8 && keys_per_round_ != 16) keys_per_round_ = 4;
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
@@ -224,7 +218,8 @@ public:
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
-                        (matvec_.prefetch ? "" : ", no weight prefetch") + (attn_prefetch_ ? "" : ", no KV prefetch") + (merge_fused_ ? ", merge fused" : "") + (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
+                        (attn_prefetch_ ? "" : ", no KV prefetch") +
+                        (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
         return s + ")";
@@ -252,14 +247,13 @@ public:
             if (!supported_weight_type(w.type))
                 throw UnsupportedError("tensor " + w.name + " has type " + dtype_name(w.type) +
                                        ", which the CUDA backend does not support");
-        int64_t max_q8_k = 0, partial_floats = 0, gemm_halves = 0, max_heads = 0;
+        int64_t max_q8_k = 0, partial_floats = 0, gemm_halves = 0;
         for (const Node& n : nodes_) {
             if (n.op == Op::Attention) {
                 if (!attention_supported(n.p.head_dim))
                     throw UnsupportedError("the CUDA backend's attention needs an even head_dim of at most 256, got " +
                                            std::to_string(n.p.head_dim));
                 partial_floats = std::max<int64_t>(partial_floats, (int64_t)n.p.n_head * (n.p.head_dim + 2));
-                max_heads = std::max<int64_t>(max_heads, n.p.n_head);
             }
             if (n.op == Op::MatMul) {
                 const WeightRef& w = weights[values[n.in[1]].weight];
@@ -326,7 +320,6 @@ public:
         arena_.allocate(arena_bytes, "the activations", total);
         q8_.allocate(q8_bytes, "the quantized activations", total);
         partial_.allocate(partial_bytes, "attention partials", total);
-        arrived_.allocate(partial_bytes > 0 && merge_fused_ ? max_heads * 4 : 0, "attention arrival counts", total);
         gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
         argmax_.allocate(sizeof(int32_t), "the argmax", total);
@@ -345,8 +338,6 @@ public:
         any_split_ = !split_done.empty();
         check(cudaMemsetAsync(kv_.get(), 0, (size_t)kv_.bytes(), stream_), "cudaMemset (KV cache)");
         check(cudaMemsetAsync(arena_.get(), 0, (size_t)arena_.bytes(), stream_), "cudaMemset (activations)");
-        if (arrived_.bytes() > 0)
-            check(cudaMemsetAsync(arrived_.get(), 0, (size_t)arrived_.bytes(), stream_), "cudaMemset (arrival counts)");
 
         uint8_t* kvp = kv_.get();
         for (KvSlot& s : kv_slots_) {
@@ -892,10 +883,8 @@ private:
                     }
                     const int splits = T == 1 ? decode_splits_ : 1;
                     const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
-                    int* arrived = T == 1 ? reinterpret_cast<int*>(arrived_.get()) : nullptr;  // null unless fused
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8,
-                                     arrived);
+                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8);
                     if (quant) q8_value = n.out;
                     break;
                 }
@@ -957,14 +946,13 @@ private:
     std::vector<cudaEvent_t> events_;   // profiling: before each node, and after the last
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys, keys_per_round_ = 4;
-    bool merge_fused_ = false;  // STRATA_CUDA_ATTN_MERGE=fused
     bool attn_prefetch_ = true;  // STRATA_CUDA_PREFETCH
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;
 
     std::vector<Node> nodes_;
-    DeviceBuffer weights_, kv_, arena_, q8_, partial_, arrived_, params_, gemm_, argmax_, topk_;
+    DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_, topk_;
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
     PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_, host_topk_;

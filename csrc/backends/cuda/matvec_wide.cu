@@ -5,17 +5,6 @@
 // lanes keep U steps of loads in flight. With S > 1 the partial sums meet in shared memory and
 // are added in a fixed order, so results do not depend on timing; with S = 1 the kernel has
 // no shared memory at all (see wide_tile for why that matters).
-//
-// Weight prefetch. In a decode step the kernel is a programmatic dependent launch: its blocks
-// are scheduled while the kernel before it (a norm, the attention merge, glu: short and
-// latency-bound) still runs, and wait in pdl_begin. Before that wait, each block asks L2 for
-// the weight rows it will read (prefetch.global.L2, one 128-byte line per thread and round),
-// so the weight stream starts during the previous kernel instead of after it and the first
-// loads find their lines in L2. This is the one read of global memory before pdl_begin, and it
-// is safe: weights are written once at load, never during a step, and a prefetch is only a hint
-// (it changes no value and cannot fault on these in-bounds addresses). Only the blocks of the
-// first wave (16 a multiprocessor, the most that fit) can be scheduled that early; later ones
-// would only add requests for lines their own loads ask for next, so they skip it.
 #include <type_traits>
 
 #include "matvec_wide.cuh"
@@ -33,24 +22,14 @@ struct Parts {
     float* y[kMaxMatvecParts];
     int R[kMaxMatvecParts];
     int end[kMaxMatvecParts];  // first block past part p
-    int prefetch_blocks;       // blocks below this prefetch (0: none; MatvecConfig::prefetch)
 };
-
-// Asks L2 for bytes p .. p + bytes (the lines that hold them), the block's threads taking one
-// 128-byte line each per round.
-__device__ __forceinline__ void prefetch_l2(const uint8_t* p, int64_t bytes) {
-    const uintptr_t end = (uintptr_t)p + (uintptr_t)bytes;
-    for (uintptr_t a = ((uintptr_t)p & ~(uintptr_t)127) + 128 * threadIdx.x; a < end; a += 128 * blockDim.x)
-        prefetch_l2_line(a);
-}
 
 template <class Op, int NR, int U, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
                                                                    typename Op::XArg x0, int S) {
+    pdl_begin();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // The part of this block (uniform over the block: no divergence), then its block index in it.
-    // Kernel parameters only, no global memory: this may run before pdl_begin.
-    const bool prefetch = (int)blockIdx.x < parts.prefetch_blocks && blockIdx.y == 0;  // rows once, not per x row
     int bx = blockIdx.x;
     const uint8_t* __restrict__ w = parts.w[0];
     float* __restrict__ y = parts.y[0];
@@ -63,11 +42,6 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
         R = second ? parts.R[1] : parts.R[2];
     }
     const int r0 = (bx * (kWarps / S) + warp / S) * NR, slice = warp % S;
-    if (prefetch) {
-        const int first = bx * (kWarps / S) * NR, n = imin((kWarps / S) * NR, R - first);
-        prefetch_l2(w + (int64_t)first * row_bytes, (int64_t)n * row_bytes);
-    }
-    pdl_begin();
     const int t = blockIdx.y;
     const typename Op::XArg x = Op::row_x(x0, t, K);
     y += (int64_t)t * R;
@@ -100,9 +74,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-              int S, bool split_kernel, int prefetch_blocks, Launch s) {
+              int S, bool split_kernel, Launch s) {
     Parts parts{};
-    parts.prefetch_blocks = prefetch_blocks;
     int blocks = 0;
     for (int p = 0; p < kMaxMatvecParts; ++p) {
         const MatvecPart& m = mp[std::min(p, n_parts - 1)];  // unused parts repeat the last (no blocks)
@@ -121,11 +94,11 @@ void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const
 
 template <class Op, int NR>
 void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-               int S, int U, bool split_kernel, int prefetch_blocks, Launch s) {
+               int S, int U, bool split_kernel, Launch s) {
     switch (U) {
-        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch_blocks, s); break;
-        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch_blocks, s); break;
-        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, prefetch_blocks, s); break;
+        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
     }
 }
 
@@ -134,12 +107,11 @@ void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, in
                int64_t rows, const MatvecConfig& cfg, Launch s) {
     const WideTile tile = wide_tile(t, cfg);
     const bool sk = cfg.split_kernel;
-    const int pb = cfg.prefetch ? 16 * cfg.num_sms : 0;  // 16 blocks of 4 warps: 64 warps, a full SM
     const int k = (int)K, r = (int)rows;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, pb, s); break;
-        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, pb, s); break;
-        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, pb, s); break;
+        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
     }
 }
 
