@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call: strata and llama.cpp side by side on random-weight Llama files of one shape.
 #   run(command="bash benchmarks/device/side_by_side_call.sh 1b", carry=[".device", ".whl"])
-# SHAPE is 1b or 8b; TESTS=0 skips tests/test_cuda.py. .device: benchmarks/device/make_lcpp_tarball.sh.
+# SHAPE is 1b or 8b; TESTS=0 skips tests/test_cuda.py; REUSE_BUILD=1 keeps the strata an earlier
+# run built on the same machine. .device: benchmarks/device/make_lcpp_tarball.sh.
 # .whl: the scikit-build-core, pathspec, packaging and nanobind wheels (pip download --no-deps
 # -d .whl ...): the device image of 2026-12-06 could not import scikit_build_core.build.
 # llama.cpp builds in the background (~340 s on 16 cores) while strata builds, the tests run and
@@ -29,8 +30,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /
   python3 benchmarks/make_random_llama.py $M/$SHAPE-f16.gguf --shape $SHAPE --torch-cuda > $R/models.log 2>&1
   for q in Q8_0 Q4_0 Q4_K_M; do python3 benchmarks/cuda_bench.py $M/$SHAPE-$q.gguf --write-random $SHAPE:$q >> $R/models.log 2>&1 & done
   wait; touch /tmp/files.done ) &
-PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=6 python3 -m pip install -q --no-build-isolation --no-deps --upgrade --target /tmp/site . > $R/strata-build.log 2>&1
-el "strata build rc=$?"; tail -3 $R/strata-build.log
+# REUSE_BUILD=1: a warm machine's strata from an earlier run of this script in the same call.
+if [ "${REUSE_BUILD:-0}" = 1 ] && PYTHONPATH=/tmp/site python3 -c "import strata" 2>/dev/null; then
+  el "strata build reused"
+else
+  PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=6 python3 -m pip install -q --no-build-isolation --no-deps --upgrade --target /tmp/site . > $R/strata-build.log 2>&1
+  el "strata build rc=$?"; tail -3 $R/strata-build.log
+fi
 export PYTHONPATH=/tmp/site
 python3 -c "import strata, os; print(strata.available_backends(), os.environ.get('STRATA_CUBLAS'))"
 if [ "$TESTS" = 1 ]; then
