@@ -2,7 +2,8 @@
 # One device call: strata and llama.cpp side by side on random-weight Llama files of one shape.
 #   run(command="bash benchmarks/device/side_by_side_call.sh 1b", carry=[".device", ".whl"])
 # SHAPE is 1b or 8b; TESTS=0 skips tests/test_cuda.py; REUSE_BUILD=1 keeps the strata an earlier
-# run built on the same machine. .device: benchmarks/device/make_lcpp_tarball.sh.
+# run built on the same machine; QUICK=1 times strata's defaults only (not also the session-4
+# paths) and skips the sampled top-k A/B. .device: benchmarks/device/make_lcpp_tarball.sh.
 # .whl: the scikit-build-core, pathspec, packaging and nanobind wheels (pip download --no-deps
 # -d .whl ...): the device image of 2026-12-06 could not import scikit_build_core.build.
 # llama.cpp builds in the background (~340 s on 16 cores) while strata builds, the tests run and
@@ -12,7 +13,7 @@
 # Session 5's run (benchmarks/results/cuda-h100-2026-12-06-s5) was this with SHAPE=1b, the
 # files quantized by llama-quantize, and the then opt-in defaults named as a strata setting.
 set -u
-SHAPE=${1:?1b or 8b}; TESTS=${TESTS:-1}
+SHAPE=${1:?1b or 8b}; TESTS=${TESTS:-1}; QUICK=${QUICK:-0}
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
 t0=$(date +%s); el() { echo "$1 $(( $(date +%s) - t0 )) s"; }
 M=/tmp/models; R=$OUT/r; mkdir -p $M $R
@@ -48,8 +49,12 @@ el "llama.cpp built, files written"; tail -1 $R/lcpp-build.log
 F="$M/$SHAPE-f16.gguf $M/$SHAPE-Q8_0.gguf $M/$SHAPE-Q4_0.gguf $M/$SHAPE-Q4_K_M.gguf"
 for f in $F; do /tmp/lcpp/build/bin/llama-bench -m $f -ngl 99 -p 512 -n 128 -r 3 -o jsonl 2>>$R/llama-bench.err >> $R/llama-bench-$SHAPE.jsonl; done
 el "llama-bench"
-python3 benchmarks/cuda_bench.py $F --repeats 3 --env "" --env STRATA_CUDA_GEMM=mma,STRATA_CUDA_PDL=0,STRATA_CUDA_DEVICE_ARGMAX=0 > $R/strata-$SHAPE.jsonl 2>&1
-el "strata"
+cp $R/llama-bench-$SHAPE.jsonl $OUT/  # also outside the tarball: back even if the call is cut short
+OLD_PATHS=(--env STRATA_CUDA_GEMM=mma,STRATA_CUDA_PDL=0,STRATA_CUDA_DEVICE_ARGMAX=0)
+[ "$QUICK" = 1 ] && OLD_PATHS=()
+python3 benchmarks/cuda_bench.py $F --repeats 3 --env "" "${OLD_PATHS[@]}" > $R/strata-$SHAPE.jsonl 2>&1
+el "strata"; cp $R/strata-$SHAPE.jsonl $OUT/
+if [ "$QUICK" != 1 ]; then
 python3 benchmarks/cuda_bench.py $M/$SHAPE-Q4_0.gguf --tg-only --sampled --repeats 3 --env "" --env STRATA_CUDA_DEVICE_TOPK=1 > $R/topk-ab-$SHAPE.jsonl 2>&1
 python3 -c "
 import json, sys
@@ -58,5 +63,6 @@ for l in open(sys.argv[1]):
         r = json.loads(l); print('top-k A/B', r.get('env') or 'default', r.get('tg128'), r.get('tg128_sampled'), r.get('error', '')[-300:])
 " $R/topk-ab-$SHAPE.jsonl
 el "top-k A/B"
+fi
 python3 benchmarks/cuda_summary.py $R
 tar czf $OUT/r.tar.gz -C $OUT r && rm -rf $R
