@@ -7,7 +7,9 @@
 //
 // One warp per (row, head, split): the lanes hold the head's dimensions (pairs 2 lane +
 // 64 c, c < NC), every key's dot is a warp all-reduce, and the softmax is online (running
-// max and sum, rescaling the accumulator), four keys per round for memory parallelism. A
+// max and sum, rescaling the accumulator), four keys per round for memory parallelism (8 or
+// 16 with STRATA_CUDA_ATTN_ROUND; the last round masked), each decode warp having first asked
+// L2 for its keys' K and V rows (prefetch_keys). A
 // block's 4 warps are 4 consecutive heads of one row, which share KV heads under GQA.
 // Decode (one row) splits the keys over up to n_split warps (flash-decoding; as many as
 // stretches of a.split_keys keys need, so the count follows the position) and a second kernel
