@@ -972,6 +972,18 @@ PDL_ENVS = {
 }
 
 
+def step_logits(h: OpHarness, out: int, monkeypatch, env: dict, n_ctx: int) -> tuple[np.ndarray, str]:
+    """Every logit of the mini model's prefill and decode steps (DECODE) on an engine made
+    with `env`, and the engine's description."""
+    eng = cuda_engine(h, out, monkeypatch, env, n_ctx=n_ctx)
+    ids = np.arange(N_MINI, dtype=np.int32)
+    parts, start = [], 0
+    for c in DECODE:
+        parts.append(eng.eval(ids[start : start + c], all_logits=True))
+        start += c
+    return np.concatenate(parts), eng.description
+
+
 @pytest.mark.parametrize("n_ctx", [256, 2048])  # 256: one decode split; 2048: 32, 3 in use, merged
 @pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
 @pytest.mark.parametrize("env", list(PDL_ENVS))
@@ -982,18 +994,8 @@ def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
     one_split_at_256(monkeypatch, n_ctx)
     h, out, _ = mini_llama(8, FUSE_TYPES[types])
     base = PDL_ENVS[env]
-
-    def logits(extra: dict) -> tuple[np.ndarray, str]:
-        eng = cuda_engine(h, out, monkeypatch, {**base, **extra}, n_ctx=n_ctx)
-        ids = np.arange(N_MINI, dtype=np.int32)
-        parts, start = [], 0
-        for c in DECODE:
-            parts.append(eng.eval(ids[start : start + c], all_logits=True))
-            start += c
-        return np.concatenate(parts), eng.description
-
-    on, desc_on = logits({})
-    off, desc_off = logits({"STRATA_CUDA_PDL": "0"})
+    on, desc_on = step_logits(h, out, monkeypatch, base, n_ctx)
+    off, desc_off = step_logits(h, out, monkeypatch, {**base, "STRATA_CUDA_PDL": "0"}, n_ctx)
     assert "pdl on" in desc_on and "pdl off" in desc_off, (desc_on, desc_off)
     np.testing.assert_array_equal(on, off)
 
@@ -1005,18 +1007,8 @@ def test_kv_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, env):
     kernel before it; without (STRATA_CUDA_PREFETCH=0) every logit of a prefill and of decode
     steps over 1 to 16 splits is the same, bit for bit: a prefetch is a hint, never a value."""
     h, out, _ = mini_llama(8, FUSE_TYPES[types])
-
-    def logits(extra: dict) -> tuple[np.ndarray, str]:
-        eng = cuda_engine(h, out, monkeypatch, {**env, **extra}, n_ctx=2048)
-        ids = np.arange(N_MINI, dtype=np.int32)
-        parts, start = [], 0
-        for c in DECODE:
-            parts.append(eng.eval(ids[start : start + c], all_logits=True))
-            start += c
-        return np.concatenate(parts), eng.description
-
-    on, desc_on = logits({})
-    off, desc_off = logits({"STRATA_CUDA_PREFETCH": "0"})
+    on, desc_on = step_logits(h, out, monkeypatch, env, 2048)
+    off, desc_off = step_logits(h, out, monkeypatch, {**env, "STRATA_CUDA_PREFETCH": "0"}, 2048)
     assert "no KV prefetch" not in desc_on and "no KV prefetch" in desc_off, (desc_on, desc_off)
     np.testing.assert_array_equal(on, off)
 
