@@ -128,9 +128,12 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     const KeySplit ks = key_split(a, pos, n_split);
     const int j0 = ks.lo + z * ks.chunk;
     const int j1 = min(pos + 1, j0 + ks.chunk);
-    const int64_t koff = (int64_t)(min(h, a.n_head - 1) / (a.n_head / a.n_head_kv)) * hd;
+    const int group = a.n_head / a.n_head_kv;
+    const int64_t koff = (int64_t)(h / group) * hd;
     // Decode only (one row): in a prefill step every row's warp would ask for all its keys again.
-    if (a.prefetch && gridDim.x == 1 && h < a.n_head && z < ks.used)
+    // One warp per KV head of the block asks: its GQA group's other warps read the same rows.
+    const bool first_of_kv_head = h % group == 0 || threadIdx.x < 32;
+    if (a.prefetch && gridDim.x == 1 && h < a.n_head && z < ks.used && first_of_kv_head)
         prefetch_keys(kc, vc, kvw, koff, hd, cap, j0, j1, lane);
     pdl_begin();
     if (h >= a.n_head) return;  // whole warps; no block-wide synchronisation below

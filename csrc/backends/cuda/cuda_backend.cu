@@ -178,15 +178,15 @@ public:
         matvec_.wide_all = env("STRATA_CUDA_MATVEC") == "wide" || env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.split_kernel = env("STRATA_CUDA_MATVEC") == "wide-smem";
         matvec_.num_sms = props_.multiProcessorCount;
-        const std::string prefetch = env("STRATA_CUDA_PREFETCH");
-        if (!prefetch.empty() && prefetch != "0" && prefetch != "1")
-            throw StrataError("STRATA_CUDA_PREFETCH must be 0 or 1, got '" + prefetch + "'");
-        attn_prefetch_ = prefetch != "0";
         parse_tile(env("STRATA_CUDA_MATVEC_TILE"), &matvec_);
         forced_splits_ = env_int("STRATA_CUDA_ATTN_SPLITS", 0);
         split_keys_ = std::max(0, env_int("STRATA_CUDA_ATTN_SPLIT_KEYS", kDecodeSplitKeys));
         keys_per_round_ = env_int("STRATA_CUDA_ATTN_ROUND", 4);
         if (keys_per_round_ != 8 && keys_per_round_ != 16) keys_per_round_ = 4;
+        const std::string prefetch = env("STRATA_CUDA_PREFETCH");
+        if (!prefetch.empty() && prefetch != "0" && prefetch != "1")
+            throw StrataError("STRATA_CUDA_PREFETCH must be 0 or 1, got '" + prefetch + "'");
+        attn_prefetch_ = prefetch != "0";
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
