@@ -3,7 +3,8 @@
 #   run(command="bash benchmarks/device/side_by_side_call.sh 1b", carry=[".device", ".whl"])
 # SHAPE is 1b or 8b; TESTS=0 skips tests/test_cuda.py; REUSE_BUILD=1 keeps the strata an earlier
 # run built on the same machine; QUICK=1 times strata's defaults only (not also the session-4
-# paths) and skips the sampled top-k A/B. .device: benchmarks/device/make_lcpp_tarball.sh.
+# paths) and skips the sampled top-k A/B; DEPTH=n also times tg128 after n positions on both
+# sides (llama-bench -p 0 -d n, cuda_bench.py --tg-only --depth n). .device: benchmarks/device/make_lcpp_tarball.sh.
 # .whl: the scikit-build-core, pathspec, packaging and nanobind wheels (pip download --no-deps
 # -d .whl ...): the device image of 2026-12-06 could not import scikit_build_core.build.
 # llama.cpp builds in the background (~340 s on 16 cores) while strata builds, the tests run and
@@ -64,5 +65,11 @@ for l in open(sys.argv[1]):
 " $R/topk-ab-$SHAPE.jsonl
 el "top-k A/B"
 fi
+if [ -n "${DEPTH:-}" ]; then
+  for f in $F; do /tmp/lcpp/build/bin/llama-bench -m $f -ngl 99 -p 0 -n 128 -d $DEPTH -r 3 -o jsonl 2>>$R/llama-bench.err >> $R/llama-bench-$SHAPE-d$DEPTH.jsonl; done
+  cp $R/llama-bench-$SHAPE-d$DEPTH.jsonl $OUT/; el "llama-bench depth $DEPTH"
+  python3 benchmarks/cuda_bench.py $F --tg-only --repeats 3 --depth $DEPTH --env "" > $R/strata-$SHAPE-d$DEPTH.jsonl 2>&1
+  cp $R/strata-$SHAPE-d$DEPTH.jsonl $OUT/; el "strata depth $DEPTH"
+fi
 python3 benchmarks/cuda_summary.py $R
-tar czf $OUT/r.tar.gz -C $OUT r && rm -rf $R
+tar czf $OUT/r-$SHAPE.tar.gz -C $OUT r && rm -rf $R
