@@ -464,6 +464,9 @@ DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, k
     "8-a-round": {"STRATA_CUDA_ATTN_ROUND": "8"},  # 8 keys a round, the last round masked
     "16-a-round": {"STRATA_CUDA_ATTN_ROUND": "16", "STRATA_CUDA_ATTN_SPLIT_KEYS": "5"},
     "no-prefetch": {"STRATA_CUDA_PREFETCH": "0"},  # no K / V rows asked of L2 before the wait
+    # the most splits, one key each: 40 to 64 in use, both halves of the merge's warp 0 and
+    # its batches of 16 loads, a count that is not a multiple of 16
+    "64-splits": {"STRATA_CUDA_ATTN_SPLITS": "64", "STRATA_CUDA_ATTN_SPLIT_KEYS": "1"},
 }
 
 

@@ -57,32 +57,6 @@ __device__ __forceinline__ KeySplit key_split(const AttnArgs& a, int pos, int n_
     return k;
 }
 
-// The merge of one (row, head)'s split results pp (n_split x (m, l, head_dim values)) into
-// op[0, hd), by threads tid, tid + nt, ... of a group (nt a multiple of 32); with q8 each warp's
-// 32 consecutive outputs are quantized as chunk chunk0 + d / 32. Every output element is a
-// function of pp alone, summed over the splits in order.
-__device__ __forceinline__ void merge_head(const float* pp, int n_split, int hd, float* op, int tid, int nt,
-                                           const ActQ8& q8, int64_t chunk0) {
-    float M = -INFINITY;
-    for (int z = 0; z < n_split; ++z)
-        if (pp[z * (hd + 2) + 1] > 0.0f) M = fmaxf(M, pp[z * (hd + 2)]);
-    float L = 0.0f;
-    for (int z = 0; z < n_split; ++z) {
-        const float lz = pp[z * (hd + 2) + 1];
-        if (lz > 0.0f) L += lz * expf(pp[z * (hd + 2)] - M);
-    }
-    const float inv = 1.0f / L;
-    for (int d = tid; d < hd; d += nt) {
-        float o = 0.0f;
-        for (int z = 0; z < n_split; ++z) {
-            const float lz = pp[z * (hd + 2) + 1];
-            if (lz > 0.0f) o += pp[z * (hd + 2) + 2 + d] * expf(pp[z * (hd + 2)] - M);
-        }
-        op[d] = o * inv;
-        if (q8.q) quantize_chunk32(o * inv, chunk0 + (d >> 5), q8);  // whole warps: hd % 32 == 0
-    }
-}
-
 // p[0] + ... + p[N-1] as a balanced tree (N a power of two): ((p0 + p1) + (p2 + p3)) for 4.
 template <int N>
 __device__ __forceinline__ float pairwise_sum(const float* p) {
@@ -242,15 +216,61 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     }
 }
 
+// The splits' loads over the keys of one output element, issued together (see the merge).
+constexpr int kMergeBatch = 16;
+static_assert(kMaxAttnSplits % kMergeBatch == 0 && kMaxAttnSplits <= 64, "two splits a lane of warp 0");
+
 // One block per (row, head); with q8 (decode, head_dim % 32 == 0) the output is quantized too.
+// The merge is a chain of waits on L2 (the splits were just written by other SMs), so it is
+// written to wait few times: warp 0 reads every split's (m, l) at once, two splits a lane, and
+// leaves w_z = exp(m_z - M) (0 for an empty or unused split) in shared memory with 1 / sum l_z
+// w_z; then each thread's output element loads its value of kMergeBatch splits before summing
+// them. The loop this replaced read each split's m and l behind a branch on the one before:
+// ~3 waits on L2 a split, ~20 us a layer at 32 splits (cuda_notes.md round 11). Each output is
+// sum over z in order of v_z w_z, times 1 / L: a function of the partials alone.
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
                                        float* __restrict__ out, ActQ8 q8, const StepParams* __restrict__ sp) {
     pdl_begin();
-    const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
+    __shared__ float w[kMaxAttnSplits];
+    __shared__ float inv_l;
+    const int t = blockIdx.x, h = blockIdx.y, hd = a.head_dim, tid = threadIdx.x;
     const int used = key_split(a, sp->n_past + t, n_split).used;
     const int64_t o = (int64_t)t * a.n_head * hd + (int64_t)h * hd;
-    merge_head(partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2), used, hd, out + o, threadIdx.x,
-               blockDim.x, q8, o >> 5);
+    const float* pp = partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2);
+    if (tid < 32) {
+        float m[2], l[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const int z = tid + 32 * i;
+            m[i] = z < used ? pp[(int64_t)z * (hd + 2)] : -INFINITY;
+            l[i] = z < used ? pp[(int64_t)z * (hd + 2) + 1] : 0.0f;  // 0: an empty split
+        }
+        const float M = warp_max(fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY));
+        float L = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const float wz = l[i] > 0.0f ? expf(m[i] - M) : 0.0f;
+            w[tid + 32 * i] = wz;
+            L += l[i] * wz;
+        }
+        L = warp_sum(L);  // >= 1: the row sees at least its own position
+        if (tid == 0) inv_l = 1.0f / L;
+    }
+    __syncthreads();
+    const float inv = inv_l;
+    for (int d = tid; d < hd; d += blockDim.x) {  // whole warps: hd % 32 == 0 with q8
+        float acc = 0.0f;
+        for (int z0 = 0; z0 < used; z0 += kMergeBatch) {
+            float v[kMergeBatch];
+#pragma unroll
+            for (int u = 0; u < kMergeBatch; ++u)
+                v[u] = z0 + u < used ? pp[(int64_t)(z0 + u) * (hd + 2) + 2 + d] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < kMergeBatch; ++u) acc = fmaf(v[u], w[z0 + u], acc);
+        }
+        out[o + d] = acc * inv;
+        if (q8.q) quantize_chunk32(acc * inv, (o + d) >> 5, q8);
+    }
 }
 
 // ---- prefill: tiles of 32 query rows x 32 keys ------------------------------------------

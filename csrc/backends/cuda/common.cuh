@@ -193,6 +193,9 @@ enum class PrefillAttn : int32_t { Mma, F32Tiles, Rows };
 
 // Decode attention: the fewest keys a split takes by default (STRATA_CUDA_ATTN_SPLIT_KEYS).
 inline constexpr int32_t kDecodeSplitKeys = 16;
+// Decode attention: the most splits a step may use (the merge kernel keeps one weight a split
+// in shared memory).
+inline constexpr int32_t kMaxAttnSplits = 64;
 
 struct AttnArgs {
     int32_t n_head, n_head_kv, head_dim;

@@ -266,7 +266,7 @@ public:
         decode_splits_ = forced_splits_ > 0 ? forced_splits_
                          : split_keys_ > 0  ? (int)std::clamp<int64_t>(ceil_div(n_ctx, split_keys_), 1, 32)
                                             : (int)std::clamp<int64_t>(n_ctx / 256, 1, 32);
-        decode_splits_ = std::min(decode_splits_, 64);
+        decode_splits_ = std::min(decode_splits_, kMaxAttnSplits);
 
         // Weights: each unique file range once, at a 256-byte aligned offset.
         std::map<std::pair<int64_t, int64_t>, int64_t> placed;
