@@ -457,7 +457,7 @@ def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx)
 
 
 DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, key_split)
-    "by-position": {},  # ceil(keys / 16) of 32 splits: 3 at the first decode step, 7 at the last
+    "by-position": {},  # ceil(keys / 16) of 64 splits: 3 at the first decode step, 7 at the last
     "few-keys": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},  # 32 splits of ~4 keys, the last ones empty
     "fixed": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "0", "STRATA_CUDA_ATTN_SPLITS": "7"},  # 7 at every step
     "one": {"STRATA_CUDA_ATTN_SPLITS": "1"},  # no merge: the output written directly

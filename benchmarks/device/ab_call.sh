@@ -8,7 +8,8 @@
 # model_tests_chain.sh. Prints pp512 / tg128 medians; the raw lines go to $OUT/ab.jsonl.
 # DEPTH=n: also tg128 after n tokens of context (decode attention over a long cache).
 # TEST_K: the tests' -k expression (default "not smollm2"); TEST_TIMEOUT: their limit (150 s).
-# BENCH_ARGS: more cuda_bench.py arguments (e.g. --tg-only: no pp512).
+# BENCH_ARGS: more cuda_bench.py arguments (e.g. --tg-only: no pp512). KEEP=1: the files stay
+# in /tmp (SHAPE-TYPE.gguf) for a later command of the same call (ncu_decode.py).
 set -u
 FILES=${1:?SHAPE:TYPE list}; shift
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
@@ -36,5 +37,5 @@ for line in sys.stdin:
     d = {k: round(v, 1) for k, v in r.items() if k.startswith('tg128_d') and not k.endswith('_all')}
     print('$spec', r.get('env') or 'default', 'pp512', r.get('pp512') and round(r['pp512']),
           'tg128', r.get('tg128') and round(r['tg128'], 1), d or '', r.get('error', '')[-300:])"
-    rm -f $f
+    [ "${KEEP:-0}" = 1 ] || rm -f $f
 done

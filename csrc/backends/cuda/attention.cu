@@ -216,18 +216,15 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     }
 }
 
-// The splits' loads over the keys of one output element, issued together (see the merge).
-constexpr int kMergeBatch = 16;
-static_assert(kMaxAttnSplits % kMergeBatch == 0 && kMaxAttnSplits <= 64, "two splits a lane of warp 0");
-
 // One block per (row, head); with q8 (decode, head_dim % 32 == 0) the output is quantized too.
 // The merge is a chain of waits on L2 (the splits were just written by other SMs), so it is
-// written to wait few times: warp 0 reads every split's (m, l) at once, two splits a lane, and
+// written to wait twice: warp 0 reads every split's (m, l) at once, two splits a lane, and
 // leaves w_z = exp(m_z - M) (0 for an empty or unused split) in shared memory with 1 / sum l_z
-// w_z; then each thread's output element loads its value of kMergeBatch splits before summing
+// w_z; then each thread loads its output element's value in every split in use before summing
 // them. The loop this replaced read each split's m and l behind a branch on the one before:
 // ~3 waits on L2 a split, ~20 us a layer at 32 splits (cuda_notes.md round 11). Each output is
 // sum over z in order of v_z w_z, times 1 / L: a function of the partials alone.
+static_assert(kMaxAttnSplits == 64, "warp 0 reads two splits a lane");
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
                                        float* __restrict__ out, ActQ8 q8, const StepParams* __restrict__ sp) {
     pdl_begin();
@@ -259,15 +256,12 @@ __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __r
     __syncthreads();
     const float inv = inv_l;
     for (int d = tid; d < hd; d += blockDim.x) {  // whole warps: hd % 32 == 0 with q8
+        float v[kMaxAttnSplits];  // all loads issued before the first use: one wait
+#pragma unroll
+        for (int z = 0; z < kMaxAttnSplits; ++z) v[z] = z < used ? pp[(int64_t)z * (hd + 2) + 2 + d] : 0.0f;
         float acc = 0.0f;
-        for (int z0 = 0; z0 < used; z0 += kMergeBatch) {
-            float v[kMergeBatch];
 #pragma unroll
-            for (int u = 0; u < kMergeBatch; ++u)
-                v[u] = z0 + u < used ? pp[(int64_t)(z0 + u) * (hd + 2) + 2 + d] : 0.0f;
-#pragma unroll
-            for (int u = 0; u < kMergeBatch; ++u) acc = fmaf(v[u], w[z0 + u], acc);
-        }
+        for (int z = 0; z < kMaxAttnSplits; ++z) acc = fmaf(v[z], w[z], acc);
         out[o + d] = acc * inv;
         if (q8.q) quantize_chunk32(acc * inv, (o + d) >> 5, q8);
     }
