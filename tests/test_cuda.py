@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 # q4_0 / q8_0 in split rows), whatever the shell running the tests has set; the tests that
 # compare a default with its plain twin set the switch themselves.
 DEFAULT_SWITCHES = ("STRATA_CUDA_GEMM", "STRATA_CUDA_PDL", "STRATA_CUDA_DEVICE_ARGMAX", "STRATA_CUDA_DEVICE_TOPK",
-                    "STRATA_CUDA_ATTN", "STRATA_CUDA_REPACK", "STRATA_CUDA_PREFETCH")
+                    "STRATA_CUDA_ATTN", "STRATA_CUDA_REPACK", "STRATA_CUDA_PREFETCH", "STRATA_CUDA_SPREAD")
 
 
 @pytest.fixture(autouse=True)
@@ -698,16 +698,19 @@ def test_each_decode_fusion_alone_and_at_other_tiles(monkeypatch, fuse, tile):
     np.testing.assert_array_equal(got, base)
 
 
+@pytest.mark.parametrize("spread", ["1", "0"])  # a block a head (the default), or one block
 @pytest.mark.parametrize(
     "neox,n_rot,factors,window",
     [(False, 64, False, 0), (True, 64, False, 0), (True, 32, True, 0), (False, 48, False, 6)],
 )
-def test_fused_rope_and_kv_append_against_unfused_and_cpu(monkeypatch, neox, n_rot, factors, window):
-    """rope(q), rope(k), attention(q', k', v) in decode steps: the fused launch (angles once,
-    both ropes, the KV append; dimensions past n_rot passed through; a ring buffer that wraps)
-    equals the unfused launches bit for bit, and the CPU backend within the attention bound
-    (f32 attention in the 3-row prefill step: the tensor cores' f16 is not what this checks)."""
+def test_fused_rope_and_kv_append_against_unfused_and_cpu(monkeypatch, neox, n_rot, factors, window, spread):
+    """rope(q), rope(k), attention(q', k', v) in decode steps: the fused launch (both ropes,
+    the KV append; dimensions past n_rot passed through; a ring buffer that wraps), spread over
+    a block a head or in one block, equals the unfused launches bit for bit, and the CPU
+    backend within the attention bound (f32 attention in the 3-row prefill step: the tensor
+    cores' f16 is not what this checks)."""
     monkeypatch.setenv("STRATA_CUDA_ATTN", "f32")
+    monkeypatch.setenv("STRATA_CUDA_SPREAD", spread)
     rng = np.random.default_rng(9)
     T, n_head, n_kv, hd = 20, 6, 2, 64
     q = rng.standard_normal((T, n_head * hd)).astype(np.float32)
@@ -729,6 +732,32 @@ def test_fused_rope_and_kv_append_against_unfused_and_cpu(monkeypatch, neox, n_r
     np.testing.assert_array_equal(fused, unfused)
     cpu = h.run(out, T, backend="cpu", chunks=chunks, n_batch=3)
     np.testing.assert_allclose(fused, cpu, rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("width,wtype", [(640, "Q8_0"), (2048, "Q4_0"), (1024, "F16")])
+def test_spread_add_and_norm_give_the_bytes_of_one_block(monkeypatch, width, wtype):
+    """The decode add + rms_norm (+ the int8 copy of the norm) spread over blocks, each taking
+    the whole row's sum of squares and writing one stretch of the sum and the norm (2.5, 4 and
+    2 stretches of 256 / 512 / 512; F16 reads the norm in f32), equals the one-block kernel and
+    the unfused launches bit for bit: the norm through a matmul, the sum through a second add."""
+    rng = np.random.default_rng(11)
+    T = 12
+    h = OpHarness()
+    a = h.rows(rng.standard_normal((T, width)).astype(np.float32))
+    b = h.rows(rng.standard_normal((T, width)).astype(np.float32))
+    s = h.op(_core.Op.add, [a, b])
+    n = h.op(_core.Op.rms_norm, [s, h.weight("nw", (1 + 0.1 * rng.standard_normal(width)).astype(np.float32))],
+             eps=1e-5)
+    w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    raw = w.astype(np.float16) if wtype == "F16" else gguf_quants.quantize(w, qtype(wtype))
+    out = h.op(_core.Op.add, [s, h.op(_core.Op.matmul, [n, h.weight("w", raw.tobytes(), int(qtype(wtype)), width,
+                                                                    width)])])
+    chunks = [3] + [1] * (T - 3)
+    spread = h.run(out, T, backend="cuda", chunks=chunks, n_batch=3)
+    one = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_SPREAD": "0"}, chunks=chunks, n_batch=3)
+    unfused = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"}, chunks=chunks, n_batch=3)
+    np.testing.assert_array_equal(spread, one)
+    np.testing.assert_array_equal(spread, unfused)
 
 
 def test_bad_fuse_setting_is_named(monkeypatch):
@@ -1016,10 +1045,11 @@ def test_kv_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, env):
     np.testing.assert_array_equal(on, off)
 
 
-def test_bad_prefetch_setting_is_named(monkeypatch):
+@pytest.mark.parametrize("switch", ["STRATA_CUDA_PREFETCH", "STRATA_CUDA_SPREAD"])
+def test_bad_on_off_setting_is_named(monkeypatch, switch):
     h, out, _ = mini_llama(0)
-    monkeypatch.setenv("STRATA_CUDA_PREFETCH", "yes")
-    with pytest.raises(strata.StrataError, match="STRATA_CUDA_PREFETCH"):
+    monkeypatch.setenv(switch, "yes")
+    with pytest.raises(strata.StrataError, match=switch):
         h.run(out, 1, backend="cuda")
 
 

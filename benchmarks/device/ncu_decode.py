@@ -64,8 +64,8 @@ def summary(path: str) -> None:
     rows = list(csv.reader(lines))
     head, units, data = rows[0], rows[1], rows[2:]
     col = {h: i for i, h in enumerate(head)}
-    t_scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}[units[col["gpu__time_duration.sum"]]]
-    b_scale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}[units[col["dram__bytes_read.sum"]]]
+    t_scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}[units[col["gpu__time_duration.sum"]]]
+    b_scale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}[units[col["dram__bytes_read.sum"]]]
     agg: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0, 0])
     total = 0.0
     for r in data:

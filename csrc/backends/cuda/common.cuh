@@ -159,10 +159,11 @@ void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, i
 // computes what the unfused launches compute, in the same order per element, and writes the
 // same outputs: the bytes are identical, only launches are saved.
 // sum = x + b (when b), then y = rms_norm(sum or x) (* w), and, when q8 is given (q8.q not
-// null, W % 32 == 0), y quantized into it as launch_quantize_q8 would. One row of W. The
-// inputs are all read before any of y is written, so y may share memory with x or b.
+// null, W % 32 == 0), y quantized into it as launch_quantize_q8 would. One row of W. One
+// block reads all the inputs before it writes any of y, so y may share memory with x or b;
+// spread (several blocks, each writing a stretch of the row) needs y and sum apart from x and b.
 void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
-                            float eps, ActQ8 q8, Launch s);
+                            float eps, ActQ8 q8, bool spread, Launch s);
 // y = act(gate) * up over n elements (n % 32 == 0), quantized into q8 in the same pass.
 void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,
                    Launch s);
@@ -176,13 +177,14 @@ struct RopeArgs {
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
                  const StepParams* sp, Launch s);
 // Decode (one row): rope of q (a.n_head heads) and of k (n_head_k heads, same angles) and the
-// KV append of the roped k and of v at position n_past (cache row n_past % capacity), in one
-// block: q, k and v are read before anything is written, so ko may share memory with q.
-// Returns false (nothing launched) when q and k do not fit the block's shared memory.
+// KV append of the roped k and of v at position n_past (cache row n_past % capacity). Spread:
+// a block a head, so ko must not share memory with q; else one block that reads q, k and v
+// before it writes anything (ko may share memory with q).
+// rope_qk_append_fits: false when q and k do not fit the one block's shared memory.
 bool rope_qk_append_fits(const RopeArgs& a, int n_head_k);
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
-                           const StepParams* sp, Launch s);
+                           bool spread, const StepParams* sp, Launch s);
 
 // attention.cu
 // Which kernel a prefill step's attention runs on (STRATA_CUDA_ATTN): Mma = tensor cores

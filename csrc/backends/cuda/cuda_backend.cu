@@ -27,6 +27,8 @@
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
 //   STRATA_CUDA_PREFETCH=0    decode attention does not ask L2 for its keys' K and V rows
 //                             before waiting for the kernel before it (attention.cu)
+//   STRATA_CUDA_SPREAD=0      the decode add + rms_norm and rope + KV append in one block each,
+//                             not spread over several (elementwise.cu, rope.cu)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
 //                             for n_ctx keys in stretches of STRATA_CUDA_ATTN_SPLIT_KEYS, <= 64)
 //   STRATA_CUDA_ATTN_SPLIT_KEYS=n  the fewest keys a decode split takes (default 16): a step
@@ -187,6 +189,10 @@ public:
         if (!prefetch.empty() && prefetch != "0" && prefetch != "1")
             throw StrataError("STRATA_CUDA_PREFETCH must be 0 or 1, got '" + prefetch + "'");
         attn_prefetch_ = prefetch != "0";
+        const std::string spread = env("STRATA_CUDA_SPREAD");
+        if (!spread.empty() && spread != "0" && spread != "1")
+            throw StrataError("STRATA_CUDA_SPREAD must be 0 or 1, got '" + spread + "'");
+        spread_ = spread != "0";
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles
@@ -218,7 +224,7 @@ public:
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
-                        (attn_prefetch_ ? "" : ", no KV prefetch") +
+                        (attn_prefetch_ ? "" : ", no KV prefetch") + (spread_ ? "" : ", norm and rope in one block") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -780,7 +786,7 @@ private:
                 case Op::RmsNorm: {
                     if (d && d->quant) {
                         launch_add_rms_norm_q8(f32(x), nullptr, nullptr, opt_f32(n.in[1]), f32(n.out), width_[x],
-                                               n.p.eps, q8_act_, L());
+                                               n.p.eps, q8_act_, spread_, L());
                         q8_value = n.out;
                         break;
                     }
@@ -846,7 +852,7 @@ private:
                     if (d && d->norm >= 0) {  // add, then the rms_norm of the sum
                         const Node& nn = nodes_[d->norm];
                         launch_add_rms_norm_q8(f32(x), f32(b), f32(n.out), opt_f32(nn.in[1]), f32(nn.out), width_[x],
-                                               nn.p.eps, d->quant ? q8_act_ : no_q8, L());
+                                               nn.p.eps, d->quant ? q8_act_ : no_q8, spread_, L());
                         if (d->quant) q8_value = nn.out;
                         break;
                     }
@@ -868,8 +874,8 @@ private:
                         const Node& na = nodes_[d->attn];
                         const KvSlot& s = kv_slots_[na.p.kv_slot];
                         launch_rope_qk_append(rope_args(n), nk.p.n_head, f32(x), f32(nk.in[0]), f32(na.in[2]),
-                                              opt_f32(n.in[1]), f32(n.out), f32(nk.out), s.k, s.v, s.capacity, sp,
-                                              L());
+                                              opt_f32(n.in[1]), f32(n.out), f32(nk.out), s.k, s.v, s.capacity,
+                                              spread_, sp, L());
                         break;
                     }
                     launch_rope(rope_args(n), f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, L());
@@ -949,6 +955,7 @@ private:
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys, keys_per_round_ = 4;
     bool attn_prefetch_ = true;  // STRATA_CUDA_PREFETCH
+    bool spread_ = true;         // STRATA_CUDA_SPREAD
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps
     std::string graph_note_;

@@ -74,15 +74,21 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
         for (int i = threadIdx.x; i < W; i += blockDim.x) yr[i] = xr[i] * scale;
 }
 
-// Decode: one block, one row. `xr` (or x + b, written to `sum` first) is read, and its sum
-// of squares taken, exactly as rms_norm_kernel does with the same block size (thread t adds
-// elements t, t + blockDim, ... in that order, then block_sum); every read of x and b happens
-// before block_sum's barriers, every write of y after them (y may share memory with x or b).
-// With quant, warp w of step k holds elements k * blockDim + 32 w + lane: one whole 32-element
-// chunk, quantized in registers (quantize_chunk32). Rows of up to kNormRegs * blockDim
-// elements are loaded into registers all at once (the weights too), so the loads of a thread
-// are in flight together rather than one after another (the same values, the same order of
-// the sums); wider rows take the plain loops.
+// Decode: one row. `xr` (or x + b, written to `sum` first) is read, and its sum of squares
+// taken, exactly as rms_norm_kernel does with the same block size (thread t adds elements t,
+// t + blockDim, ... in that order, then block_sum). With quant, warp w of step k holds
+// elements k * blockDim + 32 w + lane: one whole 32-element chunk, quantized in registers
+// (quantize_chunk32). Rows of up to kNormRegs * blockDim elements are loaded into registers
+// all at once (the weights too), so the loads of a thread are in flight together rather than
+// one after another (the same values, the same order of the sums); wider rows take the plain
+// loops, in one block.
+// Spread (gridDim.x > 1, register rows only): block k takes the sum of squares of the whole
+// row as above, then writes, normalizes and quantizes only step k's elements, so a warp
+// quantizes one chunk instead of one per step, and the steps run on as many SMs: one block
+// did all of it in ~8 us on the H100 (ncu, 8B), twice a layer. Its blocks read all of x and b
+// while others write, so y and sum must not share memory with x or b (the planner keeps a
+// slot one node past its last read: core/plan.cpp). One block: every read of x and b happens
+// before block_sum's barriers, every write of y after them.
 constexpr int kNormRegs = 16;
 
 __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* sum,
@@ -91,18 +97,19 @@ __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* su
     const int tid = threadIdx.x, nt = blockDim.x;
     double ss = 0.0;
     if (W <= kNormRegs * nt) {
+        const int only = gridDim.x > 1 ? (int)blockIdx.x : -1;  // the step this block writes; -1: all
         float v[kNormRegs], wv[kNormRegs];
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
             v[k] = i < W ? (b ? x[i] + b[i] : x[i]) : 0.0f;
-            wv[k] = i < W && w ? w[i] : 0.0f;
+            wv[k] = i < W && w && (only < 0 || k == only) ? w[i] : 0.0f;
         }
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
             if (i < W) {
-                if (b) sum[i] = v[k];
+                if (b && (only < 0 || k == only)) sum[i] = v[k];
                 ss += (double)v[k] * v[k];
             }
         }
@@ -111,7 +118,7 @@ __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* su
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
-            if (i < W) {
+            if (i < W && (only < 0 || k == only)) {
                 const float o = w ? v[k] * scale * wv[k] : v[k] * scale;
                 y[i] = o;
                 if (q8.q) quantize_chunk32(o, i >> 5, q8);  // whole warps: W % 32 == 0
@@ -234,9 +241,10 @@ void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, i
 }
 
 void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
-                            float eps, ActQ8 q8, Launch s) {
+                            float eps, ActQ8 q8, bool spread, Launch s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;  // as launch_rms_norm
-    launch_kernel(add_rms_norm_q8_kernel, 1, threads, 0, s, x, b, sum, w, y, (int)W, eps, q8);
+    const unsigned blocks = spread && W <= kNormRegs * threads ? (unsigned)ceil_div(W, threads) : 1;
+    launch_kernel(add_rms_norm_q8_kernel, blocks, threads, 0, s, x, b, sum, w, y, (int)W, eps, q8);
 }
 
 void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,

@@ -6,7 +6,8 @@
 //
 // One block per row; n_past comes from device memory (StepParams) so a captured decode
 // graph stays valid. In a decode step the rope of q, the rope of k and the KV append of the
-// next attention are one launch (rope_qk_append_kernel); both kernels take their angles and
+// next attention are one launch (rope_qk_append_spread_kernel, a block a head, or with
+// STRATA_CUDA_SPREAD=0 rope_qk_append_kernel, one block); every kernel takes its angles and
 // rotations from the same two functions, so the values are the same bit for bit.
 #include "common.cuh"
 
@@ -111,6 +112,50 @@ __global__ void __launch_bounds__(kFusedThreads)
         }
 }
 
+// Spread: one block per head of q and k, with no shared memory and no barrier; each block
+// takes its pairs' angles itself (the same rope_cs, so the same bits) and a k head's block
+// also appends that head's v. The one-block kernel above took ~8 us on the H100 (ncu, 8B) and
+// sat on the critical path once a layer. Blocks read q and k while others write qo and ko, so
+// ko must not share memory with q (the planner keeps a slot one node past its last read).
+__global__ void rope_qk_append_spread_kernel(RopeArgs a, int n_head_k, const float* __restrict__ q,
+                                             const float* __restrict__ k, const float* __restrict__ v,
+                                             const float* __restrict__ factors, float* __restrict__ qo,
+                                             float* __restrict__ ko, __half* __restrict__ kc, __half* __restrict__ vc,
+                                             int64_t capacity, const StepParams* __restrict__ sp) {
+    pdl_begin();
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
+    const int n_past = sp->n_past;
+    const int64_t crow = ((int64_t)n_past % capacity) * n_head_k * hd;  // as kv_append_kernel's row
+    const bool is_q = (int)blockIdx.x < a.n_head;
+    const int o = (is_q ? (int)blockIdx.x : (int)blockIdx.x - a.n_head) * hd;  // the head in q or k
+    const float* x = is_q ? q + o : k + o;
+    for (int i = tid; i < half; i += nt) {
+        const int ia = a.neox ? i : 2 * i;
+        const int ib = a.neox ? i + half : 2 * i + 1;
+        const float2 r = rope_rotate(x[ia], x[ib], rope_cs(a, n_past, i, factors));
+        if (is_q) {
+            qo[o + ia] = r.x;
+            qo[o + ib] = r.y;
+        } else {
+            ko[o + ia] = r.x;
+            ko[o + ib] = r.y;
+            kc[crow + o + ia] = __float2half_rn(r.x);
+            kc[crow + o + ib] = __float2half_rn(r.y);
+        }
+    }
+    for (int e = n_rot + tid; e < hd; e += nt) {
+        if (is_q) {
+            qo[o + e] = x[e];
+        } else {
+            ko[o + e] = x[e];
+            kc[crow + o + e] = __float2half_rn(x[e]);
+        }
+    }
+    if (!is_q)
+        for (int e = tid; e < hd; e += nt) vc[crow + o + e] = __float2half_rn(v[o + e]);
+}
+
 }  // namespace
 
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
@@ -124,7 +169,14 @@ bool rope_qk_append_fits(const RopeArgs& a, int n_head_k) { return rope_qk_smem(
 
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
-                           const StepParams* sp, Launch s) {
+                           bool spread, const StepParams* sp, Launch s) {
+    if (spread) {
+        const int half = a.n_rot / 2;
+        const int threads = half >= 128 ? 128 : half > 32 ? 64 : 32;  // as launch_rope
+        launch_kernel(rope_qk_append_spread_kernel, (unsigned)(a.n_head + n_head_k), threads, 0, s, a, n_head_k, q, k,
+                      v, factors, qo, ko, kc, vc, capacity, sp);
+        return;
+    }
     launch_kernel(rope_qk_append_kernel, 1, kFusedThreads, rope_qk_smem(a, n_head_k), s, a, n_head_k, q, k, v, factors,
                   qo, ko, kc, vc, capacity, sp);
 }
