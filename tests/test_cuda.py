@@ -1032,16 +1032,20 @@ def test_pdl_gives_the_bytes_of_plain_launches(monkeypatch, env, types, n_ctx):
     np.testing.assert_array_equal(on, off)
 
 
+@pytest.mark.parametrize("setting", ["0", "kv"])
 @pytest.mark.parametrize("env", [{}, {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"}, {"STRATA_CUDA_GRAPH": "0"}])
 @pytest.mark.parametrize("types", ["mixed", "q4_k_m", "f16"])
-def test_kv_prefetch_gives_the_bytes_of_no_prefetch(monkeypatch, types, env):
-    """By default decode attention asks L2 for its keys' K and V rows before it waits for the
-    kernel before it; without (STRATA_CUDA_PREFETCH=0) every logit of a prefill and of decode
-    steps over 1 to 16 splits is the same, bit for bit: a prefetch is a hint, never a value."""
+def test_work_before_the_wait_gives_the_bytes_of_none(monkeypatch, types, env, setting):
+    """By default a decode kernel does what reads no value of this step before it waits for
+    the kernel before it: attention asks L2 for its keys' K and V rows, the norm loads its
+    weights, the rope takes its angles. Without (STRATA_CUDA_PREFETCH=0), or with the K and V
+    rows only (=kv), every logit of a prefill and of decode steps over 1 to 16 splits is the
+    same, bit for bit: each is the same load or a hint, only earlier."""
     h, out, _ = mini_llama(8, FUSE_TYPES[types])
     on, desc_on = step_logits(h, out, monkeypatch, env, 2048)
-    off, desc_off = step_logits(h, out, monkeypatch, {**env, "STRATA_CUDA_PREFETCH": "0"}, 2048)
-    assert "no KV prefetch" not in desc_on and "no KV prefetch" in desc_off, (desc_on, desc_off)
+    off, desc_off = step_logits(h, out, monkeypatch, {**env, "STRATA_CUDA_PREFETCH": setting}, 2048)
+    assert "no KV prefetch" not in desc_on and "no early weights" not in desc_on, desc_on
+    assert ("no KV prefetch" in desc_off) == (setting == "0") and "no early weights" in desc_off, desc_off
     np.testing.assert_array_equal(on, off)
 
 

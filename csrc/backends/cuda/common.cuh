@@ -66,10 +66,13 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // has completed and its writes are visible, so this kernel can neither read what that one has
 // not written yet nor overwrite what it still reads (RAW and WAR safe), and by induction the
 // same holds for every earlier kernel. launch_dependents then lets the next kernel's blocks be
-// scheduled (they wait in their own pdl_begin). One exception, argued where it is made: decode
-// attention reads n_past and asks L2 for the K and V rows it will read before its wait
-// (attention.cu, prefetch_keys): n_past is copied in before the step's first kernel and no
-// kernel writes it, and a prefetch returns no value. For a kernel launched without the attribute
+// scheduled (they wait in their own pdl_begin). The exceptions read, before the wait, only
+// memory no kernel of a step writes, and write nothing: n_past (copied in before the step's
+// first kernel), the weights (written at load, before any step), and prefetches (which
+// return no value): decode attention asks L2 for the K and V rows it will read
+// (attention.cu, prefetch_keys), the decode norm loads its weights (elementwise.cu) and the
+// spread rope takes its angles (rope.cu), each only where the switch STRATA_CUDA_PREFETCH
+// allows it. For a kernel launched without the attribute
 // both instructions do nothing; below sm_90 they do not exist, and the backend leaves PDL off
 // (pdl_kernels_built()).
 __device__ __forceinline__ void pdl_begin() {
@@ -162,8 +165,9 @@ void launch_copy_cols(const float* x, int64_t x_width, int64_t col0, float* y, i
 // null, W % 32 == 0), y quantized into it as launch_quantize_q8 would. One row of W. One
 // block reads all the inputs before it writes any of y, so y may share memory with x or b;
 // spread (several blocks, each writing a stretch of the row) needs y and sum apart from x and b.
+// w_early: w is a weight, loaded before the PDL wait (elementwise.cu).
 void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
-                            float eps, ActQ8 q8, bool spread, Launch s);
+                            float eps, ActQ8 q8, bool spread, bool w_early, Launch s);
 // y = act(gate) * up over n elements (n % 32 == 0), quantized into q8 in the same pass.
 void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,
                    Launch s);
@@ -180,11 +184,12 @@ void launch_rope(const RopeArgs& a, const float* x, const float* factors, float*
 // KV append of the roped k and of v at position n_past (cache row n_past % capacity). Spread:
 // a block a head, so ko must not share memory with q; else one block that reads q, k and v
 // before it writes anything (ko may share memory with q).
-// rope_qk_append_fits: false when q and k do not fit the one block's shared memory.
+// rope_qk_append_fits: false when q and k do not fit the one block's shared memory. early
+// (spread only; factors null or a weight): the angles are taken before the PDL wait (rope.cu).
 bool rope_qk_append_fits(const RopeArgs& a, int n_head_k);
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
-                           bool spread, const StepParams* sp, Launch s);
+                           bool spread, bool early, const StepParams* sp, Launch s);
 
 // attention.cu
 // Which kernel a prefill step's attention runs on (STRATA_CUDA_ATTN): Mma = tensor cores

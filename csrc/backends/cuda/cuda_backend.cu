@@ -25,8 +25,10 @@
 //   STRATA_CUDA_MATVEC=wide   the wide kernel for every type it serves (also q4_1, q5_0, q5_1,
 //                             iq4_nl), =wide-smem: its split-K build (shared memory) at every tile
 //   STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]  the wide kernel's tile for every shape (tests, tuning)
-//   STRATA_CUDA_PREFETCH=0    decode attention does not ask L2 for its keys' K and V rows
-//                             before waiting for the kernel before it (attention.cu)
+//   STRATA_CUDA_PREFETCH=0    no work before a decode kernel's PDL wait: decode attention does
+//                             not ask L2 for its keys' K and V rows (attention.cu), the norm does
+//                             not load its weights (elementwise.cu) nor the rope take its angles
+//                             (rope.cu) while the kernel before runs; =kv: only the K and V rows
 //   STRATA_CUDA_SPREAD=0      the decode add + rms_norm and rope + KV append in one block each,
 //                             not spread over several (elementwise.cu, rope.cu)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
@@ -186,9 +188,10 @@ public:
         keys_per_round_ = env_int("STRATA_CUDA_ATTN_ROUND", 4);
         if (keys_per_round_ != 8 && keys_per_round_ != 16) keys_per_round_ = 4;
         const std::string prefetch = env("STRATA_CUDA_PREFETCH");
-        if (!prefetch.empty() && prefetch != "0" && prefetch != "1")
-            throw StrataError("STRATA_CUDA_PREFETCH must be 0 or 1, got '" + prefetch + "'");
+        if (!prefetch.empty() && prefetch != "0" && prefetch != "1" && prefetch != "kv")
+            throw StrataError("STRATA_CUDA_PREFETCH must be 0, kv or 1, got '" + prefetch + "'");
         attn_prefetch_ = prefetch != "0";
+        early_ = prefetch.empty() || prefetch == "1";
         const std::string spread = env("STRATA_CUDA_SPREAD");
         if (!spread.empty() && spread != "0" && spread != "1")
             throw StrataError("STRATA_CUDA_SPREAD must be 0 or 1, got '" + spread + "'");
@@ -224,7 +227,8 @@ public:
                         (use_tc_ ? (use_gemm_ ? (cublas() ? "f16 cuBLAS" : "f16 mma.sync") : "f16 wmma") : "f32") + ", graphs " + (use_graphs_ ? "on" : "off") +
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
-                        (attn_prefetch_ ? "" : ", no KV prefetch") + (spread_ ? "" : ", norm and rope in one block") +
+                        (attn_prefetch_ ? "" : ", no KV prefetch") + (early_ ? "" : ", no early weights") +
+                        (spread_ ? "" : ", norm and rope in one block") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -750,6 +754,9 @@ private:
     int64_t rows_of(int32_t v, int64_t T, bool all_rows) const { return (single_row_[v] && !all_rows) ? 1 : T; }
     float* f32(int32_t v) const { return reinterpret_cast<float*>(data_[v]); }
     const float* opt_f32(int32_t v) const { return v >= 0 ? reinterpret_cast<const float*>(data_[v]) : nullptr; }
+    // Whether optional input v is absent or a weight: memory no kernel of a step writes, so a
+    // decode kernel may read it before its PDL wait (common.cuh).
+    bool weight_or_none(int32_t v) const { return v < 0 || is_weight_[v]; }
 
     // Enqueues one step of T rows on the stream (also what a decode graph captures).
     void enqueue(int64_t T, bool all_rows) {
@@ -786,7 +793,7 @@ private:
                 case Op::RmsNorm: {
                     if (d && d->quant) {
                         launch_add_rms_norm_q8(f32(x), nullptr, nullptr, opt_f32(n.in[1]), f32(n.out), width_[x],
-                                               n.p.eps, q8_act_, spread_, L());
+                                               n.p.eps, q8_act_, spread_, early_ && weight_or_none(n.in[1]), L());
                         q8_value = n.out;
                         break;
                     }
@@ -852,7 +859,8 @@ private:
                     if (d && d->norm >= 0) {  // add, then the rms_norm of the sum
                         const Node& nn = nodes_[d->norm];
                         launch_add_rms_norm_q8(f32(x), f32(b), f32(n.out), opt_f32(nn.in[1]), f32(nn.out), width_[x],
-                                               nn.p.eps, d->quant ? q8_act_ : no_q8, spread_, L());
+                                               nn.p.eps, d->quant ? q8_act_ : no_q8, spread_,
+                                               early_ && weight_or_none(nn.in[1]), L());
                         if (d->quant) q8_value = nn.out;
                         break;
                     }
@@ -875,7 +883,7 @@ private:
                         const KvSlot& s = kv_slots_[na.p.kv_slot];
                         launch_rope_qk_append(rope_args(n), nk.p.n_head, f32(x), f32(nk.in[0]), f32(na.in[2]),
                                               opt_f32(n.in[1]), f32(n.out), f32(nk.out), s.k, s.v, s.capacity,
-                                              spread_, sp, L());
+                                              spread_, early_ && weight_or_none(n.in[1]), sp, L());
                         break;
                     }
                     launch_rope(rope_args(n), f32(x), opt_f32(n.in[1]), f32(n.out), T, sp, L());
@@ -955,6 +963,7 @@ private:
     std::vector<double> node_seconds_;  // profiling: per node, summed over steps
     int forced_splits_ = 0, decode_splits_ = 1, split_keys_ = kDecodeSplitKeys, keys_per_round_ = 4;
     bool attn_prefetch_ = true;  // STRATA_CUDA_PREFETCH
+    bool early_ = true;          // STRATA_CUDA_PREFETCH=1: norm weights and rope angles before the wait
     bool spread_ = true;         // STRATA_CUDA_SPREAD
     unsigned fuse_ = kFuseAll;             // STRATA_CUDA_FUSE
     std::vector<DecodeNode> decode_;       // per node: its fusion in decode steps

@@ -89,21 +89,36 @@ __global__ void rms_norm_kernel(const float* __restrict__ x, const float* __rest
 // while others write, so y and sum must not share memory with x or b (the planner keeps a
 // slot one node past its last read: core/plan.cpp). One block: every read of x and b happens
 // before block_sum's barriers, every write of y after them.
+// With w_early (w is a weight: never written during a step) the register path loads its
+// weights before pdl_begin, while the kernel before it still runs, so the wait on DRAM for
+// them (the weights are long evicted by the matvecs' stream) is off the step's critical path:
+// the exception to the PDL contract argued in common.cuh.
 constexpr int kNormRegs = 16;
 
 __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* sum,
-                                       const float* __restrict__ w, float* y, int W, float eps, ActQ8 q8) {
-    pdl_begin();
+                                       const float* __restrict__ w, float* y, int W, float eps, ActQ8 q8,
+                                       bool w_early) {
     const int tid = threadIdx.x, nt = blockDim.x;
+    const bool regs = W <= kNormRegs * nt;
+    const int only = gridDim.x > 1 ? (int)blockIdx.x : -1;  // the step this block writes; -1: all
+    float wv[kNormRegs];
+    auto load_weights = [&] {
+#pragma unroll
+        for (int k = 0; k < kNormRegs; ++k) {
+            const int i = tid + k * nt;
+            wv[k] = i < W && w && (only < 0 || k == only) ? w[i] : 0.0f;
+        }
+    };
+    if (regs && w_early) load_weights();
+    pdl_begin();
     double ss = 0.0;
-    if (W <= kNormRegs * nt) {
-        const int only = gridDim.x > 1 ? (int)blockIdx.x : -1;  // the step this block writes; -1: all
-        float v[kNormRegs], wv[kNormRegs];
+    if (regs) {
+        if (!w_early) load_weights();
+        float v[kNormRegs];
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
             v[k] = i < W ? (b ? x[i] + b[i] : x[i]) : 0.0f;
-            wv[k] = i < W && w && (only < 0 || k == only) ? w[i] : 0.0f;
         }
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
@@ -241,10 +256,10 @@ void launch_rms_norm(const float* x, const float* w, float* y, int64_t groups, i
 }
 
 void launch_add_rms_norm_q8(const float* x, const float* b, float* sum, const float* w, float* y, int64_t W,
-                            float eps, ActQ8 q8, bool spread, Launch s) {
+                            float eps, ActQ8 q8, bool spread, bool w_early, Launch s) {
     const int threads = W >= 1024 ? 512 : W >= 256 ? 256 : W > 64 ? 128 : 32;  // as launch_rms_norm
     const unsigned blocks = spread && W <= kNormRegs * threads ? (unsigned)ceil_div(W, threads) : 1;
-    launch_kernel(add_rms_norm_q8_kernel, blocks, threads, 0, s, x, b, sum, w, y, (int)W, eps, q8);
+    launch_kernel(add_rms_norm_q8_kernel, blocks, threads, 0, s, x, b, sum, w, y, (int)W, eps, q8, w_early);
 }
 
 void launch_glu_q8(Activation act, const float* gate, const float* up, float* y, int64_t n, ActQ8 q8,

@@ -117,23 +117,28 @@ __global__ void __launch_bounds__(kFusedThreads)
 // also appends that head's v. The one-block kernel above took ~8 us on the H100 (ncu, 8B) and
 // sat on the critical path once a layer. Blocks read q and k while others write qo and ko, so
 // ko must not share memory with q (the planner keeps a slot one node past its last read).
+// early: a thread's first pair's angle (double pow, cos, sin: the kernel's longest chain) is
+// taken before pdl_begin, while the kernel before it runs; it reads only n_past and the
+// factors, a weight (the PDL exception of common.cuh).
 __global__ void rope_qk_append_spread_kernel(RopeArgs a, int n_head_k, const float* __restrict__ q,
                                              const float* __restrict__ k, const float* __restrict__ v,
                                              const float* __restrict__ factors, float* __restrict__ qo,
                                              float* __restrict__ ko, __half* __restrict__ kc, __half* __restrict__ vc,
-                                             int64_t capacity, const StepParams* __restrict__ sp) {
-    pdl_begin();
+                                             int64_t capacity, bool early, const StepParams* __restrict__ sp) {
     const int tid = threadIdx.x, nt = blockDim.x;
     const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
-    const int n_past = sp->n_past;
-    const int64_t crow = ((int64_t)n_past % capacity) * n_head_k * hd;  // as kv_append_kernel's row
+    const int early_pos = early ? sp->n_past : 0;
+    const float2 cs_first = early && tid < half ? rope_cs(a, early_pos, tid, factors) : float2{};
+    pdl_begin();
+    const int pos = early ? early_pos : sp->n_past;
+    const int64_t crow = ((int64_t)pos % capacity) * n_head_k * hd;  // as kv_append_kernel's row
     const bool is_q = (int)blockIdx.x < a.n_head;
     const int o = (is_q ? (int)blockIdx.x : (int)blockIdx.x - a.n_head) * hd;  // the head in q or k
     const float* x = is_q ? q + o : k + o;
     for (int i = tid; i < half; i += nt) {
         const int ia = a.neox ? i : 2 * i;
         const int ib = a.neox ? i + half : 2 * i + 1;
-        const float2 r = rope_rotate(x[ia], x[ib], rope_cs(a, n_past, i, factors));
+        const float2 r = rope_rotate(x[ia], x[ib], early && i == tid ? cs_first : rope_cs(a, pos, i, factors));
         if (is_q) {
             qo[o + ia] = r.x;
             qo[o + ib] = r.y;
@@ -169,12 +174,12 @@ bool rope_qk_append_fits(const RopeArgs& a, int n_head_k) { return rope_qk_smem(
 
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
-                           bool spread, const StepParams* sp, Launch s) {
+                           bool spread, bool early, const StepParams* sp, Launch s) {
     if (spread) {
         const int half = a.n_rot / 2;
         const int threads = half >= 128 ? 128 : half > 32 ? 64 : 32;  // as launch_rope
         launch_kernel(rope_qk_append_spread_kernel, (unsigned)(a.n_head + n_head_k), threads, 0, s, a, n_head_k, q, k,
-                      v, factors, qo, ko, kc, vc, capacity, sp);
+                      v, factors, qo, ko, kc, vc, capacity, early, sp);
         return;
     }
     launch_kernel(rope_qk_append_kernel, 1, kFusedThreads, rope_qk_smem(a, n_head_k), s, a, n_head_k, q, k, v, factors,
