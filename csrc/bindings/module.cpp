@@ -76,6 +76,26 @@ size_t heap_in_use() {
 #endif
 }
 
+// The planner's arena ranges, per node: (inputs in the arena, output) as [offset, end) pairs
+// (test hook: tests/test_engine.py checks that no output shares memory with an input of its
+// node or of the node before it, which the fused decode kernels rely on).
+nb::list memory_plan(const Graph& g, int64_t max_rows) {
+    const Plan plan = make_plan(g, max_rows);
+    auto range = [&](int32_t v) {
+        const Value& val = g.values()[v];
+        const int64_t rows = val.single_row ? plan.max_single_rows : plan.max_rows;
+        return std::make_pair(plan.offset[v], plan.offset[v] + rows * value_row_bytes(val));
+    };
+    nb::list nodes;
+    for (const Node& n : g.nodes()) {
+        std::vector<std::pair<int64_t, int64_t>> ins;
+        for (int32_t in : n.in)
+            if (in >= 0 && plan.offset[in] >= 0) ins.push_back(range(in));
+        nodes.append(nb::make_tuple(ins, range(n.out)));
+    }
+    return nodes;
+}
+
 // The Metal backend's dispatch list for one step of `g`, as plain Python data (test hook:
 // tests/metal/test_metal_plan.py checks it and runs it through the MSL harness on Linux).
 // argmax: "" the step alone; "fused" the step with kernel_argmax_f32 appended (its command
@@ -279,6 +299,8 @@ NB_MODULE(_core, m) {
     m.def("metal_dispatch_plan", &metal_dispatch_plan, "graph"_a, "n_ctx"_a, "max_rows"_a, "n_rows"_a, "n_past"_a,
           "all_rows"_a = false, "argmax"_a = "",
           "Test hook: the Metal backend's dispatches for one step (any platform; nothing runs).");
+    m.def("memory_plan", &memory_plan, "graph"_a, "max_rows"_a,
+          "Test hook: the planner's arena ranges of each node's inputs and output.");
     m.def("default_threads", &ThreadPool::default_threads);
     m.def("cpu_dequantize", [](uint32_t type, ByteArray data, int64_t n, const std::string& isa) {
         const int64_t need = row_bytes(static_cast<DType>(type), n);
