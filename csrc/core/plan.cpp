@@ -35,7 +35,8 @@ Plan make_plan(const Graph& g, int64_t max_rows, int64_t max_single_rows) {
     // one node more. Outputs never alias their node's inputs (kernels are not in-place), nor the
     // inputs of the node before it: backends run a node and the next as one launch (add and
     // rms_norm, rope of q and of k) whose blocks may still read the first node's inputs while
-    // others write the second node's output.
+    // others write the second node's output. It costs about one slot of the widest activation
+    // (SmolLM2 at 512 rows: 21.2 -> 24.4 MB).
     struct Slot {
         int64_t bytes = 0;
         int32_t free_after = -1;  // node index of the last read of the value it holds
