@@ -458,14 +458,14 @@ def test_attention_against_cpu(n_head, n_kv, hd, window, softcap, chunks, n_ctx)
 
 DECODE_SPLITS = {  # how decode cuts a row's keys between warps (attention.cu, key_split)
     "by-position": {},  # ceil(keys / 16) of 64 splits: 3 at the first decode step, 7 at the last
-    "few-keys": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},  # 32 splits of ~4 keys, the last ones empty
+    "few-keys": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "3"},  # 14 to 37 splits of ~3 keys, some empty
     "fixed": {"STRATA_CUDA_ATTN_SPLIT_KEYS": "0", "STRATA_CUDA_ATTN_SPLITS": "7"},  # 7 at every step
     "one": {"STRATA_CUDA_ATTN_SPLITS": "1"},  # no merge: the output written directly
     "8-a-round": {"STRATA_CUDA_ATTN_ROUND": "8"},  # 8 keys a round, the last round masked
     "16-a-round": {"STRATA_CUDA_ATTN_ROUND": "16", "STRATA_CUDA_ATTN_SPLIT_KEYS": "5"},
     "no-prefetch": {"STRATA_CUDA_PREFETCH": "0"},  # no K / V rows asked of L2 before the wait
-    # the most splits, one key each: 40 to 64 in use, both halves of the merge's warp 0 and
-    # its batches of 16 loads, a count that is not a multiple of 16
+    # the most splits, one key each: 40 to 64 in use, both halves of the merge's warp 0 (two
+    # splits a lane), counts below and at the 64 loads each output issues
     "64-splits": {"STRATA_CUDA_ATTN_SPLITS": "64", "STRATA_CUDA_ATTN_SPLIT_KEYS": "1"},
 }
 
