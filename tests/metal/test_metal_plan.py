@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import arch_fixtures, need_arch_vocabulary
+from conftest import arch_fixtures, build_graph, need_arch_vocabulary
 from conftest import smollm2_path as find_smollm2
 
 from .harness import msl
@@ -120,20 +120,6 @@ def kernel_suffix(type_name: str) -> str:
     """The kernels.def suffix of a GGUF type name: Q4_K -> q4_K, IQ4_XS -> iq4_xs."""
     s = type_name.lower()
     return s[:-2] + "_K" if s.endswith("_k") else s
-
-
-def build_graph(path: str, n_ctx: int):
-    """(GGUFFile, Graph) as strata.load builds them."""
-    from strata.gguf import GGUFFile
-    from strata.graph import GraphBuilder
-    from strata.models import architecture
-
-    gguf = GGUFFile(path)
-    config = architecture(gguf.arch).from_gguf(gguf)
-    config.n_ctx = n_ctx
-    builder = GraphBuilder(gguf)
-    config.build(builder)
-    return gguf, builder.graph
 
 
 # The quantized variant of a tiny model ("<case>:quant"): its float32 weights through the

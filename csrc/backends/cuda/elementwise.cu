@@ -100,13 +100,14 @@ __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* su
                                        bool w_early) {
     const int tid = threadIdx.x, nt = blockDim.x;
     const bool regs = W <= kNormRegs * nt;
-    const int only = gridDim.x > 1 ? (int)blockIdx.x : -1;  // the step this block writes; -1: all
+    // Whether this block writes step k: spread, block k writes step k; one block, every step.
+    auto writes = [&](int k) { return gridDim.x == 1 || k == (int)blockIdx.x; };
     float wv[kNormRegs];
     auto load_weights = [&] {
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
-            wv[k] = i < W && w && (only < 0 || k == only) ? w[i] : 0.0f;
+            wv[k] = i < W && w && writes(k) ? w[i] : 0.0f;
         }
     };
     if (regs && w_early) load_weights();
@@ -124,7 +125,7 @@ __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* su
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
             if (i < W) {
-                if (b && (only < 0 || k == only)) sum[i] = v[k];
+                if (b && writes(k)) sum[i] = v[k];
                 ss += (double)v[k] * v[k];
             }
         }
@@ -133,7 +134,7 @@ __global__ void add_rms_norm_q8_kernel(const float* x, const float* b, float* su
 #pragma unroll
         for (int k = 0; k < kNormRegs; ++k) {
             const int i = tid + k * nt;
-            if (i < W && (only < 0 || k == only)) {
+            if (i < W && writes(k)) {
                 const float o = w ? v[k] * scale * wv[k] : v[k] * scale;
                 y[i] = o;
                 if (q8.q) quantize_chunk32(o, i >> 5, q8);  // whole warps: W % 32 == 0

@@ -127,10 +127,9 @@ __global__ void rope_qk_append_spread_kernel(RopeArgs a, int n_head_k, const flo
                                              int64_t capacity, bool early, const StepParams* __restrict__ sp) {
     const int tid = threadIdx.x, nt = blockDim.x;
     const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
-    const int early_pos = early ? sp->n_past : 0;
-    const float2 cs_first = early && tid < half ? rope_cs(a, early_pos, tid, factors) : float2{};
+    const int pos = sp->n_past;  // before pdl_begin, as decode attention reads it (common.cuh)
+    const float2 cs_first = early && tid < half ? rope_cs(a, pos, tid, factors) : float2{};
     pdl_begin();
-    const int pos = early ? early_pos : sp->n_past;
     const int64_t crow = ((int64_t)pos % capacity) * n_head_k * hd;  // as kv_append_kernel's row
     const bool is_q = (int)blockIdx.x < a.n_head;
     const int o = (is_q ? (int)blockIdx.x : (int)blockIdx.x - a.n_head) * hd;  // the head in q or k
