@@ -26,9 +26,9 @@ struct Parts {
     int end[kMaxMatvecParts];  // first block past part p
 };
 
-// kTail (a MatvecTail::Kind): each kind built apart, so that a launch keeps the registers its
-// own work needs (the rope's double sin and cos take many, with a stack frame).
-template <class Op, int NR, int U, bool kSplit, int kTail>
+// kTail: built apart, so that the launches without one (their tail's rope takes double sin
+// and cos, with a stack frame) keep the registers they had.
+template <class Op, int NR, int U, bool kSplit, bool kTail>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
                                                                    typename Op::XArg x0, int S, MatvecTail tail) {
     pdl_begin();
@@ -61,8 +61,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 #pragma unroll
             for (int r = 0; r < NR; ++r)
                 if (r0 + r < R) y[r0 + r] = acc[r];
+            if constexpr (kTail) __threadfence();
         }
-        if constexpr (kTail != MatvecTail::kNone) matvec_tail_warp<kTail>(tail, part, r0, NR);
     } else {
         __shared__ float part_sums[kWarps][NR];
         if (lane == 0) {
@@ -74,10 +74,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
             float s = part_sums[warp][lane];
             for (int k = 1; k < S; ++k) s += part_sums[warp + k][lane];
             y[r0 + lane] = s;
-            if constexpr (kTail != MatvecTail::kNone) __threadfence();
+            if constexpr (kTail) __threadfence();
         }
-        if constexpr (kTail != MatvecTail::kNone) matvec_tail_block<kTail>(tail, part, bx * (kWarps / S) * NR, (kWarps / S) * NR);
     }
+    if constexpr (kTail) matvec_tail(tail, part, bx * (kWarps / S) * NR, (kWarps / S) * NR);
 }
 
 template <class Op, int NR, int U>
@@ -94,15 +94,13 @@ void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const
         parts.end[p] = blocks;
     }
     const dim3 grid((unsigned)blocks, (unsigned)rows);
-    using M = MatvecTail;
-    const bool sk = S > 1 || split_kernel;
-    auto kernel = tail.kind == M::kGlu ? (sk ? matvec_wide_kernel<Op, NR, U, true, M::kGlu>
-                                             : matvec_wide_kernel<Op, NR, U, false, M::kGlu>)
-                  : tail.kind == M::kRope ? (sk ? matvec_wide_kernel<Op, NR, U, true, M::kRope>
-                                                : matvec_wide_kernel<Op, NR, U, false, M::kRope>)
-                                          : (sk ? matvec_wide_kernel<Op, NR, U, true, M::kNone>
-                                                : matvec_wide_kernel<Op, NR, U, false, M::kNone>);
-    launch_kernel(kernel, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, sk ? S : 1, tail);
+    const bool with_tail = tail.kind != MatvecTail::kNone;
+    if (S > 1 || split_kernel)
+        launch_kernel(with_tail ? matvec_wide_kernel<Op, NR, U, true, true> : matvec_wide_kernel<Op, NR, U, true, false>,
+                      grid, kWarps * 32, 0, s, parts, row_bytes, K, x, S, tail);
+    else
+        launch_kernel(with_tail ? matvec_wide_kernel<Op, NR, U, false, true> : matvec_wide_kernel<Op, NR, U, false, false>,
+                      grid, kWarps * 32, 0, s, parts, row_bytes, K, x, 1, tail);
 }
 
 template <class Op, int NR>

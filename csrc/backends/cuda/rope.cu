@@ -111,7 +111,7 @@ __global__ void rope_qk_append_spread_kernel(RopeAppend r, bool early, const Ste
     const int pos = sp->n_past;  // before pdl_begin, as decode attention reads it (common.cuh)
     const float2 cs_first = early && (int)threadIdx.x < r.a.n_rot / 2 ? rope_cs(r.a, pos, threadIdx.x, r.factors) : float2{};
     pdl_begin();
-    rope_append_head(r, blockIdx.x, pos, threadIdx.x, blockDim.x, early, cs_first);
+    rope_append_head(r, blockIdx.x, pos, early, cs_first);
 }
 
 }  // namespace

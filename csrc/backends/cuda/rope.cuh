@@ -20,14 +20,14 @@ __device__ __forceinline__ float2 rope_rotate(float x0, float x1, float2 cs) {
     return make_float2(__fmaf_rn(x0, cs.x, -__fmul_rn(x1, cs.y)), __fmaf_rn(x0, cs.y, __fmul_rn(x1, cs.x)));
 }
 
-// Head `head` of a decode step at position pos, by threads tid of nt: a q head (head <
+// Head `head` of a decode step at position pos, by the threads of a block: a q head (head <
 // n_head) rotated into qo; a k head rotated into ko and the K cache, and the same head of v
 // appended to the V cache (cache row pos % capacity). Dimensions past n_rot pass through.
 // cs_first (when `early`): thread tid's first pair's angle, taken beforehand. q, k and v are
 // read through L2 (__ldcg): the matvec tail reads them right after other SMs wrote them.
-__device__ __forceinline__ void rope_append_head(const RopeAppend& r, int head, int pos, int tid, int nt, bool early,
-                                                 float2 cs_first) {
+__device__ __forceinline__ void rope_append_head(const RopeAppend& r, int head, int pos, bool early, float2 cs_first) {
     const RopeArgs& a = r.a;
+    const int tid = threadIdx.x, nt = blockDim.x;
     const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
     const int64_t crow = ((int64_t)pos % r.capacity) * r.n_head_k * hd;  // as kv_append_kernel's row
     const bool is_q = head < a.n_head;
