@@ -32,12 +32,11 @@ Plan make_plan(const Graph& g, int64_t max_rows, int64_t max_single_rows) {
     };
 
     // Greedy slot assignment: a slot is reusable once the last reader of its value has run and
-    // two nodes more. Outputs never alias their node's inputs (kernels are not in-place), nor the
-    // inputs of the two nodes before it: backends run up to three consecutive nodes' work as one
-    // launch (add and rms_norm; rope of q and of k; the v projection whose launch also does the
-    // ropes of q and k: cuda_backend.cu, plan_tail) whose blocks may still read the first node's
-    // inputs while others write the last node's output. It costs about two slots of the widest
-    // activation (SmolLM2 at 512 rows: 21.2 MB with no such rule, 24.4 with one node).
+    // one node more. Outputs never alias their node's inputs (kernels are not in-place), nor the
+    // inputs of the node before it: backends run a node and the next as one launch (add and
+    // rms_norm, rope of q and of k) whose blocks may still read the first node's inputs while
+    // others write the second node's output. It costs about one slot of the widest activation
+    // (SmolLM2 at 512 rows: 21.2 -> 24.4 MB).
     struct Slot {
         int64_t bytes = 0;
         int32_t free_after = -1;  // node index of the last read of the value it holds
@@ -48,7 +47,7 @@ Plan make_plan(const Graph& g, int64_t max_rows, int64_t max_single_rows) {
         const int64_t need = bytes_of(v);
         int best = -1;
         for (int s = 0; s < (int)slots.size(); ++s) {
-            if (slots[s].free_after + kPlanReach >= node_index) continue;
+            if (slots[s].free_after + 1 >= node_index) continue;
             // Prefer the smallest slot that already fits, else the largest to grow.
             if (best < 0) { best = s; continue; }
             const bool fits = slots[s].bytes >= need, best_fits = slots[best].bytes >= need;

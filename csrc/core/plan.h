@@ -26,10 +26,6 @@ struct Plan {
 
 constexpr int64_t kArenaAlign = 64;
 
-// A node's output never shares memory with the inputs of that node and of the kPlanReach
-// nodes before it (make_plan says why).
-constexpr int32_t kPlanReach = 2;
-
 // Bytes of one row of a value in the arena: f32 activations, int32 tokens.
 inline int64_t value_row_bytes(const Value& v) { return v.width * 4; }
 

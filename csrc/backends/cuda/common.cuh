@@ -186,15 +186,6 @@ void launch_rope(const RopeArgs& a, const float* x, const float* factors, float*
 // before it writes anything (ko may share memory with q).
 // rope_qk_append_fits: false when q and k do not fit the one block's shared memory. early
 // (spread only; factors null or a weight): the angles are taken before the PDL wait (rope.cu).
-// Where one decode step's rope + KV append reads and writes (rope.cuh: rope_append_head).
-struct RopeAppend {
-    RopeArgs a;
-    int n_head_k;
-    const float *q, *k, *v, *factors;
-    float *qo, *ko;
-    __half *kc, *vc;
-    int64_t capacity;
-};
 bool rope_qk_append_fits(const RopeArgs& a, int n_head_k);
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
@@ -294,37 +285,11 @@ struct MatvecPart {
     int64_t R;
     float* y;
 };
-// Work a decode launch of several weights finishes in its own blocks (cuda_backend.cu: the
-// tail fusions; matvec_tail.cuh): the rows of each part fall into groups of group_rows (32
-// outputs of gate and of up; a head of q, of k and v), and the block that writes a group's
-// last rows computes the group's glu (and int8 copy), or its rope and KV append, as the
-// stand-alone kernels do, bit for bit; one launch fewer. count: a counter per group, zero
-// between launches (the block that completes a group sets it back).
-struct MatvecTail {
-    enum Kind : int32_t { kNone = 0, kGlu, kRope } kind = kNone;
-    unsigned* count = nullptr;
-    int group_rows = 0;
-    int first_group[kMaxMatvecParts] = {};  // the group of part p's first rows
-    int group_parts[kMaxMatvecParts] = {};  // how many parts write part p's groups (1 or 2)
-    // kGlu: h = act(gate) * up, one group a 32-element chunk, quantized into q8 when q8.q is set
-    Activation act = Activation::Silu;
-    const float *gate = nullptr, *up = nullptr;
-    float* h = nullptr;
-    ActQ8 q8{};
-    // kRope: group g < n_head is q head g, else k head (and v head) g - n_head, at position n_past
-    RopeAppend rope{};
-    const StepParams* sp = nullptr;
-};
-// Whether a tail of groups of group_rows fits the launch of type t (its blocks' rows divide it).
-bool matvec_tail_fits(DType t, const MatvecConfig& cfg, int group_rows);
 // split: the weights are in split rows (weight_split.cuh; q4_0 / q8_0 with K % 256 == 0).
-// tail (rows == 1 only): work the launch finishes in its own blocks, see MatvecTail.
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split,
-                                 const MatvecTail& tail = MatvecTail{});
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split);
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s,
-                                  const MatvecTail& tail = MatvecTail{});
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded

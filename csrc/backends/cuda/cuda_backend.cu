@@ -41,8 +41,8 @@
 //                             one-warp-per-row kernel; default: on tensor cores where the head
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
-//                             =a,b,...: only the fusions named (norm add glu merge rope mv
-//                             mvglu mvrope; all = those eight, the default), see plan_decode_fusion
+//                             =a,b,...: only the fusions named (norm add glu merge rope mv;
+//                             all = those six, the default), see plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
@@ -122,9 +122,7 @@ enum : unsigned {
     kFuseMerge = 8,    // the attention merge quantizes its output for the int8 matvec
     kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
-    kFuseMvGlu = 64,   // that gate/up launch also computes the glu after it (matvec_tail.cuh)
-    kFuseMvRope = 128, // that q/k/v launch also does the rope of q and k and the KV append
-    kFuseAll = 255,
+    kFuseAll = 63,
 };
 
 unsigned parse_fuse(const std::string& v) {
@@ -133,7 +131,6 @@ unsigned parse_fuse(const std::string& v) {
     static const std::pair<const char*, unsigned> names[] = {{"norm", kFuseNorm}, {"add", kFuseAdd},
                                                              {"glu", kFuseGlu},   {"merge", kFuseMerge},
                                                              {"rope", kFuseRope}, {"mv", kFuseMatvec},
-                                                             {"mvglu", kFuseMvGlu}, {"mvrope", kFuseMvRope},
                                                              {"all", kFuseAll}};
     unsigned bits = 0;
     for (size_t i = 0;;) {
@@ -144,8 +141,7 @@ unsigned parse_fuse(const std::string& v) {
             if (part == name) b = bit;
         if (!b)
             throw StrataError(
-                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu, mvrope; got '" +
-                v + "'");
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv; got '" + v + "'");
         bits |= b;
         if (j == std::string::npos) break;
         i = j + 1;
@@ -163,8 +159,6 @@ struct DecodeNode {
     bool appended = false;  // Attention: its KV append was done by that launch
     int n_more = 0;         // MatMul: later MatMul nodes of the same input done in the same launch
     int32_t more[kMaxMatvecParts - 1] = {-1, -1};
-    int32_t tail = -1;      // MatMul: the node its launch finishes in its own blocks (a Glu, or the
-                            //   Rope of q with the Rope of k and the KV append after it)
 };
 
 class CudaBackend final : public Backend {
@@ -234,7 +228,7 @@ public:
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
                         (attn_prefetch_ ? "" : ", no KV prefetch") + (early_ ? "" : ", no early weights") +
-                        (spread_ ? "" : ", norm and rope in one block") + tails_str() +
+                        (spread_ ? "" : ", norm and rope in one block") +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -314,11 +308,8 @@ public:
                 kv_bytes = checked_add(kv_bytes, align_up(b, 256), "KV cache");
             }
         const int64_t q8_rows = 1;  // the int8 matvec serves single-row matmuls
-        // Two copies: a gate/up launch that finishes its glu writes the glu's int8 copy while
-        // its other blocks still read the int8 copy of its input.
-        const int64_t q8_one =
+        const int64_t q8_bytes =
             max_q8_k > 0 ? align_up(q8_rows * max_q8_k, 256) + 2 * align_up(q8_rows * max_q8_k / 8, 256) : 0;
-        const int64_t q8_bytes = 2 * q8_one;
         const int64_t partial_bytes = decode_splits_ > 1 ? partial_floats * decode_splits_ * 4 : 0;
         const int64_t arena_bytes = std::max<int64_t>(plan.arena_bytes, 64);
         const int64_t gemm_bytes = checked_mul(gemm_halves, 2, "prefill scratch");
@@ -367,14 +358,12 @@ public:
             s.v = s.k + s.capacity * s.width;
             kvp += align_up(4 * s.capacity * s.width, 256);
         }
-        if (max_q8_k > 0)
-            for (int b = 0; b < 2; ++b) {
-                uint8_t* base = q8_.get() + b * q8_one;
-                q8_act_[b].q = reinterpret_cast<int8_t*>(base);
-                q8_act_[b].d = reinterpret_cast<float*>(base + align_up(q8_rows * max_q8_k, 256));
-                q8_act_[b].s = reinterpret_cast<int32_t*>(base + align_up(q8_rows * max_q8_k, 256) +
-                                                          align_up(q8_rows * max_q8_k / 8, 256));
-            }
+        if (max_q8_k > 0) {
+            q8_act_.q = reinterpret_cast<int8_t*>(q8_.get());
+            q8_act_.d = reinterpret_cast<float*>(q8_.get() + align_up(q8_rows * max_q8_k, 256));
+            q8_act_.s = reinterpret_cast<int32_t*>(q8_.get() + align_up(q8_rows * max_q8_k, 256) +
+                                                   align_up(q8_rows * max_q8_k / 8, 256));
+        }
 
         // Per value: device pointer, type, width, weight rows and row bytes, single row.
         data_.assign(nv, nullptr);
@@ -406,10 +395,6 @@ public:
         }
 
         plan_decode_fusion();
-        if (tail_groups_ > 0) {  // the tails' counters, zero between launches
-            tail_count_.allocate(tail_groups_ * (int64_t)sizeof(unsigned), "matvec tail counters", total);
-            check(cudaMemsetAsync(tail_count_.get(), 0, (size_t)tail_count_.bytes(), stream_), "cudaMemset (counters)");
-        }
 
         const Value& out = values[output_value_];
         const int64_t out_rows = out.single_row ? plan.max_single_rows : plan.max_rows;
@@ -620,15 +605,6 @@ private:
         for (auto& e : done) cudaEventDestroy(e);
     }
 
-    // ", decode tails: n glu, m rope": how many launches finish a later node (plan_tail).
-    std::string tails_str() const {
-        int glu = 0, rope = 0;
-        for (const DecodeNode& d : decode_)
-            if (d.tail >= 0) (nodes_[d.tail].op == Op::Glu ? glu : rope) += 1;
-        if (glu + rope == 0) return "";
-        return ", decode tails: " + std::to_string(glu) + " glu, " + std::to_string(rope) + " rope";
-    }
-
     static std::string hex_str(unsigned v) {
         static const char* d = "0123456789abcdef";
         std::string s;
@@ -656,10 +632,7 @@ private:
     //     kernel that writes it;
     //   rope(q), rope(k), attention(q', k', v): the two ropes and the KV append in one block;
     //   matmul(x, w1), matmul(x, w2)[, matmul(x, w3)] of one type and width on the wide kernel:
-    //     one launch over the rows of all (q/k/v, gate/up);
-    //   that launch of gate/up -> glu(gate, up): the launch's blocks finish the glu (and its q8
-    //     form) as they complete its chunks; of q/k/v -> rope(q), rope(k), attention(q', k', v):
-    //     they do each head's rope and KV append (matvec_tail.cuh).
+    //     one launch over the rows of all (q/k/v, gate/up).
     // Every fused kernel computes each element as the unfused ones do: the outputs and the q8
     // bytes are the same (tests/test_cuda.py compares them bit for bit).
     void plan_decode_fusion() {
@@ -667,24 +640,6 @@ private:
         decode_.assign(N, DecodeNode{});
         auto whole_row_norm = [&](const Node& n) {
             return n.op == Op::RmsNorm && (n.p.head_dim == 0 || n.p.head_dim == width_[n.in[0]]);
-        };
-        // Nodes i, i + 1, i + 2 are rope(q), rope(k), attention(q', k', v) with one rope.
-        auto rope_qk_attention = [&](size_t i) {
-            if (i + 2 >= N) return false;
-            const Node& n = nodes_[i];
-            const Node& nk = nodes_[i + 1];
-            const Node& na = nodes_[i + 2];
-            const OpParams& p = n.p;
-            const OpParams& pk = nk.p;
-            if (n.op != Op::Rope || nk.op != Op::Rope || na.op != Op::Attention || na.in[0] != n.out ||
-                na.in[1] != nk.out)
-                return false;
-            if (pk.head_dim != p.head_dim || pk.n_rot != p.n_rot || pk.rope_mode != p.rope_mode ||
-                pk.rope_base != p.rope_base || pk.rope_freq_scale != p.rope_freq_scale ||
-                pk.rope_attn_factor != p.rope_attn_factor || nk.in[1] != n.in[1])
-                return false;
-            return p.n_head == na.p.n_head && pk.n_head == na.p.n_head_kv && p.head_dim == na.p.head_dim &&
-                   rope_qk_append_fits(rope_args(n), pk.n_head);
         };
         for (size_t i = 0; i < N; ++i) {
             const Node& n = nodes_[i];
@@ -710,7 +665,18 @@ private:
                     d.quant = (fuse_ & kFuseMerge) && decode_splits_ > 1 && n.p.head_dim % 32 == 0 && q8_read(n.out);
                     break;
                 case Op::Rope: {
-                    if (!(fuse_ & kFuseRope) || !rope_qk_attention(i)) break;
+                    if (!(fuse_ & kFuseRope) || i + 2 >= N) break;
+                    const Node& nk = nodes_[i + 1];
+                    const Node& na = nodes_[i + 2];
+                    const OpParams& p = n.p;
+                    const OpParams& pk = nk.p;
+                    if (nk.op != Op::Rope || na.op != Op::Attention || na.in[0] != n.out || na.in[1] != nk.out) break;
+                    if (pk.head_dim != p.head_dim || pk.n_rot != p.n_rot || pk.rope_mode != p.rope_mode ||
+                        pk.rope_base != p.rope_base || pk.rope_freq_scale != p.rope_freq_scale ||
+                        pk.rope_attn_factor != p.rope_attn_factor || nk.in[1] != n.in[1])
+                        break;
+                    if (p.n_head != na.p.n_head || pk.n_head != na.p.n_head_kv || p.head_dim != na.p.head_dim) break;
+                    if (!rope_qk_append_fits(rope_args(n), pk.n_head)) break;
                     d.rope_k = (int32_t)(i + 1);
                     d.attn = (int32_t)(i + 2);
                     decode_[i + 1].skip = true;
@@ -729,89 +695,11 @@ private:
                         d.more[d.n_more++] = (int32_t)j;
                         decode_[j].skip = true;
                     }
-                    plan_tail(i, rope_qk_attention);
                     break;
                 }
                 default: break;
             }
         }
-    }
-
-    // Whether the launch of matmul i and its d.more can finish the glu, or the ropes and KV
-    // append, after them (the patterns of plan_decode_fusion), and if so marks it. The blocks
-    // that finish a group run while others still read the launch's input and write its parts,
-    // so the finished nodes' outputs must not share memory with either.
-    template <class RopeQkAttention>
-    void plan_tail(size_t i, const RopeQkAttention& rope_qk_attention) {
-        DecodeNode& d = decode_[i];
-        const Node& n = nodes_[i];
-        const size_t next = i + 1 + d.n_more;
-        if (next >= nodes_.size()) return;
-        const int32_t x = n.in[0], w = n.in[1];
-        int32_t outs[kMaxMatvecParts] = {n.out, -1, -1};
-        for (int k = 0; k < d.n_more; ++k) outs[k + 1] = nodes_[d.more[k]].out;
-        auto disjoint = [&](std::initializer_list<int32_t> written) {
-            for (int32_t a : written)
-                for (int32_t b : {x, outs[0], outs[1], outs[2]})
-                    if (b >= 0 && data_[a] < data_[b] + 4 * width_[b] && data_[b] < data_[a] + 4 * width_[a]) return false;
-            return true;
-        };
-        const Node& t = nodes_[next];
-        if ((fuse_ & kFuseMvGlu) && d.n_more == 1 && t.op == Op::Glu && !is_weight_[t.in[1]]) {
-            const bool operands = (t.in[0] == outs[0] && t.in[1] == outs[1]) || (t.in[0] == outs[1] && t.in[1] == outs[0]);
-            const int64_t W = width_[t.out];
-            if (!operands || W % 32 != 0 || weight_rows_[w] != W || weight_rows_[nodes_[d.more[0]].in[1]] != W ||
-                !matvec_tail_fits(type_[w], matvec_, 32) || !disjoint({t.out}))
-                return;
-            d.tail = (int32_t)next;
-            decode_[next].skip = true;
-            decode_[next].quant = (fuse_ & kFuseGlu) && q8_read(t.out);
-            tail_groups_ = std::max<int64_t>(tail_groups_, W / 32);
-            return;
-        }
-        if ((fuse_ & kFuseMvRope) && spread_ && d.n_more == 2 && rope_qk_attention(next)) {
-            const Node& nk = nodes_[next + 1];
-            const Node& na = nodes_[next + 2];
-            const int hd = t.p.head_dim;
-            if (t.in[0] != outs[0] || nk.in[0] != outs[1] || na.in[2] != outs[2] || weight_rows_[w] != t.p.n_head * hd ||
-                !matvec_tail_fits(type_[w], matvec_, hd) || !disjoint({t.out, nk.out}))
-                return;
-            d.tail = (int32_t)next;
-            decode_[next].skip = decode_[next + 1].skip = true;
-            decode_[next + 2].appended = true;
-            tail_groups_ = std::max<int64_t>(tail_groups_, t.p.n_head + nk.p.n_head);
-        }
-    }
-
-    // The tail of a launch plan_tail marked (d.tail >= 0); q8: where the glu's int8 copy goes.
-    MatvecTail tail_of(const DecodeNode& d, const StepParams* sp, const ActQ8& q8) const {
-        MatvecTail m;
-        if (d.tail < 0) return m;
-        const Node& t = nodes_[d.tail];
-        m.count = reinterpret_cast<unsigned*>(tail_count_.get());
-        if (t.op == Op::Glu) {
-            m.kind = MatvecTail::kGlu;
-            m.group_rows = 32;
-            for (int p = 0; p < kMaxMatvecParts; ++p) m.group_parts[p] = 2;  // chunk c: both parts' rows 32c ..
-            m.act = t.p.act;
-            m.gate = f32(t.in[0]);
-            m.up = f32(t.in[1]);
-            m.h = f32(t.out);
-            if (decode_[d.tail].quant) m.q8 = q8;
-            return m;
-        }
-        const Node& nk = nodes_[d.tail + 1];
-        const Node& na = nodes_[d.tail + 2];
-        const KvSlot& s = kv_slots_[na.p.kv_slot];
-        m.kind = MatvecTail::kRope;
-        m.group_rows = t.p.head_dim;
-        m.first_group[1] = m.first_group[2] = t.p.n_head;  // q heads, then k heads with their v heads
-        m.group_parts[0] = 1;
-        m.group_parts[1] = m.group_parts[2] = 2;
-        m.rope = RopeAppend{rope_args(t), nk.p.n_head, f32(t.in[0]), f32(nk.in[0]), f32(na.in[2]), opt_f32(t.in[1]),
-                            f32(t.out), f32(nk.out), s.k, s.v, s.capacity};
-        m.sp = sp;
-        return m;
     }
 
     static RopeArgs rope_args(const Node& n) {
@@ -884,7 +772,6 @@ private:
             return l;
         };
         int32_t q8_value = -1;  // the value whose int8 copy the q8 buffer holds
-        int q8_buf = 0;         // which of the two q8 buffers holds it (the other: a glu tail's)
         if (positions_value_ >= 0) {
             launch_positions(reinterpret_cast<int32_t*>(data_[positions_value_]), T, sp, L());
             after_launch(-1, "positions");
@@ -906,7 +793,7 @@ private:
                 case Op::RmsNorm: {
                     if (d && d->quant) {
                         launch_add_rms_norm_q8(f32(x), nullptr, nullptr, opt_f32(n.in[1]), f32(n.out), width_[x],
-                                               n.p.eps, q8_act_[q8_buf], spread_, early_ && weight_or_none(n.in[1]), L());
+                                               n.p.eps, q8_act_, spread_, early_ && weight_or_none(n.in[1]), L());
                         q8_value = n.out;
                         break;
                     }
@@ -934,24 +821,20 @@ private:
                         const Node& m = nodes_[d->more[k - 1]];
                         parts[k] = {data_[m.in[1]], weight_rows_[m.in[1]], f32(m.out)};
                     }
-                    // A tail (d->tail): the launch also finishes the glu, or the ropes and KV append.
-                    const MatvecTail tail = d ? tail_of(*d, sp, q8_act_[q8_buf ^ 1]) : MatvecTail{};
                     if (T == 1 && !matvec_f32_ && matvec_q8_supported(t)) {
                         if (q8_value != x) {
-                            launch_quantize_q8(f32(x), 1, K, q8_act_[q8_buf], L());
+                            launch_quantize_q8(f32(x), 1, K, q8_act_, L());
                             after_launch((int)i, "quantize");
                             q8_value = x;
                         }
                         if (n_parts > 1 || split_[w])
-                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_[q8_buf], 1, matvec_,
-                                                        L(), split_[w], tail);
+                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, L(),
+                                                        split_[w]);
                         else
-                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_[q8_buf], 1, f32(n.out), matvec_,
-                                             L());
+                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, L());
                     } else if (T == 1) {
                         if (n_parts > 1)
-                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L(),
-                                                         tail);
+                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L());
                         else
                             launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, L());
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {
@@ -962,10 +845,6 @@ private:
                         launch_matmul(t, data_[w], row_bytes_[w], K, R, f32(x), rows, f32(n.out),
                                       use_tc_ && matmul_tc_exact_enough(t), stream_);
                     }
-                    if (tail.q8.q) {  // the glu's int8 copy went to the other buffer
-                        q8_buf ^= 1;
-                        q8_value = nodes_[d->tail].out;
-                    }
                     break;
                 }
                 case Op::Add:
@@ -973,14 +852,14 @@ private:
                 case Op::Glu: {
                     const int32_t b = n.in[1];
                     if (d && d->quant && n.op == Op::Glu) {
-                        launch_glu_q8(n.p.act, f32(x), f32(b), f32(n.out), width_[x], q8_act_[q8_buf], L());
+                        launch_glu_q8(n.p.act, f32(x), f32(b), f32(n.out), width_[x], q8_act_, L());
                         q8_value = n.out;
                         break;
                     }
                     if (d && d->norm >= 0) {  // add, then the rms_norm of the sum
                         const Node& nn = nodes_[d->norm];
                         launch_add_rms_norm_q8(f32(x), f32(b), f32(n.out), opt_f32(nn.in[1]), f32(nn.out), width_[x],
-                                               nn.p.eps, d->quant ? q8_act_[q8_buf] : no_q8, spread_,
+                                               nn.p.eps, d->quant ? q8_act_ : no_q8, spread_,
                                                early_ && weight_or_none(nn.in[1]), L());
                         if (d->quant) q8_value = nn.out;
                         break;
@@ -1021,7 +900,7 @@ private:
                     const int splits = T == 1 ? decode_splits_ : 1;
                     const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_[q8_buf] : no_q8);
+                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8);
                     if (quant) q8_value = n.out;
                     break;
                 }
@@ -1095,9 +974,7 @@ private:
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
     PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_, host_topk_;
-    ActQ8 q8_act_[2] = {};     // the int8 copy of a decode step's matvec input, two buffers (prepare)
-    DeviceBuffer tail_count_;  // the matvec tails' counters (MatvecTail::count)
-    int64_t tail_groups_ = 0;  // how many: the most groups of any tail
+    ActQ8 q8_act_{};
     MatvecConfig matvec_{};
     std::vector<KvSlot> kv_slots_;
     std::vector<uint8_t*> data_;

@@ -3,7 +3,6 @@
 // mul, glu, scale and activations with the same formulas (elementwise.cpp), and the column
 // copies behind last_row and slice; plus the step's positions (n_past + row).
 #include "common.cuh"
-#include "glu.cuh"
 #include "quantize_q8.cuh"
 #include "quant.cuh"
 
@@ -182,6 +181,16 @@ __global__ void layer_norm_kernel(const float* __restrict__ x, const float* __re
     }
 }
 
+__device__ __forceinline__ float act_apply(Activation a, float x) {
+    switch (a) {
+        case Activation::Silu: return x / (1.0f + expf(-x));
+        case Activation::Gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case Activation::GeluTanh:
+            return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * x * (1.0f + 0.044715f * x * x)));
+    }
+    return x;
+}
+
 __global__ void binary_kernel(Binary op, Activation act, const float* __restrict__ a, const float* __restrict__ b,
                               int broadcast, float* __restrict__ y, int64_t n, int64_t W) {
     pdl_begin();
@@ -192,13 +201,18 @@ __global__ void binary_kernel(Binary op, Activation act, const float* __restrict
     }
 }
 
-// One warp per 32-element chunk: the glu of binary_kernel, then quantize_chunk32 (glu.cuh).
+// One warp per 32-element chunk: the glu of binary_kernel, then quantize_chunk32.
 __global__ void glu_q8_kernel(Activation act, const float* __restrict__ g, const float* __restrict__ u,
                               float* __restrict__ y, int64_t n_chunks, ActQ8 q8) {
     pdl_begin();
+    const int lane = threadIdx.x & 31;
     const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
-    for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step)
-        glu_chunk32(act, g, u, y, c, q8);
+    for (int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); c < n_chunks; c += step) {
+        const int64_t i = c * 32 + lane;
+        const float v = act_apply(act, g[i]) * u[i];
+        y[i] = v;
+        quantize_chunk32(v, c, q8);
+    }
 }
 
 __global__ void scale_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float s) {

@@ -4,11 +4,9 @@
 // and 1/S of their units (split-K: S warps of the block share the rows, S = 1, 2 or 4); its
 // lanes keep U steps of loads in flight. With S > 1 the partial sums meet in shared memory and
 // are added in a fixed order, so results do not depend on timing; with S = 1 the kernel has
-// no shared memory at all (see wide_tile for why that matters). With a tail (MatvecTail), the
-// launch also finishes the node after it in its own blocks (matvec_tail.cuh).
+// no shared memory at all (see wide_tile for why that matters).
 #include <type_traits>
 
-#include "matvec_tail.cuh"
 #include "matvec_wide.cuh"
 
 namespace strata::cuda {
@@ -26,21 +24,18 @@ struct Parts {
     int end[kMaxMatvecParts];  // first block past part p
 };
 
-// kTail: built apart, so that the launches without one (their tail's rope takes double sin
-// and cos, with a stack frame) keep the registers they had.
-template <class Op, int NR, int U, bool kSplit, bool kTail>
+template <class Op, int NR, int U, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
-                                                                   typename Op::XArg x0, int S, MatvecTail tail) {
+                                                                   typename Op::XArg x0, int S) {
     pdl_begin();
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // The part of this block (uniform over the block: no divergence), then its block index in it.
-    int bx = blockIdx.x, part = 0;
+    int bx = blockIdx.x;
     const uint8_t* __restrict__ w = parts.w[0];
     float* __restrict__ y = parts.y[0];
     int R = parts.R[0];
     if (bx >= parts.end[0]) {
         const bool second = bx < parts.end[1];
-        part = second ? 1 : 2;
         bx -= second ? parts.end[0] : parts.end[1];
         w = second ? parts.w[1] : parts.w[2];
         y = second ? parts.y[1] : parts.y[2];
@@ -61,28 +56,25 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 #pragma unroll
             for (int r = 0; r < NR; ++r)
                 if (r0 + r < R) y[r0 + r] = acc[r];
-            if constexpr (kTail) __threadfence();
         }
     } else {
-        __shared__ float part_sums[kWarps][NR];
+        __shared__ float part[kWarps][NR];
         if (lane == 0) {
 #pragma unroll
-            for (int r = 0; r < NR; ++r) part_sums[warp][r] = acc[r];
+            for (int r = 0; r < NR; ++r) part[warp][r] = acc[r];
         }
         __syncthreads();
         if (slice == 0 && lane < NR && r0 + lane < R) {
-            float s = part_sums[warp][lane];
-            for (int k = 1; k < S; ++k) s += part_sums[warp + k][lane];
+            float s = part[warp][lane];
+            for (int k = 1; k < S; ++k) s += part[warp + k][lane];
             y[r0 + lane] = s;
-            if constexpr (kTail) __threadfence();
         }
     }
-    if constexpr (kTail) matvec_tail(tail, part, bx * (kWarps / S) * NR, (kWarps / S) * NR);
 }
 
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-              int S, bool split_kernel, Launch s, const MatvecTail& tail) {
+              int S, bool split_kernel, Launch s) {
     Parts parts{};
     int blocks = 0;
     for (int p = 0; p < kMaxMatvecParts; ++p) {
@@ -94,35 +86,32 @@ void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const
         parts.end[p] = blocks;
     }
     const dim3 grid((unsigned)blocks, (unsigned)rows);
-    const bool with_tail = tail.kind != MatvecTail::kNone;
     if (S > 1 || split_kernel)
-        launch_kernel(with_tail ? matvec_wide_kernel<Op, NR, U, true, true> : matvec_wide_kernel<Op, NR, U, true, false>,
-                      grid, kWarps * 32, 0, s, parts, row_bytes, K, x, S, tail);
+        launch_kernel(matvec_wide_kernel<Op, NR, U, true>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, S);
     else
-        launch_kernel(with_tail ? matvec_wide_kernel<Op, NR, U, false, true> : matvec_wide_kernel<Op, NR, U, false, false>,
-                      grid, kWarps * 32, 0, s, parts, row_bytes, K, x, 1, tail);
+        launch_kernel(matvec_wide_kernel<Op, NR, U, false>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, 1);
 }
 
 template <class Op, int NR>
 void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-               int S, int U, bool split_kernel, Launch s, const MatvecTail& tail) {
+               int S, int U, bool split_kernel, Launch s) {
     switch (U) {
-        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s, tail); break;
-        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s, tail); break;
-        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s, tail); break;
+        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
+        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, split_kernel, s); break;
     }
 }
 
 template <class Op>
 void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, int64_t K, const typename Op::XArg& x,
-               int64_t rows, const MatvecConfig& cfg, Launch s, const MatvecTail& tail) {
+               int64_t rows, const MatvecConfig& cfg, Launch s) {
     const WideTile tile = wide_tile(t, cfg);
     const bool sk = cfg.split_kernel;
     const int k = (int)K, r = (int)rows;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s, tail); break;
-        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s, tail); break;
-        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s, tail); break;
+        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
+        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, sk, s); break;
     }
 }
 
@@ -140,13 +129,6 @@ WideTile wide_tile(DType type, const MatvecConfig& cfg) {
     if (cfg.split > 0) t.split = cfg.split;
     if (cfg.unroll > 0) t.unroll = cfg.unroll;
     return t;
-}
-
-// The rows a block of the launch writes: kWarps / split warps of nr rows each.
-bool matvec_tail_fits(DType t, const MatvecConfig& cfg, int group_rows) {
-    const WideTile tile = wide_tile(t, cfg);
-    const int block_rows = kWarps / tile.split * tile.nr;
-    return group_rows > 0 && group_rows % block_rows == 0;
 }
 
 bool matvec_wide_supported(DType t, int64_t K, bool q8) {
@@ -172,30 +154,28 @@ bool matvec_takes_wide(DType t, int64_t K, bool q8, const MatvecConfig& cfg) {
 }
 
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split,
-                                 const MatvecTail& tail) {
+                                 ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         using SplitOp = typename WideSplitOp<T>::type;
         if constexpr (!std::is_void_v<SplitOp>) {
             if (split) {
-                launch_op<SplitOp>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s, tail);
+                launch_op<SplitOp>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
                 return;
             }
         }
         if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 32) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s, tail);
+            if constexpr (Op::kElems == 32) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
         }
     });
 }
 
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s,
-                                  const MatvecTail& tail) {
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s) {
     dispatch_type(t, [&]<DType T>() {
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 8) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s, tail);
+            if constexpr (Op::kElems == 8) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);
         }
     });
 }
@@ -203,13 +183,13 @@ void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const M
 void launch_matvec_wide_q8(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, ActQ8 x,
                            int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     const MatvecPart part{w, R, y};
-    launch_matvec_wide_q8_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s, false, MatvecTail{});
+    launch_matvec_wide_q8_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s, false);
 }
 
 void launch_matvec_wide_f32(DType t, const uint8_t* w, int64_t row_bytes, int64_t K, int64_t R, const float* x,
                             int64_t rows, float* y, const MatvecConfig& cfg, Launch s) {
     const MatvecPart part{w, R, y};
-    launch_matvec_wide_f32_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s, MatvecTail{});
+    launch_matvec_wide_f32_parts(t, row_bytes, K, &part, 1, x, rows, cfg, s);
 }
 
 }  // namespace strata::cuda

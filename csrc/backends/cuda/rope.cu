@@ -9,11 +9,24 @@
 // next attention are one launch (rope_qk_append_spread_kernel, a block a head, or with
 // STRATA_CUDA_SPREAD=0 rope_qk_append_kernel, one block); every kernel takes its angles and
 // rotations from the same two functions, so the values are the same bit for bit.
-#include "rope.cuh"
+#include "common.cuh"
 
 namespace strata::cuda {
 
 namespace {
+
+// cos and sin (times the magnitude factor) of pair i at position `position`.
+__device__ __forceinline__ float2 rope_cs(const RopeArgs& a, int position, int i, const float* factors) {
+    const double pos = (double)position * (double)a.freq_scale;
+    double theta = pos * pow((double)a.base, -2.0 * (double)i / (double)a.n_rot);
+    if (factors) theta /= (double)factors[i];
+    return make_float2((float)(cos(theta) * (double)a.attn_factor), (float)(sin(theta) * (double)a.attn_factor));
+}
+
+// (x0, x1) rotated by (c, s); explicit roundings, so no kernel contracts it differently.
+__device__ __forceinline__ float2 rope_rotate(float x0, float x1, float2 cs) {
+    return make_float2(__fmaf_rn(x0, cs.x, -__fmul_rn(x1, cs.y)), __fmaf_rn(x0, cs.y, __fmul_rn(x1, cs.x)));
+}
 
 __global__ void rope_kernel(RopeArgs a, const float* __restrict__ x, const float* __restrict__ factors,
                             float* __restrict__ y, const StepParams* __restrict__ sp) {
@@ -107,11 +120,44 @@ __global__ void __launch_bounds__(kFusedThreads)
 // early: a thread's first pair's angle (double pow, cos, sin: the kernel's longest chain) is
 // taken before pdl_begin, while the kernel before it runs; it reads only n_past and the
 // factors, a weight (the PDL exception of common.cuh).
-__global__ void rope_qk_append_spread_kernel(RopeAppend r, bool early, const StepParams* __restrict__ sp) {
+__global__ void rope_qk_append_spread_kernel(RopeArgs a, int n_head_k, const float* __restrict__ q,
+                                             const float* __restrict__ k, const float* __restrict__ v,
+                                             const float* __restrict__ factors, float* __restrict__ qo,
+                                             float* __restrict__ ko, __half* __restrict__ kc, __half* __restrict__ vc,
+                                             int64_t capacity, bool early, const StepParams* __restrict__ sp) {
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int hd = a.head_dim, n_rot = a.n_rot, half = n_rot / 2;
     const int pos = sp->n_past;  // before pdl_begin, as decode attention reads it (common.cuh)
-    const float2 cs_first = early && (int)threadIdx.x < r.a.n_rot / 2 ? rope_cs(r.a, pos, threadIdx.x, r.factors) : float2{};
+    const float2 cs_first = early && tid < half ? rope_cs(a, pos, tid, factors) : float2{};
     pdl_begin();
-    rope_append_head(r, blockIdx.x, pos, early, cs_first);
+    const int64_t crow = ((int64_t)pos % capacity) * n_head_k * hd;  // as kv_append_kernel's row
+    const bool is_q = (int)blockIdx.x < a.n_head;
+    const int o = (is_q ? (int)blockIdx.x : (int)blockIdx.x - a.n_head) * hd;  // the head in q or k
+    const float* x = is_q ? q + o : k + o;
+    for (int i = tid; i < half; i += nt) {
+        const int ia = a.neox ? i : 2 * i;
+        const int ib = a.neox ? i + half : 2 * i + 1;
+        const float2 r = rope_rotate(x[ia], x[ib], early && i == tid ? cs_first : rope_cs(a, pos, i, factors));
+        if (is_q) {
+            qo[o + ia] = r.x;
+            qo[o + ib] = r.y;
+        } else {
+            ko[o + ia] = r.x;
+            ko[o + ib] = r.y;
+            kc[crow + o + ia] = __float2half_rn(r.x);
+            kc[crow + o + ib] = __float2half_rn(r.y);
+        }
+    }
+    for (int e = n_rot + tid; e < hd; e += nt) {
+        if (is_q) {
+            qo[o + e] = x[e];
+        } else {
+            ko[o + e] = x[e];
+            kc[crow + o + e] = __float2half_rn(x[e]);
+        }
+    }
+    if (!is_q)
+        for (int e = tid; e < hd; e += nt) vc[crow + o + e] = __float2half_rn(v[o + e]);
 }
 
 }  // namespace
@@ -131,8 +177,8 @@ void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, cons
     if (spread) {
         const int half = a.n_rot / 2;
         const int threads = half >= 128 ? 128 : half > 32 ? 64 : 32;  // as launch_rope
-        const RopeAppend r{a, n_head_k, q, k, v, factors, qo, ko, kc, vc, capacity};
-        launch_kernel(rope_qk_append_spread_kernel, (unsigned)(a.n_head + n_head_k), threads, 0, s, r, early, sp);
+        launch_kernel(rope_qk_append_spread_kernel, (unsigned)(a.n_head + n_head_k), threads, 0, s, a, n_head_k, q, k,
+                      v, factors, qo, ko, kc, vc, capacity, early, sp);
         return;
     }
     launch_kernel(rope_qk_append_kernel, 1, kFusedThreads, rope_qk_smem(a, n_head_k), s, a, n_head_k, q, k, v, factors,
