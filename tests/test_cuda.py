@@ -698,6 +698,26 @@ def test_each_decode_fusion_alone_and_at_other_tiles(monkeypatch, fuse, tile):
     np.testing.assert_array_equal(got, base)
 
 
+@pytest.mark.parametrize("tile,fused", [("default", True), ("4,1,2", True), ("2,1,1", True), ("1,2,4", False),
+                                        ("v1", False)])
+def test_f16_gate_up_launch_applies_the_glu(monkeypatch, tile, fused):
+    """f16 gate/up: the launch whose warps take gate and up rows of the same outputs writes
+    act(gate) * up itself (STRATA_CUDA_FUSE mvglu), at 1, 4 and 2 rows a warp, bit for bit as
+    the separate glu and the unfused launches; with split-K or the v1 kernel it is not used."""
+    h, out, _ = mini_llama(4, FUSE_TYPES["f16"])
+    env = tile_env(tile)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    d = h.engine(out, n_ctx=2048, backend="cuda").description
+    assert ("glu in 2 gate/up launches" in d) == fused, d
+    got = h.run(out, N_MINI, backend="cuda", n_ctx=2048, chunks=DECODE)
+    apart = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv"},
+                      n_ctx=2048, chunks=DECODE)
+    unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"}, n_ctx=2048, chunks=DECODE)
+    np.testing.assert_array_equal(got, apart)
+    np.testing.assert_array_equal(got, unfused)
+
+
 @pytest.mark.parametrize("spread", ["1", "0"])  # a block a head (the default), or one block
 @pytest.mark.parametrize(
     "neox,n_rot,factors,window",

@@ -291,6 +291,13 @@ void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const Ma
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
                                   const float* x, int64_t rows, const MatvecConfig& cfg, Launch s);
 
+// Decode gate/up and the glu after them in one launch (f16 / bf16 weights on the wide kernel,
+// no split-K): h[r] = act(gate row r . x) * (up row r . x), gate and up not written; the
+// bits of the two matvecs and the glu launched apart.
+bool matvec_glu_supported(DType t, int64_t K, const MatvecConfig& cfg);
+void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
+                            int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s);
+
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded
 // to f16) on WMMA with f32 accumulation; otherwise f32 FMA throughout.

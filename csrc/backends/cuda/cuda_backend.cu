@@ -41,8 +41,8 @@
 //                             one-warp-per-row kernel; default: on tensor cores where the head
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
-//                             =a,b,...: only the fusions named (norm add glu merge rope mv;
-//                             all = those six, the default), see plan_decode_fusion
+//                             =a,b,...: only the fusions named (norm add glu merge rope mv
+//                             mvglu; all = those seven, the default), see plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
@@ -122,7 +122,8 @@ enum : unsigned {
     kFuseMerge = 8,    // the attention merge quantizes its output for the int8 matvec
     kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
-    kFuseAll = 63,
+    kFuseMvGlu = 64,   // f16 / bf16 gate/up: that launch applies the glu and writes only its output
+    kFuseAll = 127,
 };
 
 unsigned parse_fuse(const std::string& v) {
@@ -131,7 +132,7 @@ unsigned parse_fuse(const std::string& v) {
     static const std::pair<const char*, unsigned> names[] = {{"norm", kFuseNorm}, {"add", kFuseAdd},
                                                              {"glu", kFuseGlu},   {"merge", kFuseMerge},
                                                              {"rope", kFuseRope}, {"mv", kFuseMatvec},
-                                                             {"all", kFuseAll}};
+                                                             {"mvglu", kFuseMvGlu}, {"all", kFuseAll}};
     unsigned bits = 0;
     for (size_t i = 0;;) {
         const size_t j = v.find(',', i);
@@ -141,7 +142,8 @@ unsigned parse_fuse(const std::string& v) {
             if (part == name) b = bit;
         if (!b)
             throw StrataError(
-                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv; got '" + v + "'");
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu; got '" + v +
+                "'");
         bits |= b;
         if (j == std::string::npos) break;
         i = j + 1;
@@ -159,6 +161,8 @@ struct DecodeNode {
     bool appended = false;  // Attention: its KV append was done by that launch
     int n_more = 0;         // MatMul: later MatMul nodes of the same input done in the same launch
     int32_t more[kMaxMatvecParts - 1] = {-1, -1};
+    int32_t glu = -1;        // MatMul (gate/up, f16 / bf16): the Glu its launch computes instead of
+    bool gate_first = true;  //   writing gate and up; whether this node's weight is the gate
 };
 
 class CudaBackend final : public Backend {
@@ -228,7 +232,7 @@ public:
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
                         (attn_prefetch_ ? "" : ", no KV prefetch") + (early_ ? "" : ", no early weights") +
-                        (spread_ ? "" : ", norm and rope in one block") +
+                        (spread_ ? "" : ", norm and rope in one block") + mv_glu_str() +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -605,6 +609,13 @@ private:
         for (auto& e : done) cudaEventDestroy(e);
     }
 
+    // ", glu in n gate/up launches" (plan_mv_glu), or nothing.
+    std::string mv_glu_str() const {
+        int n = 0;
+        for (const DecodeNode& d : decode_) n += d.glu >= 0;
+        return n ? ", glu in " + std::to_string(n) + " gate/up launches" : "";
+    }
+
     static std::string hex_str(unsigned v) {
         static const char* d = "0123456789abcdef";
         std::string s;
@@ -632,7 +643,9 @@ private:
     //     kernel that writes it;
     //   rope(q), rope(k), attention(q', k', v): the two ropes and the KV append in one block;
     //   matmul(x, w1), matmul(x, w2)[, matmul(x, w3)] of one type and width on the wide kernel:
-    //     one launch over the rows of all (q/k/v, gate/up).
+    //     one launch over the rows of all (q/k/v, gate/up);
+    //   that launch of f16 / bf16 gate/up -> glu(gate, up): the launch applies the glu
+    //     (plan_mv_glu).
     // Every fused kernel computes each element as the unfused ones do: the outputs and the q8
     // bytes are the same (tests/test_cuda.py compares them bit for bit).
     void plan_decode_fusion() {
@@ -695,11 +708,40 @@ private:
                         d.more[d.n_more++] = (int32_t)j;
                         decode_[j].skip = true;
                     }
+                    plan_mv_glu(i);
                     break;
                 }
                 default: break;
             }
         }
+    }
+
+    // Whether the launch of matmul i and of the one after it (same input: d.more) can apply the
+    // glu that follows and write only its output (launch_matvec_wide_glu): f16 / bf16 weights
+    // on the wide kernel without split-K, rows as wide as the glu, the two outputs read by that
+    // glu alone, and no int8 copy of the glu wanted (the quantized types need one, and its
+    // scales span 32 outputs a block does not hold).
+    void plan_mv_glu(size_t i) {
+        DecodeNode& d = decode_[i];
+        const size_t next = i + 2;
+        if (!(fuse_ & kFuseMvGlu) || d.n_more != 1 || d.more[0] != (int32_t)(i + 1) || next >= nodes_.size()) return;
+        const Node& a = nodes_[i];
+        const Node& b = nodes_[i + 1];
+        const Node& g = nodes_[next];
+        if (g.op != Op::Glu || q8_path(a.in[1]) || q8_read(g.out) ||
+            !matvec_glu_supported(type_[a.in[1]], width_[a.in[0]], matvec_))
+            return;
+        const bool ab = g.in[0] == a.out && g.in[1] == b.out, ba = g.in[0] == b.out && g.in[1] == a.out;
+        auto read_once = [&](int32_t v) {
+            int readers = 0;
+            for (const Node& m : nodes_)
+                for (int32_t in : m.in) readers += in == v;
+            return readers == 1 && v != output_value_;
+        };
+        if (!(ab || ba) || weight_rows_[a.in[1]] != width_[g.out] || !read_once(a.out) || !read_once(b.out)) return;
+        d.glu = (int32_t)next;
+        d.gate_first = ab;
+        decode_[next].skip = true;
     }
 
     static RopeArgs rope_args(const Node& n) {
@@ -833,7 +875,13 @@ private:
                         else
                             launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, L());
                     } else if (T == 1) {
-                        if (n_parts > 1)
+                        if (d && d->glu >= 0) {  // gate/up and the glu (plan_mv_glu)
+                            const Node& g = nodes_[d->glu];
+                            const uint8_t* w_gate = d->gate_first ? data_[w] : parts[1].w;
+                            const uint8_t* w_up = d->gate_first ? parts[1].w : data_[w];
+                            launch_matvec_wide_glu(t, w_gate, w_up, row_bytes_[w], K, R, f32(x), g.p.act, f32(g.out),
+                                                   matvec_, L());
+                        } else if (n_parts > 1)
                             launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L());
                         else
                             launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, L());

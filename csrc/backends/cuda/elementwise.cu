@@ -2,6 +2,7 @@
 // embedding (embedding.cpp), rms_norm and layer_norm with sums in double (norm.cpp), add,
 // mul, glu, scale and activations with the same formulas (elementwise.cpp), and the column
 // copies behind last_row and slice; plus the step's positions (n_past + row).
+#include "activation.cuh"
 #include "common.cuh"
 #include "quantize_q8.cuh"
 #include "quant.cuh"
@@ -179,16 +180,6 @@ __global__ void layer_norm_kernel(const float* __restrict__ x, const float* __re
         if (b) v += b[i];
         yr[i] = v;
     }
-}
-
-__device__ __forceinline__ float act_apply(Activation a, float x) {
-    switch (a) {
-        case Activation::Silu: return x / (1.0f + expf(-x));
-        case Activation::Gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-        case Activation::GeluTanh:
-            return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * x * (1.0f + 0.044715f * x * x)));
-    }
-    return x;
 }
 
 __global__ void binary_kernel(Binary op, Activation act, const float* __restrict__ a, const float* __restrict__ b,

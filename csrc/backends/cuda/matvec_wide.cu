@@ -7,6 +7,7 @@
 // no shared memory at all (see wide_tile for why that matters).
 #include <type_traits>
 
+#include "activation.cuh"
 #include "matvec_wide.cuh"
 
 namespace strata::cuda {
@@ -72,6 +73,54 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
     }
 }
 
+// gate/up and the glu after them in one launch (f16 / bf16 weights, one row, no split-K):
+// a block's first kWarps / 2 warps take NR rows of gate each, the others the same rows of up,
+// and the gate warps write h = act(gate) * up from the up sums in shared memory, so neither
+// gate nor up goes to memory and the glu kernel (~3 us a layer with its launch) is gone.
+// Each row's sum is wide_lane_sums's, as in matvec_wide_kernel, and the product is
+// binary_kernel's (activation.cuh): the bits of the unfused launches. The quantized types
+// cannot do this: the down matvec reads the glu's int8 copy, whose scales span 32 outputs.
+template <class Op, int NR, int U>
+__global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint8_t* __restrict__ wg,
+                                                                       const uint8_t* __restrict__ wu,
+                                                                       int64_t row_bytes, int K, int R,
+                                                                       typename Op::XArg x, Activation act,
+                                                                       float* __restrict__ h) {
+    pdl_begin();
+    constexpr int kHalf = kWarps / 2;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool up = warp >= kHalf;
+    const int r0 = (blockIdx.x * kHalf + warp % kHalf) * NR;
+    int i0, i1;
+    wide_steps(K / Op::kElems, 0, 1, &i0, &i1);
+    float acc[NR];
+    wide_lane_sums<Op, NR, U>(up ? wu : wg, row_bytes, K, R, r0, x, i0, i1, lane, acc);
+#pragma unroll
+    for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
+    __shared__ float up_sums[kHalf][NR];
+    if (up && lane == 0) {
+#pragma unroll
+        for (int r = 0; r < NR; ++r) up_sums[warp - kHalf][r] = acc[r];
+    }
+    __syncthreads();
+    if (!up && lane == 0) {
+#pragma unroll
+        for (int r = 0; r < NR; ++r)
+            if (r0 + r < R) h[r0 + r] = act_apply(act, acc[r]) * up_sums[warp][r];
+    }
+}
+
+template <class Op, int NR>
+void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int K, int R, const float* x,
+                   Activation act, float* h, int U, Launch s) {
+    const unsigned blocks = (unsigned)ceil_div(R, (int64_t)(kWarps / 2) * NR);
+    switch (U) {
+        case 1: launch_kernel(matvec_wide_glu_kernel<Op, NR, 1>, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h); break;
+        case 2: launch_kernel(matvec_wide_glu_kernel<Op, NR, 2>, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h); break;
+        default: launch_kernel(matvec_wide_glu_kernel<Op, NR, 4>, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h); break;
+    }
+}
+
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
               int S, bool split_kernel, Launch s) {
@@ -129,6 +178,27 @@ WideTile wide_tile(DType type, const MatvecConfig& cfg) {
     if (cfg.split > 0) t.split = cfg.split;
     if (cfg.unroll > 0) t.unroll = cfg.unroll;
     return t;
+}
+
+bool matvec_glu_supported(DType t, int64_t K, const MatvecConfig& cfg) {
+    return (t == DType::F16 || t == DType::BF16) && matvec_takes_wide(t, K, false, cfg) && wide_tile(t, cfg).split == 1 &&
+           !cfg.split_kernel;
+}
+
+void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
+                            int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s) {
+    const WideTile tile = wide_tile(t, cfg);
+    dispatch_type(t, [&]<DType T>() {
+        if constexpr (T == DType::F16 || T == DType::BF16) {
+            using Op = WideFloat<T>;
+            const int k = (int)K, r = (int)R;
+            switch (tile.nr) {
+                case 1: launch_glu_nr<Op, 1>(w_gate, w_up, row_bytes, k, r, x, act, h, tile.unroll, s); break;
+                case 2: launch_glu_nr<Op, 2>(w_gate, w_up, row_bytes, k, r, x, act, h, tile.unroll, s); break;
+                default: launch_glu_nr<Op, 4>(w_gate, w_up, row_bytes, k, r, x, act, h, tile.unroll, s); break;
+            }
+        }
+    });
 }
 
 bool matvec_wide_supported(DType t, int64_t K, bool q8) {
