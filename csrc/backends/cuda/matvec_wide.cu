@@ -114,10 +114,13 @@ template <class Op, int NR>
 void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int K, int R, const float* x,
                    Activation act, float* h, int U, Launch s) {
     const unsigned blocks = (unsigned)ceil_div(R, (int64_t)(kWarps / 2) * NR);
+    auto go = [&](auto kernel) {
+        launch_kernel(kernel, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h);
+    };
     switch (U) {
-        case 1: launch_kernel(matvec_wide_glu_kernel<Op, NR, 1>, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h); break;
-        case 2: launch_kernel(matvec_wide_glu_kernel<Op, NR, 2>, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h); break;
-        default: launch_kernel(matvec_wide_glu_kernel<Op, NR, 4>, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h); break;
+        case 1: go(matvec_wide_glu_kernel<Op, NR, 1>); break;
+        case 2: go(matvec_wide_glu_kernel<Op, NR, 2>); break;
+        default: go(matvec_wide_glu_kernel<Op, NR, 4>); break;
     }
 }
 
@@ -181,8 +184,8 @@ WideTile wide_tile(DType type, const MatvecConfig& cfg) {
 }
 
 bool matvec_glu_supported(DType t, int64_t K, const MatvecConfig& cfg) {
-    return (t == DType::F16 || t == DType::BF16) && matvec_takes_wide(t, K, false, cfg) && wide_tile(t, cfg).split == 1 &&
-           !cfg.split_kernel;
+    return (t == DType::F16 || t == DType::BF16) && matvec_takes_wide(t, K, false, cfg) &&
+           wide_tile(t, cfg).split == 1 && !cfg.split_kernel;
 }
 
 void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
