@@ -655,7 +655,8 @@ def one_split_at_256(monkeypatch, n_ctx: int) -> None:
 
 # One type per role where the fused q/k/v and gate/up launches need it (the mixed MINI_TYPES
 # fuse only the norms, glu, merge and rope): Q4_0 and Q8_0 on the wide kernel's default
-# path, Q4_K with a Q6_K v and down (as Q4_K_M files have), F16 on its f32 path.
+# path, Q4_K with a Q6_K v and down (as Q4_K_M files have), F16 and BF16 on the f32 path
+# (where the gate/up launch applies the glu).
 FUSE_TYPES = {
     "mixed": {},
     "q4_0": {k: "Q4_0" for k in ("q", "k", "v", "o", "g", "u", "d")},
@@ -663,6 +664,7 @@ FUSE_TYPES = {
     "q4_k_m": {"q": "Q4_K", "k": "Q4_K", "v": "Q6_K", "o": "Q4_K", "g": "Q4_K", "u": "Q4_K",
                "d": "Q6_K"},
     "f16": {k: "F16" for k in ("q", "k", "v", "o", "g", "u", "d")},
+    "bf16": {k: "BF16" for k in ("q", "k", "v", "o", "g", "u", "d")},
 }
 
 
@@ -698,22 +700,26 @@ def test_each_decode_fusion_alone_and_at_other_tiles(monkeypatch, fuse, tile):
     np.testing.assert_array_equal(got, base)
 
 
-@pytest.mark.parametrize("tile,fused", [("default", True), ("4,1,2", True), ("2,1,1", True), ("1,2,4", False),
-                                        ("v1", False)])
-def test_f16_gate_up_launch_applies_the_glu(monkeypatch, tile, fused):
-    """f16 gate/up: the launch whose warps take gate and up rows of the same outputs writes
-    act(gate) * up itself (STRATA_CUDA_FUSE mvglu), at 1, 4 and 2 rows a warp, bit for bit as
-    the separate glu and the unfused launches; with split-K or the v1 kernel it is not used."""
-    h, out, _ = mini_llama(4, FUSE_TYPES["f16"])
+@pytest.mark.parametrize("tile,fused,types", [
+    ("default", True, "f16"), ("4,1,2", True, "f16"), ("2,1,1", True, "f16"),
+    ("1,2,4", False, "f16"), ("v1", False, "f16"), ("default", True, "bf16"),
+])
+def test_f16_gate_up_launch_applies_the_glu(monkeypatch, tile, fused, types):
+    """f16 / bf16 gate/up: the launch whose warps take gate and up rows of the same outputs
+    writes act(gate) * up itself (STRATA_CUDA_FUSE mvglu), at 1, 4 and 2 rows a warp, bit for
+    bit as the separate glu and the unfused launches; with split-K or the v1 kernel it is not
+    used."""
+    h, out, _ = mini_llama(4, FUSE_TYPES[types])
     env = tile_env(tile)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     d = h.engine(out, n_ctx=2048, backend="cuda").description
     assert ("glu in 2 gate/up launches" in d) == fused, d
     got = h.run(out, N_MINI, backend="cuda", n_ctx=2048, chunks=DECODE)
-    apart = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv"},
-                      n_ctx=2048, chunks=DECODE)
-    unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"}, n_ctx=2048, chunks=DECODE)
+    apart = run_graph(h, out, N_MINI, "cuda", monkeypatch,
+                      {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv"}, n_ctx=2048, chunks=DECODE)
+    unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"},
+                        n_ctx=2048, chunks=DECODE)
     np.testing.assert_array_equal(got, apart)
     np.testing.assert_array_equal(got, unfused)
 
