@@ -718,13 +718,13 @@ private:
 
     // Whether the launch of matmul i and of the one after it (same input: d.more) can apply the
     // glu that follows and write only its output (launch_matvec_wide_glu): f16 / bf16 weights
-    // on the wide kernel without split-K, rows as wide as the glu, the two outputs read by that
-    // glu alone, and no int8 copy of the glu wanted (the quantized types need one, and its
-    // scales span 32 outputs a block does not hold).
+    // on the wide kernel without split-K, the two outputs the glu's operands (so as wide as it:
+    // the graph checks) and read by it alone, and no int8 copy of the glu wanted (the quantized
+    // types need one, and its scales span 32 outputs a block does not hold).
     void plan_mv_glu(size_t i) {
         DecodeNode& d = decode_[i];
         const size_t next = i + 2;
-        if (!(fuse_ & kFuseMvGlu) || d.n_more != 1 || d.more[0] != (int32_t)(i + 1) || next >= nodes_.size()) return;
+        if (!(fuse_ & kFuseMvGlu) || d.n_more != 1 || next >= nodes_.size()) return;
         const Node& a = nodes_[i];
         const Node& b = nodes_[i + 1];
         const Node& g = nodes_[next];
@@ -738,7 +738,7 @@ private:
                 for (int32_t in : m.in) readers += in == v;
             return readers == 1 && v != output_value_;
         };
-        if (!(ab || ba) || weight_rows_[a.in[1]] != width_[g.out] || !read_once(a.out) || !read_once(b.out)) return;
+        if (!(ab || ba) || !read_once(a.out) || !read_once(b.out)) return;
         d.glu = (int32_t)next;
         d.gate_first = ab;
         decode_[next].skip = true;
