@@ -10,13 +10,22 @@
 # TEST_K: the tests' -k expression (default "not smollm2"); TEST_TIMEOUT: their limit (150 s).
 # BENCH_ARGS: more cuda_bench.py arguments (e.g. --tg-only: no pp512). KEEP=1: the files stay
 # in /tmp (SHAPE-TYPE.gguf) for a later command of the same call (ncu_decode.py).
+# BASE_SRC=file.tar.gz: another strata source (`git archive -o .carry/base.tar.gz REV`, carried)
+# built beside this one into /tmp/site-base: the setting PYTHONPATH=/tmp/site-base:/tmp/site
+# times it in the same call (a change of code, not of settings, against its base).
 set -u
 FILES=${1:?SHAPE:TYPE list}; shift
 export PATH=$PATH:/usr/local/cuda/bin PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/bsite .whl/*.whl
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/gguf-*.whl
-PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=12 python3 -m pip install -q --no-build-isolation --no-deps \
+if [ -n "${BASE_SRC:-}" ]; then
+    rm -rf /tmp/base-src /tmp/site-base && mkdir -p /tmp/base-src && tar xzf "$BASE_SRC" -C /tmp/base-src
+    ( PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=6 python3 -m pip install -q --no-build-isolation --no-deps \
+        --target /tmp/site-base /tmp/base-src > $OUT/base-build.log 2>&1; echo "base build rc=$?" ) &
+fi
+PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=10 python3 -m pip install -q --no-build-isolation --no-deps \
     --upgrade --target /tmp/site . > $OUT/strata-build.log 2>&1 || { tail -40 $OUT/strata-build.log; exit 1; }
+wait
 export PYTHONPATH=/tmp/site
 timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_cuda.py \
     tests/test_gemma3_random.py -k "${TEST_K:-not smollm2}" > $OUT/tests.log 2>&1

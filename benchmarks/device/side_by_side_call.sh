@@ -22,12 +22,7 @@ rm -f /tmp/lcpp.built /tmp/files.done
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bsite .whl/*.whl
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .device/gguf-0.19.0-py3-none-any.whl
 # A warm machine that already built llama-bench (an earlier call of this session) reuses it.
-( [ -x /tmp/lcpp/build/bin/llama-bench ] && echo "llama-bench reused" > $R/lcpp-build.log || \
-  ( rm -rf /tmp/lcpp && tar xJf .device/lcpp.tar.xz -C /tmp && cd /tmp/lcpp && \
-  cmake -S . -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_CURL=OFF \
-   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
-   -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF > $R/lcpp-build.log 2>&1 && \
-  ninja -C build -j10 llama-bench >> $R/lcpp-build.log 2>&1; echo "lcpp rc=$?" >> $R/lcpp-build.log ); touch /tmp/lcpp.built ) &
+( bash benchmarks/device/build_llama_bench.sh $R/lcpp-build.log; touch /tmp/lcpp.built ) &
 ( export PYTHONPATH=/tmp/site
   python3 benchmarks/make_random_llama.py $M/$SHAPE-f16.gguf --shape $SHAPE --torch-cuda > $R/models.log 2>&1
   for q in Q8_0 Q4_0 Q4_K_M; do python3 benchmarks/cuda_bench.py $M/$SHAPE-$q.gguf --write-random $SHAPE:$q >> $R/models.log 2>&1 & done
