@@ -11,6 +11,7 @@
 # CUDA there. A call that finds the machine fresh stops with rc 3: start the chain again.
 # Anything after the script on the command line (&& ...) uses the calls' time for other work.
 # MODEL_TESTS (the last call): the test files to run, when not all of the default list.
+# REUSE_BUILD=1 (call 0): keep the strata in /tmp/site that an earlier call built from this tree.
 # The parts, here (nothing of this is committed):
 #   mkdir -p .carry && echo /.carry/ >> .git/info/exclude
 #   cp .device/gguf-0.19.0-py3-none-any.whl .carry/   # benchmarks/device/make_lcpp_tarball.sh
@@ -23,11 +24,16 @@ SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 P=/tmp/parts
 if [ "$((10#$K))" = 0 ]; then
-    rm -rf $P /tmp/site && mkdir -p $P
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/bsite .whl/*.whl
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/gguf-*.whl
-    PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=12 python3 -m pip install -q --no-build-isolation --no-deps \
-        --target /tmp/site . > $OUT/strata-build.log 2>&1 || { tail -40 $OUT/strata-build.log; exit 1; }
+    rm -rf $P && mkdir -p $P
+    if [ "${REUSE_BUILD:-0}" = 1 ] && python3 -c "import strata, gguf" 2>/dev/null; then
+        echo "strata build reused (an earlier call on this machine built this tree)"
+    else
+        rm -rf /tmp/site
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/bsite .whl/*.whl
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/gguf-*.whl
+        PYTHONPATH=/tmp/bsite CMAKE_BUILD_PARALLEL_LEVEL=12 python3 -m pip install -q --no-build-isolation --no-deps \
+            --target /tmp/site . > $OUT/strata-build.log 2>&1 || { tail -40 $OUT/strata-build.log; exit 1; }
+    fi
     python3 -c "import strata; print(strata.available_backends())"
 elif [ ! -d /tmp/site/strata ] || [ "$(ls $P | wc -l)" != "$((10#$K))" ]; then
     echo "fresh machine or a part missing ($(ls $P 2>/dev/null | tr '\n' ' ')): start again from part 0"
