@@ -73,7 +73,7 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // (attention.cu, prefetch_keys), the decode norm loads its weights (elementwise.cu) and the
 // spread rope takes its angles (rope.cu), each only where the switch STRATA_CUDA_PREFETCH
 // allows it, and the wide decode matvec loads its first steps of weights (matvec_wide.cuh,
-// wide_lane_sums) where STRATA_CUDA_MV_EARLY does. For a kernel launched without the attribute
+// wide_lane_sums) unless STRATA_CUDA_MV_EARLY=0. For a kernel launched without the attribute
 // both instructions do nothing; below sm_90 they do not exist, and the backend leaves PDL off
 // (pdl_kernels_built()).
 __device__ __forceinline__ void pdl_begin() {
@@ -246,7 +246,7 @@ struct MatvecConfig {
     int nr = 0, split = 0, unroll = 0;  // wide kernel: rows per warp (1, 2, 4), K splits (1, 2, 4),
                                         // steps of loads in flight (1, 2, 4); 0: wide_tile's
     bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
-    bool early_weights = false;  // wide kernel: the first weight loads before the PDL wait
+    bool early_weights = true;  // wide kernel: the first weight loads before the PDL wait
 };
 
 // matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take
@@ -286,33 +286,19 @@ struct MatvecPart {
     const uint8_t* w;
     int64_t R;
     float* y;
-    const float* residual = nullptr;  // f32 launches: y = residual + the row's sum (the add after it)
-};
-// An f32 launch (f16 / bf16 weights) that reads an rms_norm's input rather than its output:
-// it takes the row's sum of squares itself and applies the norm (weights w, eps) to its sums.
-struct MatvecNorm {
-    const float* w = nullptr;  // none: x is the matvec's own input
-    float eps = 0.0f;
 };
 // split: the weights are in split rows (weight_split.cuh; q4_0 / q8_0 with K % 256 == 0).
 void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
                                  ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split);
-// With norm.w (one row, no split-K: matvec_norm_supported), x is the input of an rms_norm
-// with weights norm.w, and each row's value is scale * sum_k w_row[k] * (x[k] * norm.w[k]), with
-// the norm's scale 1 / sqrt(mean(x^2) + eps): the matvec of the norm's output up to rounding.
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s,
-                                  const MatvecNorm& norm = {});
-bool matvec_norm_supported(DType t, int64_t K, const MatvecConfig& cfg);
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s);
 
 // Decode gate/up and the glu after them in one launch (f16 / bf16 weights on the wide kernel,
 // no split-K): h[r] = act(gate row r . x) * (up row r . x), gate and up not written; the
-// bits of the two matvecs and the glu launched apart. With norm.w, x is the norm's input as
-// in launch_matvec_wide_f32_parts.
+// bits of the two matvecs and the glu launched apart.
 bool matvec_glu_supported(DType t, int64_t K, const MatvecConfig& cfg);
 void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
-                            int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s,
-                            const MatvecNorm& norm = {});
+                            int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded

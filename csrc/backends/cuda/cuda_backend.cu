@@ -29,8 +29,8 @@
 //                             not ask L2 for its keys' K and V rows (attention.cu), the norm does
 //                             not load its weights (elementwise.cu) nor the rope take its angles
 //                             (rope.cu) while the kernel before runs; =kv: only the K and V rows
-//   STRATA_CUDA_MV_EARLY=1    the wide decode matvec loads its first steps of weights before its
-//                             PDL wait, while the kernel before it runs (matvec_wide.cuh)
+//   STRATA_CUDA_MV_EARLY=0    the wide decode matvec waits for the kernel before it before its
+//                             first weight loads, not after them (matvec_wide.cuh)
 //   STRATA_CUDA_SPREAD=0      the decode add + rms_norm and rope + KV append in one block each,
 //                             not spread over several (elementwise.cu, rope.cu)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
@@ -44,8 +44,7 @@
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv
-//                             mvglu mvnorm mvadd; all = those nine, the default), see
-//                             plan_decode_fusion
+//                             mvglu; all = those seven, the default), see plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
@@ -126,9 +125,7 @@ enum : unsigned {
     kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
     kFuseMvGlu = 64,   // f16 / bf16 gate/up: that launch applies the glu and writes only its output
-    kFuseMvNorm = 128,  // f16 / bf16 matvec launches read the rms_norm's input and apply the norm
-    kFuseMvAdd = 256,   // an f16 / bf16 matvec writes the residual add after it (out = r + sum)
-    kFuseAll = 511,
+    kFuseAll = 127,
 };
 
 unsigned parse_fuse(const std::string& v) {
@@ -137,8 +134,7 @@ unsigned parse_fuse(const std::string& v) {
     static const std::pair<const char*, unsigned> names[] = {{"norm", kFuseNorm}, {"add", kFuseAdd},
                                                              {"glu", kFuseGlu},   {"merge", kFuseMerge},
                                                              {"rope", kFuseRope}, {"mv", kFuseMatvec},
-                                                             {"mvglu", kFuseMvGlu}, {"mvnorm", kFuseMvNorm},
-                                                             {"mvadd", kFuseMvAdd}, {"all", kFuseAll}};
+                                                             {"mvglu", kFuseMvGlu}, {"all", kFuseAll}};
     unsigned bits = 0;
     for (size_t i = 0;;) {
         const size_t j = v.find(',', i);
@@ -148,8 +144,8 @@ unsigned parse_fuse(const std::string& v) {
             if (part == name) b = bit;
         if (!b)
             throw StrataError(
-                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu, mvnorm, "
-                "mvadd; got '" + v + "'");
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu; got '" + v +
+                "'");
         bits |= b;
         if (j == std::string::npos) break;
         i = j + 1;
@@ -169,8 +165,6 @@ struct DecodeNode {
     int32_t more[kMaxMatvecParts - 1] = {-1, -1};
     int32_t glu = -1;        // MatMul (gate/up, f16 / bf16): the Glu its launch computes instead of
     bool gate_first = true;  //   writing gate and up; whether this node's weight is the gate
-    int32_t norm_in = -1;    // MatMul (f16 / bf16): the RmsNorm whose input its launch reads (plan_mv_norm)
-    int32_t add = -1;        // MatMul (f16 / bf16): the Add after it, whose output its launch writes
 };
 
 class CudaBackend final : public Backend {
@@ -204,10 +198,12 @@ public:
             throw StrataError("STRATA_CUDA_PREFETCH must be 0, kv or 1, got '" + prefetch + "'");
         attn_prefetch_ = prefetch != "0";
         early_ = prefetch.empty() || prefetch == "1";
+        // Its first weight loads before the wait: 1B tg128 +2.1% (F16) to +7.6% (Q8_0) on the
+        // H100 (benchmarks/cuda_notes.md round 13).
         const std::string mv_early = env("STRATA_CUDA_MV_EARLY");
         if (!mv_early.empty() && mv_early != "0" && mv_early != "1")
             throw StrataError("STRATA_CUDA_MV_EARLY must be 0 or 1, got '" + mv_early + "'");
-        matvec_.early_weights = mv_early == "1";
+        matvec_.early_weights = mv_early != "0";
         const std::string spread = env("STRATA_CUDA_SPREAD");
         if (!spread.empty() && spread != "0" && spread != "1")
             throw StrataError("STRATA_CUDA_SPREAD must be 0 or 1, got '" + spread + "'");
@@ -244,8 +240,8 @@ public:
                         ", pdl " + (pdl_ ? "on" : "off") + (argmax_on_ ? ", greedy on device" : "") +
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
                         (attn_prefetch_ ? "" : ", no KV prefetch") + (early_ ? "" : ", no early weights") +
-                        (matvec_.early_weights ? ", matvec weights before the wait" : "") +
-                        (spread_ ? "" : ", norm and rope in one block") + mv_fusion_str() +
+                        (matvec_.early_weights ? "" : ", matvec weights after the wait") +
+                        (spread_ ? "" : ", norm and rope in one block") + mv_glu_str() +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -622,18 +618,11 @@ private:
         for (auto& e : done) cudaEventDestroy(e);
     }
 
-    // ", glu in n gate/up launches" (plan_mv_glu), ", norm in n matvec launches", ", add in n
-    // matvec launches" (plan_mv_norm_add), each where there are some.
-    std::string mv_fusion_str() const {
-        int glu = 0, norm = 0, add = 0;
-        for (const DecodeNode& d : decode_) {
-            glu += d.glu >= 0;
-            norm += d.norm_in >= 0;
-            add += d.add >= 0;
-        }
-        auto say = [](int n, const char* what) { return n ? ", " + std::to_string(n) + " " + what : std::string(); };
-        return (glu ? ", glu in " + std::to_string(glu) + " gate/up launches" : "") +
-               say(norm, "norms in matvec launches") + say(add, "adds in matvec launches");
+    // ", glu in n gate/up launches" (plan_mv_glu), or nothing.
+    std::string mv_glu_str() const {
+        int n = 0;
+        for (const DecodeNode& d : decode_) n += d.glu >= 0;
+        return n ? ", glu in " + std::to_string(n) + " gate/up launches" : "";
     }
 
     static std::string hex_str(unsigned v) {
@@ -665,15 +654,15 @@ private:
     //   matmul(x, w1), matmul(x, w2)[, matmul(x, w3)] of one type and width on the wide kernel:
     //     one launch over the rows of all (q/k/v, gate/up);
     //   that launch of f16 / bf16 gate/up -> glu(gate, up): the launch applies the glu
-    //     (plan_mv_glu);
-    //   rms_norm -> f16 / bf16 matvec launch, matvec -> add: the launch applies the norm, or
-    //     writes the add (plan_mv_norm_add).
+    //     (plan_mv_glu).
     // Every fused kernel computes each element as the unfused ones do: the outputs and the q8
-    // bytes are the same (tests/test_cuda.py compares them bit for bit), but for the norm in
-    // a matvec launch, which scales each row's sum rather than x (the same value up to rounding).
+    // bytes are the same (tests/test_cuda.py compares them bit for bit).
     void plan_decode_fusion() {
         const size_t N = nodes_.size();
         decode_.assign(N, DecodeNode{});
+        auto whole_row_norm = [&](const Node& n) {
+            return n.op == Op::RmsNorm && (n.p.head_dim == 0 || n.p.head_dim == width_[n.in[0]]);
+        };
         for (size_t i = 0; i < N; ++i) {
             const Node& n = nodes_[i];
             DecodeNode& d = decode_[i];
@@ -685,11 +674,11 @@ private:
                     if (!whole_row_norm(nn) || nn.in[0] != n.out || is_weight_[n.in[0]] || is_weight_[n.in[1]]) break;
                     d.norm = (int32_t)(i + 1);
                     decode_[i + 1].skip = true;
-                    d.quant = norm_quant(nn);
+                    d.quant = (fuse_ & kFuseNorm) && width_[n.out] % 32 == 0 && q8_read(nn.out);
                     break;
                 }
                 case Op::RmsNorm:
-                    d.quant = norm_quant(n);
+                    d.quant = (fuse_ & kFuseNorm) && whole_row_norm(n) && width_[n.out] % 32 == 0 && q8_read(n.out);
                     break;
                 case Op::Glu:
                     d.quant = (fuse_ & kFuseGlu) && !is_weight_[n.in[1]] && width_[n.out] % 32 == 0 && q8_read(n.out);
@@ -734,27 +723,6 @@ private:
                 default: break;
             }
         }
-        plan_mv_norm_add();
-    }
-
-    bool whole_row_norm(const Node& n) const {
-        return n.op == Op::RmsNorm && (n.p.head_dim == 0 || n.p.head_dim == width_[n.in[0]]);
-    }
-    // Whether a decode rms_norm also writes the q8 buffer (for the int8 matvecs that read it).
-    bool norm_quant(const Node& n) const {
-        return (fuse_ & kFuseNorm) && whole_row_norm(n) && width_[n.out] % 32 == 0 && q8_read(n.out);
-    }
-    // How many node inputs are v (the step's output counts as one more).
-    int readers(int32_t v) const {
-        int r = v == output_value_;
-        for (const Node& m : nodes_)
-            for (int32_t in : m.in) r += in == v;
-        return r;
-    }
-    // Whether activations a and b share arena bytes in a decode step (one row each).
-    bool overlap(int32_t a, int32_t b) const {
-        const uint8_t *pa = data_[a], *pb = data_[b];
-        return pa < pb + width_[b] * 4 && pb < pa + width_[a] * 4;
     }
 
     // Whether the launch of matmul i and of the one after it (same input: d.more) can apply the
@@ -773,68 +741,16 @@ private:
             !matvec_glu_supported(type_[a.in[1]], width_[a.in[0]], matvec_))
             return;
         const bool ab = g.in[0] == a.out && g.in[1] == b.out, ba = g.in[0] == b.out && g.in[1] == a.out;
-        if (!(ab || ba) || readers(a.out) != 1 || readers(b.out) != 1) return;
+        auto read_once = [&](int32_t v) {
+            int readers = 0;
+            for (const Node& m : nodes_)
+                for (int32_t in : m.in) readers += in == v;
+            return readers == 1 && v != output_value_;
+        };
+        if (!(ab || ba) || !read_once(a.out) || !read_once(b.out)) return;
         d.glu = (int32_t)next;
         d.gate_first = ab;
         decode_[next].skip = true;
-    }
-
-    // Whether the f16 / bf16 launch of matmul i (and those merged into it) takes in the rms_norm
-    // before it and the residual add after it (STRATA_CUDA_FUSE mvnorm, mvadd; on a Llama
-    // layer the two add + norm launches go):
-    //   rms_norm(h) -> the launch's matmuls, its only readers: the launch reads h and the norm's
-    //     weights and applies the norm itself (launch_matvec_wide_f32_parts); the norm is not
-    //     launched, and an add the norm was fused with runs alone;
-    //   matmul(x, w) -> add(r, its output), its only reader: the launch writes r + the sums
-    //     where the add's output goes; the add is not launched, and a norm fused with it runs
-    //     alone or in the next launch.
-    // Not with split-K tiles or v1 (each warp of a normed launch takes the whole row's sum of
-    // squares), and only where no output of the launch lies on memory it reads.
-    void plan_mv_norm_add() {
-        for (size_t i = 0; i < nodes_.size(); ++i) {
-            const Node& n = nodes_[i];
-            DecodeNode& d = decode_[i];
-            const int32_t x = n.in[0], w = n.in[1];
-            if (n.op != Op::MatMul || d.skip || q8_path(w) || !matvec_norm_supported(type_[w], width_[x], matvec_))
-                continue;
-            std::vector<int32_t> outs{d.glu >= 0 ? nodes_[d.glu].out : n.out};
-            for (int k = 0; k < d.n_more && d.glu < 0; ++k) outs.push_back(nodes_[d.more[k]].out);
-            if ((fuse_ & kFuseMvAdd) && d.n_more == 0 && d.glu < 0 && i + 1 < nodes_.size()) {
-                const Node& a = nodes_[i + 1];
-                const int32_t r = a.in[0] == n.out ? a.in[1] : a.in[0];
-                if (a.op == Op::Add && (a.in[0] == n.out || a.in[1] == n.out) && r != n.out && !is_weight_[r] &&
-                    width_[r] == width_[n.out] && readers(n.out) == 1 && !overlap(a.out, x) &&
-                    (a.out == r || !overlap(a.out, r))) {
-                    DecodeNode& da = decode_[i + 1];
-                    if (da.norm >= 0) {  // the add's norm runs alone (or in the next launch)
-                        decode_[da.norm].skip = false;
-                        decode_[da.norm].quant = norm_quant(nodes_[da.norm]);
-                        da.norm = -1;
-                        da.quant = false;
-                    }
-                    da.skip = true;
-                    d.add = (int32_t)(i + 1);
-                    outs = {a.out};
-                }
-            }
-            if (!(fuse_ & kFuseMvNorm) || i == 0) continue;
-            const size_t ni = i - 1;
-            const Node& m = nodes_[ni];
-            const int32_t h = m.in[0], nw = m.in[1];
-            const int launched = d.glu >= 0 ? 2 : 1 + d.n_more;  // the matmuls of this launch
-            if (m.op != Op::RmsNorm || m.out != x || !whole_row_norm(m) || nw < 0 || !is_weight_[nw] ||
-                type_[nw] != DType::F32 || width_[nw] != width_[x] || weight_rows_[nw] != 1 || readers(x) != launched)
-                continue;
-            bool apart = true;
-            for (int32_t o : outs) apart = apart && !overlap(o, h);
-            if (!apart) continue;
-            if (ni > 0 && decode_[ni - 1].norm == (int32_t)ni) {  // the add before it runs alone
-                decode_[ni - 1].norm = -1;
-                decode_[ni - 1].quant = false;
-            }
-            decode_[ni].skip = true;
-            d.norm_in = (int32_t)ni;
-        }
     }
 
     static RopeArgs rope_args(const Node& n) {
@@ -968,28 +884,14 @@ private:
                         else
                             launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, L());
                     } else if (T == 1) {
-                        // The norm before it and the add after it (plan_mv_norm_add).
-                        const float* xin = f32(x);
-                        MatvecNorm norm;
-                        if (d && d->norm_in >= 0) {
-                            const Node& nn = nodes_[d->norm_in];
-                            xin = f32(nn.in[0]);
-                            norm = {f32(nn.in[1]), nn.p.eps};
-                        }
-                        if (d && d->add >= 0) {
-                            const Node& a = nodes_[d->add];
-                            parts[0].y = f32(a.out);
-                            parts[0].residual = f32(a.in[0] == n.out ? a.in[1] : a.in[0]);
-                        }
                         if (d && d->glu >= 0) {  // gate/up and the glu (plan_mv_glu)
                             const Node& g = nodes_[d->glu];
                             const uint8_t* w_gate = d->gate_first ? data_[w] : parts[1].w;
                             const uint8_t* w_up = d->gate_first ? parts[1].w : data_[w];
-                            launch_matvec_wide_glu(t, w_gate, w_up, row_bytes_[w], K, R, xin, g.p.act, f32(g.out),
-                                                   matvec_, L(), norm);
-                        } else if (n_parts > 1 || norm.w || parts[0].residual)
-                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, xin, 1, matvec_, L(),
-                                                         norm);
+                            launch_matvec_wide_glu(t, w_gate, w_up, row_bytes_[w], K, R, f32(x), g.p.act, f32(g.out),
+                                                   matvec_, L());
+                        } else if (n_parts > 1)
+                            launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L());
                         else
                             launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, L());
                     } else if (gemm_.get() && gemm_f16_supported(t, K)) {

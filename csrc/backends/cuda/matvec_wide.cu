@@ -21,68 +21,43 @@ constexpr int kWarps = 4;
 struct Parts {
     const uint8_t* w[kMaxMatvecParts];
     float* y[kMaxMatvecParts];
-    const float* res[kMaxMatvecParts];  // per part: y = res + the sum (the add after it), or none
     int R[kMaxMatvecParts];
     int end[kMaxMatvecParts];  // first block past part p
-    float eps;                 // normed Ops: the norm's epsilon
     bool early;                // first weight loads before the PDL wait (wide_lane_sums)
 };
-
-// The rms_norm's scale of a row from its sum of squares, as elementwise.cu's norm kernels take it.
-__device__ __forceinline__ float norm_scale(double ss, int K, float eps) {
-    return (float)(1.0 / sqrt(ss / (double)K + (double)eps));
-}
-
-// A normed Op's lanes each summed the squares of their units of x (the whole row, each unit
-// once: S == 1): the warp's total gives the norm's scale, the same in every warp of the launch.
-template <class Op>
-__device__ __forceinline__ float warp_norm_scale(double ss, int K, float eps) {
-    if constexpr (IsNormed<Op>::value) return norm_scale(warp_sum_d(ss), K, eps);
-    else return 1.0f;
-}
 
 template <class Op, int NR, int U, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, int64_t row_bytes, int K,
                                                                    typename Op::XArg x0, int S) {
-    static_assert(!(kSplit && IsNormed<Op>::value), "a normed launch needs each warp's whole row");
     // pdl_begin: in wide_lane_sums (nothing before it touches memory).
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     // The part of this block (uniform over the block: no divergence), then its block index in it.
     int bx = blockIdx.x;
     const uint8_t* __restrict__ w = parts.w[0];
     float* __restrict__ y = parts.y[0];
-    const float* res = parts.res[0];
     int R = parts.R[0];
     if (bx >= parts.end[0]) {
         const bool second = bx < parts.end[1];
         bx -= second ? parts.end[0] : parts.end[1];
         w = second ? parts.w[1] : parts.w[2];
         y = second ? parts.y[1] : parts.y[2];
-        res = second ? parts.res[1] : parts.res[2];
         R = second ? parts.R[1] : parts.R[2];
     }
     const int r0 = (bx * (kWarps / S) + warp / S) * NR, slice = warp % S;
     const int t = blockIdx.y;
     const typename Op::XArg x = Op::row_x(x0, t, K);
     y += (int64_t)t * R;
-    if (res) res += (int64_t)t * R;
     int i0, i1;
     wide_steps(K / Op::kElems, slice, S, &i0, &i1);
     float acc[NR];
-    double ss = 0.0;
-    wide_lane_sums<Op, NR, U>(w, row_bytes, K, R, r0, x, i0, i1, lane, acc, &ss, parts.early);
+    wide_lane_sums<Op, NR, U>(w, row_bytes, K, R, r0, x, i0, i1, lane, acc, parts.early);
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
     if constexpr (!kSplit) {  // S == 1
-        const float scale = warp_norm_scale<Op>(ss, K, parts.eps);
         if (lane == 0) {
 #pragma unroll
-            for (int r = 0; r < NR; ++r) {
-                if (r0 + r >= R) continue;
-                float v = acc[r];
-                if constexpr (IsNormed<Op>::value) v *= scale;
-                y[r0 + r] = res ? res[r0 + r] + v : v;  // the add's one rounding, either order
-            }
+            for (int r = 0; r < NR; ++r)
+                if (r0 + r < R) y[r0 + r] = acc[r];
         }
     } else {
         __shared__ float part[kWarps][NR];
@@ -94,7 +69,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
         if (slice == 0 && lane < NR && r0 + lane < R) {
             float s = part[warp][lane];
             for (int k = 1; k < S; ++k) s += part[warp + k][lane];
-            y[r0 + lane] = res ? res[r0 + lane] + s : s;
+            y[r0 + lane] = s;
         }
     }
 }
@@ -106,14 +81,12 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_kernel(Parts parts, i
 // Each row's sum is wide_lane_sums's, as in matvec_wide_kernel, and the product is
 // binary_kernel's (activation.cuh): the bits of the unfused launches. The quantized types
 // cannot do this: the down matvec reads the glu's int8 copy, whose scales span 32 outputs.
-// A normed Op (x the norm's input) scales gate and up sums by the norm's scale first.
 template <class Op, int NR, int U>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint8_t* __restrict__ wg,
                                                                        const uint8_t* __restrict__ wu,
                                                                        int64_t row_bytes, int K, int R,
                                                                        typename Op::XArg x, Activation act,
-                                                                       float* __restrict__ h, float eps,
-                                                                       bool early) {
+                                                                       float* __restrict__ h, bool early) {
     // pdl_begin: in wide_lane_sums (nothing before it touches memory).
     constexpr int kHalf = kWarps / 2;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -122,15 +95,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint
     int i0, i1;
     wide_steps(K / Op::kElems, 0, 1, &i0, &i1);
     float acc[NR];
-    double ss = 0.0;
-    wide_lane_sums<Op, NR, U>(up ? wu : wg, row_bytes, K, R, r0, x, i0, i1, lane, acc, &ss, early);
+    wide_lane_sums<Op, NR, U>(up ? wu : wg, row_bytes, K, R, r0, x, i0, i1, lane, acc, early);
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
-    if constexpr (IsNormed<Op>::value) {
-        const float scale = warp_norm_scale<Op>(ss, K, eps);
-#pragma unroll
-        for (int r = 0; r < NR; ++r) acc[r] *= scale;
-    }
     __shared__ float up_sums[kHalf][NR];
     if (up && lane == 0) {
 #pragma unroll
@@ -145,12 +112,11 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint
 }
 
 template <class Op, int NR>
-void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int K, int R,
-                   const typename Op::XArg& x, Activation act, float* h, float eps, int U, bool early,
-                   Launch s) {
+void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int K, int R, const float* x,
+                   Activation act, float* h, int U, bool early, Launch s) {
     const unsigned blocks = (unsigned)ceil_div(R, (int64_t)(kWarps / 2) * NR);
     auto go = [&](auto kernel) {
-        launch_kernel(kernel, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h, eps, early);
+        launch_kernel(kernel, blocks, kWarps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h, early);
     };
     switch (U) {
         case 1: go(matvec_wide_glu_kernel<Op, NR, 1>); break;
@@ -161,50 +127,44 @@ void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int 
 
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-              int S, const MatvecConfig& cfg, float eps, Launch s) {
+              int S, const MatvecConfig& cfg, Launch s) {
     Parts parts{};
     int blocks = 0;
     for (int p = 0; p < kMaxMatvecParts; ++p) {
         const MatvecPart& m = mp[std::min(p, n_parts - 1)];  // unused parts repeat the last (no blocks)
         parts.w[p] = m.w;
         parts.y[p] = m.y;
-        parts.res[p] = m.residual;
         parts.R[p] = (int)m.R;
         if (p < n_parts) blocks += (int)ceil_div(ceil_div(m.R, NR), kWarps / S);
         parts.end[p] = blocks;
     }
-    parts.eps = eps;
     parts.early = cfg.early_weights;
     const dim3 grid((unsigned)blocks, (unsigned)rows);
-    // A normed launch has S == 1 and no split kernel (matvec_norm_supported): not built split.
-    if constexpr (!IsNormed<Op>::value) {
-        if (S > 1 || cfg.split_kernel) {
-            launch_kernel(matvec_wide_kernel<Op, NR, U, true>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, S);
-            return;
-        }
-    }
-    launch_kernel(matvec_wide_kernel<Op, NR, U, false>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, 1);
+    if (S > 1 || cfg.split_kernel)
+        launch_kernel(matvec_wide_kernel<Op, NR, U, true>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, S);
+    else
+        launch_kernel(matvec_wide_kernel<Op, NR, U, false>, grid, kWarps * 32, 0, s, parts, row_bytes, K, x, 1);
 }
 
 template <class Op, int NR>
 void launch_nr(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
-               int S, int U, const MatvecConfig& cfg, float eps, Launch s) {
+               int S, int U, const MatvecConfig& cfg, Launch s) {
     switch (U) {
-        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, cfg, eps, s); break;
-        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, cfg, eps, s); break;
-        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, cfg, eps, s); break;
+        case 1: launch_u<Op, NR, 1>(mp, n_parts, row_bytes, K, x, rows, S, cfg, s); break;
+        case 2: launch_u<Op, NR, 2>(mp, n_parts, row_bytes, K, x, rows, S, cfg, s); break;
+        default: launch_u<Op, NR, 4>(mp, n_parts, row_bytes, K, x, rows, S, cfg, s); break;
     }
 }
 
 template <class Op>
 void launch_op(DType t, const MatvecPart* mp, int n_parts, int64_t row_bytes, int64_t K, const typename Op::XArg& x,
-               int64_t rows, const MatvecConfig& cfg, Launch s, float eps = 0.0f) {
+               int64_t rows, const MatvecConfig& cfg, Launch s) {
     const WideTile tile = wide_tile(t, cfg);
     const int k = (int)K, r = (int)rows;
     switch (tile.nr) {
-        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, cfg, eps, s); break;
-        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, cfg, eps, s); break;
-        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, cfg, eps, s); break;
+        case 1: launch_nr<Op, 1>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, cfg, s); break;
+        case 2: launch_nr<Op, 2>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, cfg, s); break;
+        default: launch_nr<Op, 4>(mp, n_parts, row_bytes, k, x, r, tile.split, tile.unroll, cfg, s); break;
     }
 }
 
@@ -229,31 +189,19 @@ bool matvec_glu_supported(DType t, int64_t K, const MatvecConfig& cfg) {
            wide_tile(t, cfg).split == 1 && !cfg.split_kernel;
 }
 
-bool matvec_norm_supported(DType t, int64_t K, const MatvecConfig& cfg) { return matvec_glu_supported(t, K, cfg); }
-
-template <class Op>
-void launch_glu_op(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K, int64_t R,
-                   const typename Op::XArg& x, Activation act, float* h, float eps, const MatvecConfig& cfg,
-                   Launch s) {
-    const WideTile tile = wide_tile(t, cfg);
-    const int k = (int)K, r = (int)R, U = tile.unroll;
-    const bool e = cfg.early_weights;
-    switch (tile.nr) {
-        case 1: launch_glu_nr<Op, 1>(w_gate, w_up, row_bytes, k, r, x, act, h, eps, U, e, s); break;
-        case 2: launch_glu_nr<Op, 2>(w_gate, w_up, row_bytes, k, r, x, act, h, eps, U, e, s); break;
-        default: launch_glu_nr<Op, 4>(w_gate, w_up, row_bytes, k, r, x, act, h, eps, U, e, s); break;
-    }
-}
-
 void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
-                            int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s,
-                            const MatvecNorm& norm) {
+                            int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s) {
+    const WideTile tile = wide_tile(t, cfg);
     dispatch_type(t, [&]<DType T>() {
         if constexpr (T == DType::F16 || T == DType::BF16) {
-            if (norm.w)
-                launch_glu_op<WideFloatNormed<T>>(t, w_gate, w_up, row_bytes, K, R, {x, norm.w}, act, h, norm.eps, cfg, s);
-            else
-                launch_glu_op<WideFloat<T>>(t, w_gate, w_up, row_bytes, K, R, x, act, h, 0.0f, cfg, s);
+            using Op = WideFloat<T>;
+            const int k = (int)K, r = (int)R, U = tile.unroll;
+            const bool e = cfg.early_weights;
+            switch (tile.nr) {
+                case 1: launch_glu_nr<Op, 1>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
+                case 2: launch_glu_nr<Op, 2>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
+                default: launch_glu_nr<Op, 4>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
+            }
         }
     });
 }
@@ -298,15 +246,8 @@ void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const Ma
 }
 
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
-                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s,
-                                  const MatvecNorm& norm) {
+                                  const float* x, int64_t rows, const MatvecConfig& cfg, Launch s) {
     dispatch_type(t, [&]<DType T>() {
-        if constexpr (T == DType::F16 || T == DType::BF16) {
-            if (norm.w) {
-                launch_op<WideFloatNormed<T>>(t, parts, n_parts, row_bytes, K, {x, norm.w}, rows, cfg, s, norm.eps);
-                return;
-            }
-        }
         using Op = typename WideOp<T>::type;
         if constexpr (!std::is_void_v<Op>) {
             if constexpr (Op::kElems == 8) launch_op<Op>(t, parts, n_parts, row_bytes, K, x, rows, cfg, s);

@@ -24,8 +24,6 @@
 // block_q8_act numbers) for the quantized types, with the same integer dp4a sums as before.
 #pragma once
 
-#include <type_traits>
-
 #include "common.cuh"
 #include "quant.cuh"
 #include "weight_split.cuh"
@@ -101,42 +99,6 @@ struct WideFloat {
         return acc;
     }
 };
-
-// ---- f16 / bf16 weights reading an rms_norm's input rather than its output --------------
-// (matvec_wide.cu's norm launches): the lane's loop loads x's units as WideFloat does, and
-// apply_norm, once a unit is about to be used, adds its squares to the lane's sum (from which
-// the launch takes the norm's scale and applies it to each row's sum at the end, where the
-// norm kernel scales x before the matvec: the same value, other rounding, a relative ~1e-7)
-// and multiplies it by the norm's weights (loaded then, not with the unit: fewer registers
-// held over the steps of loads in flight).
-template <DType T>
-struct WideFloatNormed : WideFloat<T> {
-    static constexpr bool kNormed = true;
-    struct XArg {
-        const float* x;  // the norm's input row
-        const float* w;  // its weights
-    };
-    using X = typename WideFloat<T>::X;
-    __device__ static XArg row_x(const XArg& a, int t, int K) { return {a.x + (int64_t)t * K, a.w}; }
-    __device__ static X load_x(const XArg& a, int n) { return WideFloat<T>::load_x(a.x, n); }
-    __device__ static void apply_norm(X& x, const XArg& a, int n, double* ss) {
-        const float4 w0 = ldg((const float4*)(a.w + 8 * n)), w1 = ldg((const float4*)(a.w + 8 * n) + 1);
-        const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-        float sq = 0.0f;
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-            sq = fmaf(x.v[k], x.v[k], sq);
-            x.v[k] *= w[k];
-        }
-        *ss += (double)sq;
-    }
-};
-
-// Whether an Op reads a norm's input (WideFloatNormed) and so sums squares too.
-template <class Op, class = void>
-struct IsNormed { static constexpr bool value = false; };
-template <class Op>
-struct IsNormed<Op, std::void_t<decltype(Op::kNormed)>> { static constexpr bool value = Op::kNormed; };
 
 // ---- quantized weights, ActQ8 activations: 32 elements per unit ------------------------
 __device__ __forceinline__ ActQ8 act_row(const ActQ8& x, int t, int K) {
@@ -338,15 +300,13 @@ __device__ __forceinline__ void wide_steps(int units, int slice, int S, int* i0,
 // Lane `lane`'s partial sums over its units of rows r0 .. r0 + NR - 1 (rows past R repeat
 // row R - 1; their sums are dropped by the caller), steps i0 .. i1. U steps of loads are
 // issued before the first of them is used: NR x U weight units (16 to 48 bytes each) per lane.
-// For a normed Op, *ss adds the squares of the lane's units of x (each unit once, in order;
-// Op::apply_norm).
 // The kernels' PDL wait (pdl_begin) is here: with `early`, the first U steps of weight loads
 // are issued before it, while the kernel before still runs (weights are never written during
 // a step: the exception common.cuh argues), so their trip to DRAM is off the step's path.
 template <class Op, int NR, int U>
 __device__ __forceinline__ void wide_lane_sums(const uint8_t* w, int64_t row_bytes, int K, int R, int r0,
                                                const typename Op::XArg& x, int i0, int i1, int lane,
-                                               float (&acc)[NR], double* ss = nullptr, bool early = false) {
+                                               float (&acc)[NR], bool early = false) {
     const int units = K / Op::kElems;
     const uint8_t* rp[NR];
 #pragma unroll
@@ -374,7 +334,6 @@ __device__ __forceinline__ void wide_lane_sums(const uint8_t* w, int64_t row_byt
         for (int u = 0; u < U; ++u) {
             const int n = 32 * (i + u) + lane;
             if (i + u < i1 && n < units) {
-                if constexpr (IsNormed<Op>::value) Op::apply_norm(xv[u], x, n, ss);
 #pragma unroll
                 for (int r = 0; r < NR; ++r) acc[r] = Op::accum(acc[r], wv[u][r], xv[u], n);
             }
