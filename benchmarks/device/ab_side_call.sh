@@ -3,6 +3,7 @@
 # whose device time is short): llama-bench builds in the background (nice 19) while ab_call.sh
 # builds strata, runs its tests and times its settings (files kept); then llama-bench and
 # strata's default (and each SIDE_ENV setting) time pp512 / tg128 on those files.
+# Written in session 12 for a call the device time did not allow: not yet run on the device.
 #   run(command="SIDE_ENV=STRATA_CUDA_MV_EARLY=1 bash benchmarks/device/ab_side_call.sh '1b:F16 8b:F16' SETTING...",
 #       carry=[".whl", ".carry/gguf-0.19.0-py3-none-any.whl", ".device"])
 # Environment as ab_call.sh's (BASE_SRC, TEST_K, TEST_TIMEOUT, BENCH_ARGS); results in $OUT:
