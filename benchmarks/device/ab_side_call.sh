@@ -6,8 +6,9 @@
 # Written in session 12 for a call the device time did not allow: not yet run on the device.
 #   run(command="SIDE_ENV=STRATA_CUDA_MV_EARLY=1 bash benchmarks/device/ab_side_call.sh '1b:F16 8b:F16' SETTING...",
 #       carry=[".whl", ".carry/gguf-0.19.0-py3-none-any.whl", ".device"])
-# Environment as ab_call.sh's (BASE_SRC, TEST_K, TEST_TIMEOUT, BENCH_ARGS); results in $OUT:
-# SIDE_FILES: the side by side on these of the files only. ab.jsonl, llama-bench.jsonl, strata.jsonl and the table of benchmarks/cuda_summary.py.
+# Environment as ab_call.sh's (BASE_SRC, TEST_K, TEST_TIMEOUT, BENCH_ARGS); SIDE_FILES: the side
+# by side on these of the files only. Results in $OUT: ab.jsonl, llama-bench.jsonl,
+# strata.jsonl, and the table of benchmarks/cuda_summary.py on stdout.
 set -u
 FILES=${1:?SHAPE:TYPE list}
 (NICE=19 bash benchmarks/device/build_llama_bench.sh $OUT/lcpp-build.log) & BG=$!
