@@ -724,32 +724,6 @@ def test_f16_gate_up_launch_applies_the_glu(monkeypatch, tile, fused, types):
     np.testing.assert_array_equal(got, unfused)
 
 
-@pytest.mark.parametrize("types,env,fused", [
-    ("q4_0", {}, True), ("q4_0", {"STRATA_CUDA_MVGLU_NR": "1"}, True),
-    ("q4_0", {"STRATA_CUDA_MVGLU_NR": "2"}, True), ("q4_0", {"STRATA_CUDA_REPACK": "0"}, True),
-    ("q8_0", {}, True), ("q8_0", {"STRATA_CUDA_MVGLU_NR": "4"}, True), ("q4_k_m", {}, True),
-    ("q4_k_m", {"STRATA_CUDA_MVGLU_NR": "1"}, True), ("q4_0", {"STRATA_CUDA_GRAPH": "0"}, True),
-    ("q4_0", tile_env("1,2,2"), False), ("q4_0", tile_env("v1"), False),
-])
-def test_int8_gate_up_launch_applies_the_glu_and_quantizes_it(monkeypatch, types, env, fused):
-    """Quantized gate/up: the launch whose blocks own 32 outputs of both writes act(gate) * up
-    and its int8 copy for the down matvec itself (STRATA_CUDA_FUSE mvglu), at 1, 2 and 4 rows a
-    warp, in split rows or the file's layout, bit for bit as the separate glu + quantize launch
-    and the unfused launches; with split-K or the v1 kernel it is not used."""
-    h, out, _ = mini_llama(5, FUSE_TYPES[types])
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    d = h.engine(out, n_ctx=2048, backend="cuda").description
-    assert ("glu in 2 gate/up launches" in d) == fused, d
-    got = h.run(out, N_MINI, backend="cuda", n_ctx=2048, chunks=DECODE)
-    apart = run_graph(h, out, N_MINI, "cuda", monkeypatch,
-                      {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv"}, n_ctx=2048, chunks=DECODE)
-    unfused = run_graph(h, out, N_MINI, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"},
-                        n_ctx=2048, chunks=DECODE)
-    np.testing.assert_array_equal(got, apart)
-    np.testing.assert_array_equal(got, unfused)
-
-
 @pytest.mark.parametrize("spread", ["1", "0"])  # a block a head (the default), or one block
 @pytest.mark.parametrize(
     "neox,n_rot,factors,window",
@@ -1115,8 +1089,7 @@ def test_matvec_weights_before_the_wait_give_the_bytes_of_after(monkeypatch, typ
     np.testing.assert_array_equal(on, off)
 
 
-@pytest.mark.parametrize("switch", ["STRATA_CUDA_PREFETCH", "STRATA_CUDA_SPREAD", "STRATA_CUDA_MV_EARLY",
-                                    "STRATA_CUDA_MVGLU_NR"])
+@pytest.mark.parametrize("switch", ["STRATA_CUDA_PREFETCH", "STRATA_CUDA_SPREAD", "STRATA_CUDA_MV_EARLY"])
 def test_bad_on_off_setting_is_named(monkeypatch, switch):
     h, out, _ = mini_llama(0)
     monkeypatch.setenv(switch, "yes")

@@ -247,7 +247,6 @@ struct MatvecConfig {
                                         // steps of loads in flight (1, 2, 4); 0: wide_tile's
     bool split_kernel = false;  // the split-K kernel (shared memory) even at split 1 (A/B only)
     bool early_weights = true;  // wide kernel: the first weight loads before the PDL wait
-    int glu_nr = 0;             // int8 gate/up + glu launch: rows a warp takes at once (1, 2, 4); 0: its own
 };
 
 // matvec.cu (decode: one activation row per weight row pass, or a few). Both launchers take
@@ -300,13 +299,6 @@ void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const M
 bool matvec_glu_supported(DType t, int64_t K, const MatvecConfig& cfg);
 void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
                             int64_t R, const float* x, Activation act, float* h, const MatvecConfig& cfg, Launch s);
-// The same for the int8 path (quantized weights on the wide kernel, no split-K, R % 32 == 0):
-// h as above, and with hq.q its int8 copy (as the glu's own quantization) into hq, which must
-// not be x's buffer. split: the weights are in split rows.
-bool matvec_glu_q8_supported(DType t, int64_t K, int64_t R, const MatvecConfig& cfg);
-void launch_matvec_wide_glu_q8(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
-                               int64_t R, ActQ8 x, Activation act, float* h, ActQ8 hq, const MatvecConfig& cfg,
-                               Launch s, bool split);
 
 // matmul.cu (prefill: tiles of 128 activation rows x 128 weight rows)
 // tensor_cores: f16 operands (weights dequantized into shared memory, activations rounded

@@ -31,8 +31,6 @@
 //                             (rope.cu) while the kernel before runs; =kv: only the K and V rows
 //   STRATA_CUDA_MV_EARLY=0    the wide decode matvec waits for the kernel before it before its
 //                             first weight loads, not after them (matvec_wide.cuh)
-//   STRATA_CUDA_MVGLU_NR=n    rows a warp takes at once in the int8 gate/up + glu launch
-//                             (1, 2 or 4; default 4 for q4_0 in split rows, else 2)
 //   STRATA_CUDA_SPREAD=0      the decode add + rms_norm and rope + KV append in one block each,
 //                             not spread over several (elementwise.cu, rope.cu)
 //   STRATA_CUDA_ATTN_SPLITS=n decode attention splits over the keys, at most (default: enough
@@ -126,7 +124,7 @@ enum : unsigned {
     kFuseMerge = 8,    // the attention merge quantizes its output for the int8 matvec
     kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
-    kFuseMvGlu = 64,   // gate/up: that launch applies the glu and writes only its output (and its int8 copy)
+    kFuseMvGlu = 64,   // f16 / bf16 gate/up: that launch applies the glu and writes only its output
     kFuseAll = 127,
 };
 
@@ -165,9 +163,8 @@ struct DecodeNode {
     bool appended = false;  // Attention: its KV append was done by that launch
     int n_more = 0;         // MatMul: later MatMul nodes of the same input done in the same launch
     int32_t more[kMaxMatvecParts - 1] = {-1, -1};
-    int32_t glu = -1;        // MatMul (gate/up): the Glu its launch computes instead of writing
-    bool gate_first = true;  //   gate and up; whether this node's weight is the gate;
-    bool glu_quant = false;  //   int8 weights: whether it also makes the glu's int8 copy
+    int32_t glu = -1;        // MatMul (gate/up, f16 / bf16): the Glu its launch computes instead of
+    bool gate_first = true;  //   writing gate and up; whether this node's weight is the gate
 };
 
 class CudaBackend final : public Backend {
@@ -207,10 +204,6 @@ public:
         if (!mv_early.empty() && mv_early != "0" && mv_early != "1")
             throw StrataError("STRATA_CUDA_MV_EARLY must be 0 or 1, got '" + mv_early + "'");
         matvec_.early_weights = mv_early != "0";
-        const std::string glu_nr = env("STRATA_CUDA_MVGLU_NR");
-        if (!glu_nr.empty() && glu_nr != "1" && glu_nr != "2" && glu_nr != "4")
-            throw StrataError("STRATA_CUDA_MVGLU_NR must be 1, 2 or 4, got '" + glu_nr + "'");
-        matvec_.glu_nr = glu_nr.empty() ? 0 : std::stoi(glu_nr);
         const std::string spread = env("STRATA_CUDA_SPREAD");
         if (!spread.empty() && spread != "0" && spread != "1")
             throw StrataError("STRATA_CUDA_SPREAD must be 0 or 1, got '" + spread + "'");
@@ -327,12 +320,9 @@ public:
                 const int64_t b = checked_mul(checked_mul(4, s.capacity, "KV cache"), s.width, "KV cache");
                 kv_bytes = checked_add(kv_bytes, align_up(b, 256), "KV cache");
             }
-        // Two int8 copies of one row each (the int8 matvec serves single-row matmuls): the
-        // second for the gate/up launch that quantizes the glu while others read the first.
-        const int64_t q8_rows = 1;
-        const int64_t q8_one =
+        const int64_t q8_rows = 1;  // the int8 matvec serves single-row matmuls
+        const int64_t q8_bytes =
             max_q8_k > 0 ? align_up(q8_rows * max_q8_k, 256) + 2 * align_up(q8_rows * max_q8_k / 8, 256) : 0;
-        const int64_t q8_bytes = 2 * q8_one;
         const int64_t partial_bytes = decode_splits_ > 1 ? partial_floats * decode_splits_ * 4 : 0;
         const int64_t arena_bytes = std::max<int64_t>(plan.arena_bytes, 64);
         const int64_t gemm_bytes = checked_mul(gemm_halves, 2, "prefill scratch");
@@ -382,14 +372,10 @@ public:
             kvp += align_up(4 * s.capacity * s.width, 256);
         }
         if (max_q8_k > 0) {
-            for (int k = 0; k < 2; ++k) {
-                uint8_t* base = q8_.get() + k * q8_one;
-                ActQ8& a = k == 0 ? q8_act_ : q8_glu_;
-                a.q = reinterpret_cast<int8_t*>(base);
-                a.d = reinterpret_cast<float*>(base + align_up(q8_rows * max_q8_k, 256));
-                a.s = reinterpret_cast<int32_t*>(base + align_up(q8_rows * max_q8_k, 256) +
-                                                 align_up(q8_rows * max_q8_k / 8, 256));
-            }
+            q8_act_.q = reinterpret_cast<int8_t*>(q8_.get());
+            q8_act_.d = reinterpret_cast<float*>(q8_.get() + align_up(q8_rows * max_q8_k, 256));
+            q8_act_.s = reinterpret_cast<int32_t*>(q8_.get() + align_up(q8_rows * max_q8_k, 256) +
+                                                   align_up(q8_rows * max_q8_k / 8, 256));
         }
 
         // Per value: device pointer, type, width, weight rows and row bytes, single row.
@@ -740,10 +726,10 @@ private:
     }
 
     // Whether the launch of matmul i and of the one after it (same input: d.more) can apply the
-    // glu that follows and write only its output: on the wide kernel without split-K, the two
-    // outputs the glu's operands (so as wide as it: the graph checks) and read by it alone.
-    // f16 / bf16 (launch_matvec_wide_glu) when no int8 copy of the glu is wanted; the int8
-    // path (launch_matvec_wide_glu_q8, blocks of 32 outputs) also makes that copy if one is.
+    // glu that follows and write only its output (launch_matvec_wide_glu): f16 / bf16 weights
+    // on the wide kernel without split-K, the two outputs the glu's operands (so as wide as it:
+    // the graph checks) and read by it alone, and no int8 copy of the glu wanted (the quantized
+    // types need one, and its scales span 32 outputs a block does not hold).
     void plan_mv_glu(size_t i) {
         DecodeNode& d = decode_[i];
         const size_t next = i + 2;
@@ -751,12 +737,8 @@ private:
         const Node& a = nodes_[i];
         const Node& b = nodes_[i + 1];
         const Node& g = nodes_[next];
-        if (g.op != Op::Glu) return;
-        const DType t = type_[a.in[1]];
-        const int64_t K = width_[a.in[0]];
-        const bool q8 = q8_path(a.in[1]);
-        if (q8 ? !matvec_glu_q8_supported(t, K, weight_rows_[a.in[1]], matvec_)
-               : q8_read(g.out) || !matvec_glu_supported(t, K, matvec_))
+        if (g.op != Op::Glu || q8_path(a.in[1]) || q8_read(g.out) ||
+            !matvec_glu_supported(type_[a.in[1]], width_[a.in[0]], matvec_))
             return;
         const bool ab = g.in[0] == a.out && g.in[1] == b.out, ba = g.in[0] == b.out && g.in[1] == a.out;
         auto read_once = [&](int32_t v) {
@@ -768,7 +750,6 @@ private:
         if (!(ab || ba) || !read_once(a.out) || !read_once(b.out)) return;
         d.glu = (int32_t)next;
         d.gate_first = ab;
-        d.glu_quant = q8 && (fuse_ & kFuseGlu) && q8_read(g.out);
         decode_[next].skip = true;
     }
 
@@ -841,8 +822,7 @@ private:
             first_launch = false;
             return l;
         };
-        int32_t q8_value = -1;  // the value whose int8 copy q8_in holds
-        ActQ8 q8_in = q8_act_;  // the q8 buffer a matvec of q8_value reads
+        int32_t q8_value = -1;  // the value whose int8 copy the q8 buffer holds
         if (positions_value_ >= 0) {
             launch_positions(reinterpret_cast<int32_t*>(data_[positions_value_]), T, sp, L());
             after_launch(-1, "positions");
@@ -866,7 +846,6 @@ private:
                         launch_add_rms_norm_q8(f32(x), nullptr, nullptr, opt_f32(n.in[1]), f32(n.out), width_[x],
                                                n.p.eps, q8_act_, spread_, early_ && weight_or_none(n.in[1]), L());
                         q8_value = n.out;
-                        q8_in = q8_act_;
                         break;
                     }
                     const int64_t W = n.p.head_dim > 0 ? n.p.head_dim : width_[x];
@@ -893,34 +872,24 @@ private:
                         const Node& m = nodes_[d->more[k - 1]];
                         parts[k] = {data_[m.in[1]], weight_rows_[m.in[1]], f32(m.out)};
                     }
-                    // gate/up and the glu (plan_mv_glu)
-                    const Node* glu = d && d->glu >= 0 ? &nodes_[d->glu] : nullptr;
-                    const uint8_t* w_gate = glu && d->gate_first ? data_[w] : parts[1].w;
-                    const uint8_t* w_up = glu && d->gate_first ? parts[1].w : data_[w];
                     if (T == 1 && !matvec_f32_ && matvec_q8_supported(t)) {
                         if (q8_value != x) {
                             launch_quantize_q8(f32(x), 1, K, q8_act_, L());
                             after_launch((int)i, "quantize");
                             q8_value = x;
-                            q8_in = q8_act_;
                         }
-                        if (glu) {
-                            launch_matvec_wide_glu_q8(t, w_gate, w_up, row_bytes_[w], K, R, q8_in, glu->p.act,
-                                                      f32(glu->out), d->glu_quant ? q8_glu_ : no_q8, matvec_, L(),
-                                                      split_[w]);
-                            if (d->glu_quant) {
-                                q8_value = glu->out;
-                                q8_in = q8_glu_;
-                            }
-                        } else if (n_parts > 1 || split_[w])
-                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_in, 1, matvec_, L(),
+                        if (n_parts > 1 || split_[w])
+                            launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, L(),
                                                         split_[w]);
                         else
-                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_in, 1, f32(n.out), matvec_, L());
+                            launch_matvec_q8(t, data_[w], row_bytes_[w], K, R, q8_act_, 1, f32(n.out), matvec_, L());
                     } else if (T == 1) {
-                        if (glu) {
-                            launch_matvec_wide_glu(t, w_gate, w_up, row_bytes_[w], K, R, f32(x), glu->p.act,
-                                                   f32(glu->out), matvec_, L());
+                        if (d && d->glu >= 0) {  // gate/up and the glu (plan_mv_glu)
+                            const Node& g = nodes_[d->glu];
+                            const uint8_t* w_gate = d->gate_first ? data_[w] : parts[1].w;
+                            const uint8_t* w_up = d->gate_first ? parts[1].w : data_[w];
+                            launch_matvec_wide_glu(t, w_gate, w_up, row_bytes_[w], K, R, f32(x), g.p.act, f32(g.out),
+                                                   matvec_, L());
                         } else if (n_parts > 1)
                             launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L());
                         else
@@ -942,7 +911,6 @@ private:
                     if (d && d->quant && n.op == Op::Glu) {
                         launch_glu_q8(n.p.act, f32(x), f32(b), f32(n.out), width_[x], q8_act_, L());
                         q8_value = n.out;
-                        q8_in = q8_act_;
                         break;
                     }
                     if (d && d->norm >= 0) {  // add, then the rms_norm of the sum
@@ -950,10 +918,7 @@ private:
                         launch_add_rms_norm_q8(f32(x), f32(b), f32(n.out), opt_f32(nn.in[1]), f32(nn.out), width_[x],
                                                nn.p.eps, d->quant ? q8_act_ : no_q8, spread_,
                                                early_ && weight_or_none(nn.in[1]), L());
-                        if (d->quant) {
-                            q8_value = nn.out;
-                            q8_in = q8_act_;
-                        }
+                        if (d->quant) q8_value = nn.out;
                         break;
                     }
                     const Binary op = n.op == Op::Add ? Binary::Add : n.op == Op::Mul ? Binary::Mul : Binary::Glu;
@@ -993,10 +958,7 @@ private:
                     const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
                                      reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8);
-                    if (quant) {
-                        q8_value = n.out;
-                        q8_in = q8_act_;
-                    }
+                    if (quant) q8_value = n.out;
                     break;
                 }
                 case Op::LastRow: {
@@ -1069,8 +1031,7 @@ private:
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
     PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_, host_topk_;
-    ActQ8 q8_act_{};  // the int8 copy the norms, glu, merge and quantize write
-    ActQ8 q8_glu_{};  // the one the int8 gate/up + glu launch writes (plan_mv_glu)
+    ActQ8 q8_act_{};
     MatvecConfig matvec_{};
     std::vector<KvSlot> kv_slots_;
     std::vector<uint8_t*> data_;

@@ -9,7 +9,6 @@
 
 #include "activation.cuh"
 #include "matvec_wide.cuh"
-#include "quantize_q8.cuh"
 
 namespace strata::cuda {
 
@@ -126,63 +125,6 @@ void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int 
     }
 }
 
-// The same for the int8 path (quantized gate / up against the norm's ActQ8): the down matvec
-// reads the glu's int8 copy, whose scale spans 32 outputs, so a block owns 32 outputs: its
-// first kGluQ8Warps / 2 warps take the 32 rows of gate (32 / (kGluQ8Warps / 2) rows a warp, NR
-// at a time), the others the same rows of up. Warp 0 then makes h = act(gate) * up of the 32
-// and their int8 chunk (quantize_chunk32, as glu_q8_kernel) into hq, a second q8 buffer: the
-// first still holds x, which other blocks are reading. No atomics, no counters: a block's
-// own shared memory (the tails of round 12 lost on the trips to L2 between blocks).
-constexpr int kGluQ8Warps = 8;
-
-template <class Op, int NR, int U>
-__global__ void __launch_bounds__(kGluQ8Warps * 32) matvec_wide_glu_q8_kernel(
-    const uint8_t* __restrict__ wg, const uint8_t* __restrict__ wu, int64_t row_bytes, int K, int R, ActQ8 x,
-    Activation act, float* __restrict__ h, ActQ8 hq, bool early) {
-    // pdl_begin: in wide_lane_sums (nothing before it touches memory).
-    constexpr int kHalf = kGluQ8Warps / 2, kRows = 32 / kHalf;
-    static_assert(kRows % NR == 0, "a warp's rows come NR at a time");
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const bool up = warp >= kHalf;
-    const int first = (warp % kHalf) * kRows;  // of the block's 32
-    const int64_t base = (int64_t)blockIdx.x * 32;
-    __shared__ float sums[2][32];  // gate, up
-    int i0, i1;
-    wide_steps(K / Op::kElems, 0, 1, &i0, &i1);
-#pragma unroll 1
-    for (int p = 0; p < kRows; p += NR) {
-        float acc[NR];
-        wide_lane_sums<Op, NR, U>(up ? wu : wg, row_bytes, K, R, (int)base + first + p, x, i0, i1, lane, acc,
-                                  early && p == 0);
-#pragma unroll
-        for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
-        if (lane == 0) {
-#pragma unroll
-            for (int r = 0; r < NR; ++r) sums[up][first + p + r] = acc[r];
-        }
-    }
-    __syncthreads();
-    if (warp == 0) {
-        const float v = act_apply(act, sums[0][lane]) * sums[1][lane];
-        h[base + lane] = v;
-        if (hq.q) quantize_chunk32(v, blockIdx.x, hq);
-    }
-}
-
-template <class Op, int NR>
-void launch_glu_q8_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int K, int R, const ActQ8& x,
-                      Activation act, float* h, const ActQ8& hq, int U, bool early, Launch s) {
-    auto go = [&](auto kernel) {
-        launch_kernel(kernel, (unsigned)(R / 32), kGluQ8Warps * 32, 0, s, wg, wu, row_bytes, K, R, x, act, h, hq,
-                      early);
-    };
-    switch (U) {
-        case 1: go(matvec_wide_glu_q8_kernel<Op, NR, 1>); break;
-        case 2: go(matvec_wide_glu_q8_kernel<Op, NR, 2>); break;
-        default: go(matvec_wide_glu_q8_kernel<Op, NR, 4>); break;
-    }
-}
-
 template <class Op, int NR, int U>
 void launch_u(const MatvecPart* mp, int n_parts, int64_t row_bytes, int K, const typename Op::XArg& x, int rows,
               int S, const MatvecConfig& cfg, Launch s) {
@@ -260,48 +202,6 @@ void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up,
                 case 2: launch_glu_nr<Op, 2>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
                 default: launch_glu_nr<Op, 4>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
             }
-        }
-    });
-}
-
-bool matvec_glu_q8_supported(DType t, int64_t K, int64_t R, const MatvecConfig& cfg) {
-    return matvec_q8_supported(t) && matvec_takes_wide(t, K, true, cfg) && wide_tile(t, cfg).split == 1 &&
-           !cfg.split_kernel && R % 32 == 0;
-}
-
-// Rows a warp takes at once in the int8 gate/up + glu launch: 4 where a unit's registers are
-// few (q4_0 in split rows: 5 words), else 2 (the other units are 9 to 12 words; 4 rows of them
-// at U = 2 would leave too few blocks resident). cfg.glu_nr overrides.
-template <class Op>
-int glu_q8_rows(const MatvecConfig& cfg) {
-    if (cfg.glu_nr > 0) return cfg.glu_nr;
-    return sizeof(typename Op::W) <= 20 ? 4 : 2;
-}
-
-void launch_matvec_wide_glu_q8(DType t, const uint8_t* w_gate, const uint8_t* w_up, int64_t row_bytes, int64_t K,
-                               int64_t R, ActQ8 x, Activation act, float* h, ActQ8 hq, const MatvecConfig& cfg,
-                               Launch s, bool split) {
-    const int U = wide_tile(t, cfg).unroll;
-    const bool e = cfg.early_weights;
-    auto go = [&]<class Op>() {
-        const int k = (int)K, r = (int)R;
-        switch (glu_q8_rows<Op>(cfg)) {
-            case 1: launch_glu_q8_nr<Op, 1>(w_gate, w_up, row_bytes, k, r, x, act, h, hq, U, e, s); break;
-            case 2: launch_glu_q8_nr<Op, 2>(w_gate, w_up, row_bytes, k, r, x, act, h, hq, U, e, s); break;
-            default: launch_glu_q8_nr<Op, 4>(w_gate, w_up, row_bytes, k, r, x, act, h, hq, U, e, s); break;
-        }
-    };
-    dispatch_type(t, [&]<DType T>() {
-        using Op = typename WideOp<T>::type;
-        using SplitOp = typename WideSplitOp<T>::type;
-        if constexpr (!std::is_void_v<SplitOp>) {
-            if (split) {
-                go.template operator()<SplitOp>();
-                return;
-            }
-        }
-        if constexpr (!std::is_void_v<Op>) {
-            if constexpr (Op::kElems == 32) go.template operator()<Op>();
         }
     });
 }
