@@ -175,8 +175,8 @@ WideTile wide_tile(DType type, const MatvecConfig& cfg) {
     // and 8B Llama shapes (benchmarks/cuda_notes.md, round 3), these are within a few percent
     // of each shape's best, but for the f16 k/v projections (split-K 2-4 saves ~0.5 us there).
     // One kernel per type, no shared memory (split 1).
-    // q4_0 at two rows a warp since its first weights load before the PDL wait: tg128 +1.2% on
-    // 8B, +1.4% on 1B (round 14).
+    // q4_0 at two rows a warp since its first weights load before the PDL wait: tg128 +1.6% on
+    // 8B, +0.7 to +1.8% on 1B against one row; q8_0 lost 2% at two (round 14).
     WideTile t{1, 1, 2};
     if (type == DType::F16 || type == DType::BF16) t.unroll = 4;
     if (type == DType::Q6_K || type == DType::Q4_0) t.nr = 2;
