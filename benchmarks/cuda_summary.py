@@ -1,12 +1,16 @@
-"""Side-by-side table from benchmarks/device_llama_vs_strata.sh output.
+"""Side-by-side table from benchmarks/device/side_by_side_call.sh output.
 
-    python benchmarks/cuda_summary.py DIR
+    python benchmarks/cuda_summary.py DIR [COPY_RATE_GB_S]
 
 Reads DIR/llama-bench*.jsonl (llama-bench -o jsonl) and DIR/strata*.jsonl (cuda_bench.py) and
 prints one markdown row per file and strata setting: pp512 and tg128 of each, medians of the
 samples on both sides (llama-bench's avg_ts would let one cold sample of three weigh in),
-and strata / llama.cpp. Where both sides measured decode after a context (llama-bench -d N,
-cuda_bench.py --depth N), a second table gives tg128 at that depth.
+strata / llama.cpp, and strata's decode bandwidth (weight bytes per token x tok/s) as GB/s
+and as a share of the card's copy rate (default 2989 GB/s: the H100's device-to-device copy,
+../shared/ANCHORS.md). A depth run's lines (cuda_bench.py --tg-only --depth N: no pp512) are
+marked "depth run" in the setting column: their tg128 is a second, separate sample from
+empty. Where both sides measured decode after a context (llama-bench -d N, cuda_bench.py
+--depth N), a second table gives tg128 at that depth.
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ def rows(pattern: str) -> list[dict]:
 
 def main() -> None:
     d = sys.argv[1]
+    copy_rate = float(sys.argv[2]) if len(sys.argv) > 2 else 2989.0
     llama: dict[tuple[str, str], float] = {}
     for r in rows(os.path.join(d, "llama-bench*.jsonl")):
         test = "pp512" if r["n_prompt"] == 512 else "tg128"
         if test == "tg128" and r.get("n_depth", 0) > 0:
             test = f"tg128_d{r['n_depth']}"
         llama[(os.path.basename(r["model_filename"]), test)] = statistics.median(r["samples_ts"])
-    print("| file | setting | pp512 strata | llama.cpp | ratio | tg128 strata | llama.cpp | ratio | strata GB/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| file | setting | pp512 strata | llama.cpp | ratio | tg128 strata | llama.cpp | ratio | strata GB/s "
+          "| of copy rate |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows(os.path.join(d, "strata*.jsonl")):
         name = os.path.basename(r["model"])
         if "error" in r:
@@ -49,7 +55,11 @@ def main() -> None:
             ratio = f"{s / l:.2f}" if s and l else "-"
             cells += [f"{s:.0f}" if s else "-", f"{l:.0f}" if l else "-", ratio]
         gbs = r.get("tg_bandwidth_gb_s")
-        print(f"| {name} | {r.get('env', '') or 'default'} | " + " | ".join(cells) + f" | {gbs:.0f} |")
+        setting = r.get("env", "") or "default"
+        if r.get("pp512") is None and any(k.startswith("tg128_d") for k in r):
+            setting += ", depth run"
+        bw = f"{gbs:.0f} | {100 * gbs / copy_rate:.0f}%" if gbs else "- | -"
+        print(f"| {name} | {setting} | " + " | ".join(cells) + f" | {bw} |")
     depth_rows = []
     for r in rows(os.path.join(d, "strata*.jsonl")):
         name = os.path.basename(r["model"])
