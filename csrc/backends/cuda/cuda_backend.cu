@@ -200,14 +200,8 @@ public:
         early_ = prefetch.empty() || prefetch == "1";
         // Its first weight loads before the wait: 1B tg128 +2.1% (F16) to +7.6% (Q8_0) on the
         // H100 (benchmarks/cuda_notes.md round 13).
-        const std::string mv_early = env("STRATA_CUDA_MV_EARLY");
-        if (!mv_early.empty() && mv_early != "0" && mv_early != "1")
-            throw StrataError("STRATA_CUDA_MV_EARLY must be 0 or 1, got '" + mv_early + "'");
-        matvec_.early_weights = mv_early != "0";
-        const std::string spread = env("STRATA_CUDA_SPREAD");
-        if (!spread.empty() && spread != "0" && spread != "1")
-            throw StrataError("STRATA_CUDA_SPREAD must be 0 or 1, got '" + spread + "'");
-        spread_ = spread != "0";
+        matvec_.early_weights = env_on("STRATA_CUDA_MV_EARLY");
+        spread_ = env_on("STRATA_CUDA_SPREAD");
         // Tensor cores: 8B pp512 +27% (F16) and +18% (Q4_0) on the H100 (cuda_notes.md round 8).
         prefill_attn_ = env("STRATA_CUDA_ATTN") == "rows"  ? PrefillAttn::Rows
                         : env("STRATA_CUDA_ATTN") == "f32" ? PrefillAttn::F32Tiles

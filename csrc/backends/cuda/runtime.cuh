@@ -39,6 +39,14 @@ inline int env_int(const char* name, int fallback) {
     return (int)x;
 }
 
+// A switch that is on unless set to 0; anything but unset, 0 or 1 is an error naming it.
+inline bool env_on(const char* name) {
+    const std::string v = env(name);
+    if (!v.empty() && v != "0" && v != "1")
+        throw StrataError(std::string(name) + " must be 0 or 1, got '" + v + "'");
+    return v != "0";
+}
+
 inline std::string gib(int64_t bytes) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.2f GiB", (double)bytes / (1024.0 * 1024.0 * 1024.0));
