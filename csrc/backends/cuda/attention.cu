@@ -297,14 +297,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
             if (lane == 0) counters[h] = 0;  // every split of the head has counted
             const float* p0 = partial + (int64_t)h * n_split * (hd + 2);
             const MergeWeights mw = merge_weights<true>(p0, ks.used, hd, lane);
-            // the weights through shared memory, not shuffles: with hd % 32 != 0 the last
-            // element round runs on part of the warp
-            __shared__ float ws[kHeadsPerBlock][kMaxAttnSplits];
-            float* wh = ws[threadIdx.x >> 5];
-            wh[lane] = mw.w[0];
-            wh[lane + 32] = mw.w[1];
-            __syncwarp();
-            auto w = [&](int z) { return wh[z]; };
+            auto w = [&](int z) { return __shfl_sync(0xffffffffu, mw.w[z >> 5], z & 31); };
             // 16 splits a wait: 64 values in flight would take 167 registers (3 blocks an SM).
             for (int d = lane; d < hd; d += 32)
                 merge_element<true, 16>(p0, ks.used, hd, d, w, mw.inv_l, out, (int64_t)h * hd, q8);
