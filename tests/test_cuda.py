@@ -483,29 +483,6 @@ def test_decode_attention_splits_against_cpu(monkeypatch, split, n_head, n_kv, h
                    n_batch=40)
 
 
-@pytest.mark.parametrize("split", ["by-position", "few-keys", "fixed", "16-a-round", "64-splits"])
-@pytest.mark.parametrize("n_head,n_kv,hd,window", [(8, 2, 64, 0), (4, 1, 128, 37), (3, 1, 80, 0)])
-def test_decode_splits_merging_themselves_give_the_merge_kernels_bytes(monkeypatch, split, n_head, n_kv, hd,
-                                                                       window):
-    """Decode attention whose last split of each head merges it (STRATA_CUDA_FUSE amerge, the
-    default) against the merge kernel (amerge off), bit for bit, over the split schemes above:
-    up to 64 splits in use (four chunks of the in-kernel merge's 16 loads), empty splits, a
-    window, a head size that is not a multiple of 32."""
-    for k, v in DECODE_SPLITS[split].items():
-        monkeypatch.setenv(k, v)
-    rng = np.random.default_rng(12)
-    T = 110
-    q, k, v = (rng.standard_normal((T, w * hd)).astype(np.float32) for w in (n_head, n_kv, n_kv))
-    h = OpHarness()
-    out = h.op(_core.Op.attention, [h.rows(q), h.rows(k), h.rows(v)], n_head=n_head, n_head_kv=n_kv,
-               head_dim=hd, window=window)
-    kw = {"chunks": [40] + [1] * 70, "n_ctx": 4096, "n_batch": 40}
-    merged_in_place = h.run(out, T, backend="cuda", **kw)
-    merge_kernel = run_graph(h, out, T, "cuda", monkeypatch,
-                             {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv,mvglu,mvrope"}, **kw)
-    np.testing.assert_array_equal(merged_in_place, merge_kernel)
-
-
 @pytest.mark.parametrize("kernel", ATTN_KERNELS)
 @pytest.mark.parametrize("hd,window,softcap", [(64, 0, 0.0), (64, 40, 0.0), (128, 0, 30.0), (128, 45, 0.0),
                                                (128, 0, 0.0), (64, 70, 0.0)])
@@ -708,14 +685,12 @@ def test_decode_fusions_give_the_bytes_of_unfused_launches(monkeypatch, types, n
     assert rel_rms(fused, exact) <= max(2 * cpu_err, 2e-3), (rel_rms(fused, exact), cpu_err)
 
 
-@pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv", "rope,mv,mvrope", "amerge",
-                                  "merge,amerge"])
+@pytest.mark.parametrize("fuse", ["norm", "add", "glu,merge", "rope", "mv", "norm,mv"])
 @pytest.mark.parametrize("tile", ["default", "4,4,2", "2,2,1", "v1"])
 def test_each_decode_fusion_alone_and_at_other_tiles(monkeypatch, fuse, tile):
     """Each fusion on its own (the others off), and the fused q/k/v and gate/up launches at
     tiles with several rows per warp and split-K (v1: no multi-weight launch), against the
-    unfused launches, bit for bit; amerge: the attention splits merge themselves (with merge:
-    and quantize the output), n_ctx 2048 putting 3 splits in use."""
+    unfused launches, bit for bit."""
     h, out, _ = mini_llama(3, FUSE_TYPES["q4_0"])
     env = tile_env(tile)
     base = run_graph(h, out, N_MINI, "cuda", monkeypatch, {**env, "STRATA_CUDA_FUSE": "0"},

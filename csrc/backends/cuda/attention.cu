@@ -85,84 +85,11 @@ __device__ __forceinline__ void prefetch_keys(const __half* kc, const __half* vc
     }
 }
 
-// The merge of one (row, head)'s splits into its output (and the output's int8 copy with q8.q
-// set: head_dim % 32 == 0), by the 32 lanes of one warp; warp 0 of attention_merge_kernel or
-// the last split of the head to finish (attention_kernel with kMerge). Both take the same
-// steps in the same order, so the bits are the same: (m, l) of split lane and lane + 32, their
-// weights w_z = exp(m_z - M) (0 for an empty or unused split), 1 / sum l_z w_z; then each
-// output element's value in every split in use, loaded before any is summed (one wait on L2),
-// sum over z in order of v_z w_z, times 1 / L. kInLaunch: the partials were written by other
-// SMs in this launch, so they are read through L2 (ld.cg), not the read-only path the merge
-// kernel may use (they were written by the launch before it).
-template <bool kInLaunch>
-__device__ __forceinline__ float load_partial(const float* p) {
-    if constexpr (kInLaunch) return __ldcg(p);
-    else return *p;
-}
-static_assert(kMaxAttnSplits == 64, "a lane reads two splits' (m, l)");
-struct MergeWeights {
-    float w[2];  // w_z of split lane and lane + 32
-    float inv_l;
-};
-template <bool kInLaunch>
-__device__ __forceinline__ MergeWeights merge_weights(const float* pp, int used, int hd, int lane) {
-    float m[2], l[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        const int z = lane + 32 * i;
-        m[i] = z < used ? load_partial<kInLaunch>(pp + (int64_t)z * (hd + 2)) : -INFINITY;
-        l[i] = z < used ? load_partial<kInLaunch>(pp + (int64_t)z * (hd + 2) + 1) : 0.0f;  // 0: an empty split
-    }
-    const float M = warp_max(fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY));
-    MergeWeights r;
-    float L = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-        r.w[i] = l[i] > 0.0f ? expf(m[i] - M) : 0.0f;
-        L += l[i] * r.w[i];
-    }
-    L = warp_sum(L);  // >= 1: the row sees at least its own position
-    r.inv_l = 1.0f / L;
-    return r;
-}
-// Output element d (w(z): the weight of split z); out[o + d] and, with q8, its int8 copy (every
-// lane of the warp at once, on 32 consecutive elements). The splits' values are loaded
-// kChunk at a time, each chunk's loads before any use: one wait a chunk in use. A split past
-// `used` adds fmaf(0, 0, acc) = acc (acc is never -0: it starts at +0, and x + -x is +0), so
-// the chunk size changes no bit.
-template <bool kInLaunch, int kChunk, class W>
-__device__ __forceinline__ void merge_element(const float* pp, int used, int hd, int d, W w, float inv, float* out,
-                                              int64_t o, const ActQ8& q8) {
-    float acc = 0.0f;
-    if constexpr (kChunk == kMaxAttnSplits) {  // the merge kernel's loop as it was measured
-        float v[kMaxAttnSplits];
-#pragma unroll
-        for (int z = 0; z < kMaxAttnSplits; ++z)
-            v[z] = z < used ? load_partial<kInLaunch>(pp + (int64_t)z * (hd + 2) + 2 + d) : 0.0f;
-#pragma unroll
-        for (int z = 0; z < kMaxAttnSplits; ++z) acc = fmaf(v[z], w(z), acc);
-    } else {
-        for (int z0 = 0; z0 < used; z0 += kChunk) {
-            float v[kChunk];
-#pragma unroll
-            for (int k = 0; k < kChunk; ++k)
-                v[k] = z0 + k < used ? load_partial<kInLaunch>(pp + (int64_t)(z0 + k) * (hd + 2) + 2 + d) : 0.0f;
-#pragma unroll
-            for (int k = 0; k < kChunk; ++k) acc = fmaf(v[k], w(z0 + k), acc);
-        }
-    }
-    out[o + d] = acc * inv;
-    if (q8.q) quantize_chunk32(acc * inv, (o + d) >> 5, q8);
-}
-
-// kMerge (decode, one row, n_split > 1): the last split of a head to finish merges the head
-// itself (counters[h] counts the splits done and is reset by the one that merges), so the
-// merge kernel's launch goes; each warp's partial is made visible (a fence) before it counts.
-template <int NC, int KR, bool kMerge>
+template <int NC, int KR>
 __global__ void __launch_bounds__(kHeadsPerBlock * 32)
     attention_kernel(AttnArgs a, const float* __restrict__ q, const __half* __restrict__ kc,
                      const __half* __restrict__ vc, float* __restrict__ out, float* __restrict__ partial,
-                     const StepParams* __restrict__ sp, int* __restrict__ counters, ActQ8 q8) {
+                     const StepParams* __restrict__ sp) {
     const int lane = threadIdx.x & 31;
     const int t = blockIdx.x;
     const int h = blockIdx.y * kHeadsPerBlock + (threadIdx.x >> 5);
@@ -286,22 +213,6 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
                 pp[3 + d] = acc[c].y;
             }
         }
-        if constexpr (kMerge) {
-            __threadfence();  // this lane's partial, before the count says it is there
-            __syncwarp();
-            int done = 0;
-            if (lane == 0) done = atomicAdd(counters + h, 1);
-            done = __shfl_sync(0xffffffffu, done, 0);
-            if (done != ks.used - 1) return;
-            __threadfence();  // the other splits' partials, after their counts
-            if (lane == 0) counters[h] = 0;  // every split of the head has counted
-            const float* p0 = partial + (int64_t)h * n_split * (hd + 2);
-            const MergeWeights mw = merge_weights<true>(p0, ks.used, hd, lane);
-            auto w = [&](int z) { return __shfl_sync(0xffffffffu, mw.w[z >> 5], z & 31); };
-            // 16 splits a wait: 64 values in flight would take 167 registers (3 blocks an SM).
-            for (int d = lane; d < hd; d += 32)
-                merge_element<true, 16>(p0, ks.used, hd, d, w, mw.inv_l, out, (int64_t)h * hd, q8);
-        }
     }
 }
 
@@ -313,6 +224,7 @@ __global__ void __launch_bounds__(kHeadsPerBlock * 32)
 // them. The loop this replaced read each split's m and l behind a branch on the one before:
 // ~3 waits on L2 a split, ~20 us a layer at 32 splits (cuda_notes.md round 11). Each output is
 // sum over z in order of v_z w_z, times 1 / L: a function of the partials alone.
+static_assert(kMaxAttnSplits == 64, "warp 0 reads two splits a lane");
 __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __restrict__ partial,
                                        float* __restrict__ out, ActQ8 q8, const StepParams* __restrict__ sp) {
     pdl_begin();
@@ -323,15 +235,36 @@ __global__ void attention_merge_kernel(AttnArgs a, int n_split, const float* __r
     const int64_t o = (int64_t)t * a.n_head * hd + (int64_t)h * hd;
     const float* pp = partial + ((int64_t)t * a.n_head + h) * n_split * (hd + 2);
     if (tid < 32) {
-        const MergeWeights mw = merge_weights<false>(pp, used, hd, tid);
-        w[tid] = mw.w[0];
-        w[tid + 32] = mw.w[1];
-        if (tid == 0) inv_l = mw.inv_l;
+        float m[2], l[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const int z = tid + 32 * i;
+            m[i] = z < used ? pp[(int64_t)z * (hd + 2)] : -INFINITY;
+            l[i] = z < used ? pp[(int64_t)z * (hd + 2) + 1] : 0.0f;  // 0: an empty split
+        }
+        const float M = warp_max(fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY));
+        float L = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const float wz = l[i] > 0.0f ? expf(m[i] - M) : 0.0f;
+            w[tid + 32 * i] = wz;
+            L += l[i] * wz;
+        }
+        L = warp_sum(L);  // >= 1: the row sees at least its own position
+        if (tid == 0) inv_l = 1.0f / L;
     }
     __syncthreads();
     const float inv = inv_l;
-    for (int d = tid; d < hd; d += blockDim.x)  // whole warps: hd % 32 == 0 with q8
-        merge_element<false, kMaxAttnSplits>(pp, used, hd, d, [&](int z) { return w[z]; }, inv, out, o, q8);
+    for (int d = tid; d < hd; d += blockDim.x) {  // whole warps: hd % 32 == 0 with q8
+        float v[kMaxAttnSplits];  // all loads issued before the first use: one wait
+#pragma unroll
+        for (int z = 0; z < kMaxAttnSplits; ++z) v[z] = z < used ? pp[(int64_t)z * (hd + 2) + 2 + d] : 0.0f;
+        float acc = 0.0f;
+#pragma unroll
+        for (int z = 0; z < kMaxAttnSplits; ++z) acc = fmaf(v[z], w[z], acc);
+        out[o + d] = acc * inv;
+        if (q8.q) quantize_chunk32(acc * inv, (o + d) >> 5, q8);
+    }
 }
 
 // ---- prefill: tiles of 32 query rows x 32 keys ------------------------------------------
@@ -514,31 +447,16 @@ __global__ void __launch_bounds__(128)
                                     gridDim.x - 1 - blockIdx.x, blockIdx.y);
 }
 
-// The one-warp-per-row kernel for the head size, KR keys a round; with counters, the
-// variant whose last split of each head merges it (decode, n_split > 1).
-template <int KR, bool kMerge>
-void launch_rows_kernel(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out,
-                        float* partial, const StepParams* sp, Launch s, dim3 grid, int threads, int* counters,
-                        const ActQ8& q8) {
-    auto go = [&](auto kernel) {
-        launch_kernel(kernel, grid, threads, 0, s, a, q, kc, vc, out, partial, sp, counters, q8);
-    };
-    if (a.head_dim <= 64)
-        go(attention_kernel<1, KR, kMerge>);
-    else if (a.head_dim <= 128)
-        go(attention_kernel<2, KR, kMerge>);
-    else
-        go(attention_kernel<4, KR, kMerge>);
-}
-
+// The one-warp-per-row kernel for the head size, KR keys a round.
 template <int KR>
-void launch_rows_kr(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out,
-                    float* partial, const StepParams* sp, Launch s, dim3 grid, int threads, int* counters,
-                    const ActQ8& q8) {
-    if (counters)
-        launch_rows_kernel<KR, true>(a, q, kc, vc, out, partial, sp, s, grid, threads, counters, q8);
+void launch_rows_kernel(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out,
+                        float* partial, const StepParams* sp, Launch s, dim3 grid, int threads) {
+    if (a.head_dim <= 64)
+        launch_kernel(attention_kernel<1, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
+    else if (a.head_dim <= 128)
+        launch_kernel(attention_kernel<2, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
     else
-        launch_rows_kernel<KR, false>(a, q, kc, vc, out, partial, sp, s, grid, threads, nullptr, ActQ8{});
+        launch_kernel(attention_kernel<4, KR>, grid, threads, 0, s, a, q, kc, vc, out, partial, sp);
 }
 
 }  // namespace
@@ -553,7 +471,7 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 bool attention_supported(int32_t head_dim) { return head_dim > 0 && head_dim % 2 == 0 && head_dim <= 256; }
 
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc, float* out, int64_t rows,
-                      int n_split, float* partial, const StepParams* sp, Launch s, ActQ8 q8, int* merge_counters) {
+                      int n_split, float* partial, const StepParams* sp, Launch s, ActQ8 q8) {
     const bool tiled_head = a.head_dim == 64 || a.head_dim == 128;
     if (n_split == 1 && rows > 1 && tiled_head && a.softcap <= 0.0f && a.prefill == PrefillAttn::Mma) {
         const dim3 tiles((unsigned)ceil_div(rows, kMmaQ), (unsigned)a.n_head);
@@ -573,15 +491,13 @@ void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const
     }
     const dim3 grid((unsigned)rows, (unsigned)ceil_div(a.n_head, kHeadsPerBlock), (unsigned)n_split);
     const int threads = kHeadsPerBlock * 32;
-    // The splits merge themselves in a decode step given counters (one row, q8 whole warps).
-    int* counters = n_split > 1 && rows == 1 && (!q8.q || a.head_dim % 32 == 0) ? merge_counters : nullptr;
     if (a.keys_per_round == 16)
-        launch_rows_kr<16>(a, q, kc, vc, out, partial, sp, s, grid, threads, counters, q8);
+        launch_rows_kernel<16>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     else if (a.keys_per_round == 8)
-        launch_rows_kr<8>(a, q, kc, vc, out, partial, sp, s, grid, threads, counters, q8);
+        launch_rows_kernel<8>(a, q, kc, vc, out, partial, sp, s, grid, threads);
     else
-        launch_rows_kr<4>(a, q, kc, vc, out, partial, sp, s, grid, threads, counters, q8);
-    if (n_split > 1 && !counters)
+        launch_rows_kernel<4>(a, q, kc, vc, out, partial, sp, s, grid, threads);
+    if (n_split > 1)
         launch_kernel(attention_merge_kernel, dim3((unsigned)rows, (unsigned)a.n_head), 128, 0, s, a, n_split, partial,
                       out, q8, sp);
 }

@@ -230,13 +230,11 @@ void launch_kv_append(const AttnArgs& a, const float* k, const float* v, __half*
 // many a row's length uses), written to `partial` (rows * n_head * n_split * (head_dim + 2)
 // floats) and merged by a second kernel.
 // With q8 given (q8.q not null; decode, n_split > 1, head_dim % 32 == 0) the merge kernel
-// also quantizes the output into it, as launch_quantize_q8 would. With merge_counters (one
-// row, n_split > 1: n_head ints, zero, left zero) there is no merge kernel: the last split
-// of each head to finish merges it, with the same arithmetic (the same bits).
+// also quantizes the output into it, as launch_quantize_q8 would.
 bool attention_supported(int32_t head_dim);
 void launch_attention(const AttnArgs& a, const float* q, const __half* kc, const __half* vc,
                       float* out, int64_t rows, int n_split, float* partial,
-                      const StepParams* sp, Launch s, ActQ8 q8 = ActQ8{}, int* merge_counters = nullptr);
+                      const StepParams* sp, Launch s, ActQ8 q8 = ActQ8{});
 
 // Decode matvec settings: the backend fills them from the environment when it is made
 // (STRATA_CUDA_MATVEC=v1 | wide | wide-smem, STRATA_CUDA_MATVEC_TILE=nr,split[,unroll]); tools

@@ -44,7 +44,7 @@
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv
-//                             mvglu mvrope amerge; all = those nine, the default), see
+//                             mvglu mvrope; all = those eight, the default), see
 //                             plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
@@ -127,8 +127,7 @@ enum : unsigned {
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
     kFuseMvGlu = 64,   // f16 / bf16 gate/up: that launch applies the glu and writes only its output
     kFuseMvRope = 128, // q/k/v: that launch does the rope of q and k and the KV append (rope's work)
-    kFuseAttnMerge = 256,  // decode attention: the last split of each head merges it (no merge launch)
-    kFuseAll = 511,
+    kFuseAll = 255,
 };
 
 unsigned parse_fuse(const std::string& v) {
@@ -138,7 +137,7 @@ unsigned parse_fuse(const std::string& v) {
                                                              {"glu", kFuseGlu},   {"merge", kFuseMerge},
                                                              {"rope", kFuseRope}, {"mv", kFuseMatvec},
                                                              {"mvglu", kFuseMvGlu}, {"mvrope", kFuseMvRope},
-                                                             {"amerge", kFuseAttnMerge}, {"all", kFuseAll}};
+                                                             {"all", kFuseAll}};
     unsigned bits = 0;
     for (size_t i = 0;;) {
         const size_t j = v.find(',', i);
@@ -148,8 +147,7 @@ unsigned parse_fuse(const std::string& v) {
             if (part == name) b = bit;
         if (!b)
             throw StrataError(
-                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu, mvrope, "
-                "amerge; "
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu, mvrope; "
                 "got '" + v + "'");
         bits |= b;
         if (j == std::string::npos) break;
@@ -271,14 +269,13 @@ public:
             if (!supported_weight_type(w.type))
                 throw UnsupportedError("tensor " + w.name + " has type " + dtype_name(w.type) +
                                        ", which the CUDA backend does not support");
-        int64_t max_q8_k = 0, partial_floats = 0, max_heads = 0, gemm_halves = 0;
+        int64_t max_q8_k = 0, partial_floats = 0, gemm_halves = 0;
         for (const Node& n : nodes_) {
             if (n.op == Op::Attention) {
                 if (!attention_supported(n.p.head_dim))
                     throw UnsupportedError("the CUDA backend's attention needs an even head_dim of at most 256, got " +
                                            std::to_string(n.p.head_dim));
                 partial_floats = std::max<int64_t>(partial_floats, (int64_t)n.p.n_head * (n.p.head_dim + 2));
-                max_heads = std::max<int64_t>(max_heads, n.p.n_head);
             }
             if (n.op == Op::MatMul) {
                 const WeightRef& w = weights[values[n.in[1]].weight];
@@ -325,9 +322,7 @@ public:
         const int64_t q8_rows = 1;  // the int8 matvec serves single-row matmuls
         const int64_t q8_bytes =
             max_q8_k > 0 ? align_up(q8_rows * max_q8_k, 256) + 2 * align_up(q8_rows * max_q8_k / 8, 256) : 0;
-        // The partials, then a counter a head for the splits that merge themselves (amerge).
-        const int64_t partial_bytes =
-            decode_splits_ > 1 ? align_up(partial_floats * decode_splits_ * 4, 256) + align_up(max_heads * 4, 256) : 0;
+        const int64_t partial_bytes = decode_splits_ > 1 ? partial_floats * decode_splits_ * 4 : 0;
         const int64_t arena_bytes = std::max<int64_t>(plan.arena_bytes, 64);
         const int64_t gemm_bytes = checked_mul(gemm_halves, 2, "prefill scratch");
         int64_t total = 256;
@@ -349,11 +344,6 @@ public:
         arena_.allocate(arena_bytes, "the activations", total);
         q8_.allocate(q8_bytes, "the quantized activations", total);
         partial_.allocate(partial_bytes, "attention partials", total);
-        merge_counters_ = nullptr;
-        if (partial_bytes > 0) {
-            merge_counters_ = reinterpret_cast<int*>(partial_.get() + align_up(partial_floats * decode_splits_ * 4, 256));
-            check(cudaMemsetAsync(merge_counters_, 0, (size_t)max_heads * 4, stream_), "cudaMemsetAsync (merge counters)");
-        }
         gemm_.allocate(gemm_bytes, "the prefill matmul scratch", total);
         params_.allocate(sizeof(StepParams), "step parameters", total);
         argmax_.allocate(sizeof(int32_t), "the argmax", total);
@@ -1009,8 +999,7 @@ private:
                     const int splits = T == 1 ? decode_splits_ : 1;
                     const bool quant = d && d->quant;  // the merge kernel quantizes (splits > 1)
                     launch_attention(a, f32(x), s.k, s.v, f32(n.out), T, splits,
-                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8,
-                                     T == 1 && (fuse_ & kFuseAttnMerge) ? merge_counters_ : nullptr);
+                                     reinterpret_cast<float*>(partial_.get()), sp, L(), quant ? q8_act_ : no_q8);
                     if (quant) q8_value = n.out;
                     break;
                 }
@@ -1091,7 +1080,6 @@ private:
 
     std::vector<Node> nodes_;
     DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_, topk_;
-    int* merge_counters_ = nullptr;  // in partial_: a counter a head (launch_attention)
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
     PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_, host_topk_;
