@@ -724,6 +724,62 @@ def test_f16_gate_up_launch_applies_the_glu(monkeypatch, tile, fused, types):
     np.testing.assert_array_equal(got, unfused)
 
 
+# (weight type, tile, neox, n_rot, rope factors, whether the q/k/v launch takes the rope)
+MV_ROPE_CASES = [
+    ("Q4_0", "default", False, 64, False, True),   # split rows, 2 rows a warp
+    ("Q8_0", "default", True, 64, True, True),     # neox pairs span the head's halves
+    ("Q4_K", "default", False, 32, False, True),   # dimensions past n_rot pass through
+    ("F16", "default", True, 64, False, True),     # f32 activations
+    ("BF16", "4,1,2", False, 64, True, True),
+    ("Q4_0", "4,1,4", True, 64, False, True),      # 16 rows a block: 8 of each half
+    ("Q8_0", "2,1,1", False, 48, False, True),
+    ("Q4_0", "2,2,2", False, 64, False, False),    # split-K: the rope launch stays
+    ("Q8_0", "default", True, 32, False, False),   # neox with dimensions passed through: likewise
+    ("Q4_0", "v1", False, 64, False, False),       # no multi-weight launch
+]
+
+
+@pytest.mark.parametrize("wtype,tile,neox,n_rot,factors,fused", MV_ROPE_CASES)
+def test_q_k_v_launch_applies_the_rope(monkeypatch, wtype, tile, neox, n_rot, factors, fused):
+    """q/k/v in one decode launch that also rotates q and k and appends k' and v to the KV
+    cache (STRATA_CUDA_FUSE mvrope): the attention's output of every decode step equals that
+    of the separate rope launch and of the unfused launches bit for bit, for both rope
+    layouts, partial rotary, frequency factors and several tiles; where a block's rows cannot
+    hold whole pairs (split-K, neox with dimensions passed through) or there is no q/k/v
+    launch (v1), the rope keeps its own launch."""
+    rng = np.random.default_rng(21)
+    T, n_embd, n_head, n_kv, hd = 24, 256, 4, 2, 64
+    for name, value in tile_env(tile).items():
+        monkeypatch.setenv(name, value)
+    h = OpHarness()
+    x = h.rows(rng.standard_normal((T, n_embd)).astype(np.float32))
+    hn = h.op(_core.Op.rms_norm, [x, h.weight("nw", (1 + 0.1 * rng.standard_normal(n_embd)).astype(np.float32))],
+              eps=1e-5)
+
+    def proj(name, rows):
+        raw = random_weights(wtype, rows, n_embd, rng, K_SCALE.get(wtype))
+        return h.op(_core.Op.matmul, [hn, h.weight(name, raw.tobytes(), int(qtype(wtype)), n_embd, rows)])
+
+    q, k, v = proj("wq", n_head * hd), proj("wk", n_kv * hd), proj("wv", n_kv * hd)
+    extra = [h.weight("ff", rng.uniform(1, 8, size=n_rot // 2).astype(np.float32))] if factors else []
+    rope = {"head_dim": hd, "n_rot": n_rot, "rope_base": 10000.0,
+            "rope_mode": _core.RopeMode.neox if neox else _core.RopeMode.normal}
+    qr = h.op(_core.Op.rope, [q] + extra, n_head=n_head, **rope)
+    kr = h.op(_core.Op.rope, [k] + extra, n_head=n_kv, **rope)
+    out = h.op(_core.Op.attention, [qr, kr, v], n_head=n_head, n_head_kv=n_kv, head_dim=hd)
+    d = h.engine(out, n_ctx=256, backend="cuda").description
+    assert ("rope in 1 q/k/v launches" in d) == fused, d
+    chunks = [3] + [1] * (T - 3)
+    got = h.run(out, T, backend="cuda", n_ctx=256, chunks=chunks, n_batch=3)
+    apart = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv,mvglu"},
+                      n_ctx=256, chunks=chunks, n_batch=3)
+    unfused = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"}, n_ctx=256, chunks=chunks,
+                        n_batch=3)
+    np.testing.assert_array_equal(got, apart)
+    np.testing.assert_array_equal(got, unfused)
+    assert np.isfinite(got).all()
+
+
 @pytest.mark.parametrize("spread", ["1", "0"])  # a block a head (the default), or one block
 @pytest.mark.parametrize(
     "neox,n_rot,factors,window",

@@ -292,6 +292,15 @@ void launch_matvec_wide_q8_parts(DType t, int64_t row_bytes, int64_t K, const Ma
                                  ActQ8 x, int64_t rows, const MatvecConfig& cfg, Launch s, bool split);
 void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const MatvecPart* parts, int n_parts,
                                   const float* x, int64_t rows, const MatvecConfig& cfg, Launch s);
+// q/k/v (qkv[0..2], one type and width) and the rope of q and k and the KV append of the
+// attention after them in one decode launch (matvec_wide.cu): q' to qo, k' and v to the f16
+// cache row n_past % capacity, as launch_rope_qk_append writes them, bit for bit; k' is not
+// written as f32. x for f16 / bf16, x8 for the quantized types (split as above). Supported
+// where matvec_takes_wide takes the type at one K split and a block's rows hold whole pairs.
+bool matvec_rope_supported(DType t, int64_t K, bool q8, const RopeArgs& a, int n_head_k, const MatvecConfig& cfg);
+void launch_matvec_wide_rope(DType t, int64_t row_bytes, int64_t K, const MatvecPart* qkv, const float* x,
+                             ActQ8 x8, bool split, const RopeArgs& a, const float* factors, float* qo, __half* kc,
+                             __half* vc, int64_t capacity, const StepParams* sp, const MatvecConfig& cfg, Launch s);
 
 // Decode gate/up and the glu after them in one launch (f16 / bf16 weights on the wide kernel,
 // no split-K): h[r] = act(gate row r . x) * (up row r . x), gate and up not written; the

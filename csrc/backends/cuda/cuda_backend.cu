@@ -44,7 +44,8 @@
 //                             fits (head_dim 64 / 128, no soft-cap), else the f32 tiles
 //   STRATA_CUDA_FUSE=0        decode steps launch every node on its own (A/B of the fusions);
 //                             =a,b,...: only the fusions named (norm add glu merge rope mv
-//                             mvglu; all = those seven, the default), see plan_decode_fusion
+//                             mvglu mvrope; all = those eight, the default), see
+//                             plan_decode_fusion
 //   STRATA_CUDA_PDL=0         decode kernels as plain launches, not programmatic dependent ones
 //   STRATA_CUDA_DEVICE_ARGMAX=0  no argmax kernel: device_argmax() returns -1 and every decode
 //                             step copies its logits back
@@ -125,7 +126,8 @@ enum : unsigned {
     kFuseRope = 16,    // rope of q, rope of k and the KV append of the attention in one launch
     kFuseMatvec = 32,  // consecutive matvecs of one input, type and width (q/k/v, gate/up) in one launch
     kFuseMvGlu = 64,   // f16 / bf16 gate/up: that launch applies the glu and writes only its output
-    kFuseAll = 127,
+    kFuseMvRope = 128, // q/k/v: that launch does the rope of q and k and the KV append (rope's work)
+    kFuseAll = 255,
 };
 
 unsigned parse_fuse(const std::string& v) {
@@ -134,7 +136,8 @@ unsigned parse_fuse(const std::string& v) {
     static const std::pair<const char*, unsigned> names[] = {{"norm", kFuseNorm}, {"add", kFuseAdd},
                                                              {"glu", kFuseGlu},   {"merge", kFuseMerge},
                                                              {"rope", kFuseRope}, {"mv", kFuseMatvec},
-                                                             {"mvglu", kFuseMvGlu}, {"all", kFuseAll}};
+                                                             {"mvglu", kFuseMvGlu}, {"mvrope", kFuseMvRope},
+                                                             {"all", kFuseAll}};
     unsigned bits = 0;
     for (size_t i = 0;;) {
         const size_t j = v.find(',', i);
@@ -144,8 +147,8 @@ unsigned parse_fuse(const std::string& v) {
             if (part == name) b = bit;
         if (!b)
             throw StrataError(
-                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu; got '" + v +
-                "'");
+                "STRATA_CUDA_FUSE must be 0, 1 or a list of all, norm, add, glu, merge, rope, mv, mvglu, mvrope; "
+                "got '" + v + "'");
         bits |= b;
         if (j == std::string::npos) break;
         i = j + 1;
@@ -165,6 +168,8 @@ struct DecodeNode {
     int32_t more[kMaxMatvecParts - 1] = {-1, -1};
     int32_t glu = -1;        // MatMul (gate/up, f16 / bf16): the Glu its launch computes instead of
     bool gate_first = true;  //   writing gate and up; whether this node's weight is the gate
+    int32_t rope = -1;       // MatMul (q of q/k/v): the Rope of q whose launch (rope_k, attn) this
+                             //   launch does instead of writing q, k and v (plan_mv_rope)
 };
 
 class CudaBackend final : public Backend {
@@ -235,7 +240,7 @@ public:
                         (topk_on_ ? ", top-k on device" : "") + (any_split_ ? ", q4_0/q8_0 split rows" : "") +
                         (attn_prefetch_ ? "" : ", no KV prefetch") + (early_ ? "" : ", no early weights") +
                         (matvec_.early_weights ? "" : ", matvec weights after the wait") +
-                        (spread_ ? "" : ", norm and rope in one block") + mv_glu_str() +
+                        (spread_ ? "" : ", norm and rope in one block") + mv_glu_str() + mv_rope_str() +
                         (fuse_ == kFuseAll ? "" : fuse_ == 0 ? ", decode unfused" : ", decode fusions 0x" + hex_str(fuse_));
         if (blas_ && !blas_->ok()) s += ", cuBLAS " + blas_->note();
         if (!graph_note_.empty()) s += " (" + graph_note_ + ")";
@@ -619,6 +624,13 @@ private:
         return n ? ", glu in " + std::to_string(n) + " gate/up launches" : "";
     }
 
+    // ", rope in n q/k/v launches" (plan_mv_rope), or nothing.
+    std::string mv_rope_str() const {
+        int n = 0;
+        for (const DecodeNode& d : decode_) n += d.rope >= 0;
+        return n ? ", rope in " + std::to_string(n) + " q/k/v launches" : "";
+    }
+
     static std::string hex_str(unsigned v) {
         static const char* d = "0123456789abcdef";
         std::string s;
@@ -648,7 +660,9 @@ private:
     //   matmul(x, w1), matmul(x, w2)[, matmul(x, w3)] of one type and width on the wide kernel:
     //     one launch over the rows of all (q/k/v, gate/up);
     //   that launch of f16 / bf16 gate/up -> glu(gate, up): the launch applies the glu
-    //     (plan_mv_glu).
+    //     (plan_mv_glu);
+    //   that launch of q/k/v -> the rope launch above: the matvec launch does the ropes and the
+    //     KV append (plan_mv_rope).
     // Every fused kernel computes each element as the unfused ones do: the outputs and the q8
     // bytes are the same (tests/test_cuda.py compares them bit for bit).
     void plan_decode_fusion() {
@@ -717,6 +731,8 @@ private:
                 default: break;
             }
         }
+        for (size_t i = 0; i < N; ++i)
+            if (nodes_[i].op == Op::MatMul && !decode_[i].skip) plan_mv_rope(i);
     }
 
     // Whether the launch of matmul i and of the one after it (same input: d.more) can apply the
@@ -735,16 +751,44 @@ private:
             !matvec_glu_supported(type_[a.in[1]], width_[a.in[0]], matvec_))
             return;
         const bool ab = g.in[0] == a.out && g.in[1] == b.out, ba = g.in[0] == b.out && g.in[1] == a.out;
-        auto read_once = [&](int32_t v) {
-            int readers = 0;
-            for (const Node& m : nodes_)
-                for (int32_t in : m.in) readers += in == v;
-            return readers == 1 && v != output_value_;
-        };
         if (!(ab || ba) || !read_once(a.out) || !read_once(b.out)) return;
         d.glu = (int32_t)next;
         d.gate_first = ab;
         decode_[next].skip = true;
+    }
+
+    // Whether the launch of q/k/v (matmul i and the two after it) can also do the rope launch
+    // planned after them (rope(q), rope(k), attention(q', k', v): d.rope_k) and write only q'
+    // and the cache (launch_matvec_wide_rope): q, k and v read by those ropes and the
+    // attention alone, k' by the attention alone (it reads the cache once appended), so none
+    // of the four needs to be in memory. q' cannot share memory with x, which the launch reads:
+    // the rope of q is the node right after x's last read (core/plan.cpp keeps the slot).
+    void plan_mv_rope(size_t i) {
+        DecodeNode& d = decode_[i];
+        const size_t r = i + 3;
+        if (!(fuse_ & kFuseMvRope) || d.n_more != 2 || r >= nodes_.size() || decode_[r].rope_k != (int32_t)(r + 1) ||
+            d.more[0] != (int32_t)(i + 1) || d.more[1] != (int32_t)(i + 2))
+            return;
+        const Node& nq = nodes_[r];
+        const Node& nk = nodes_[r + 1];
+        const Node& na = nodes_[decode_[r].attn];
+        const Node& mq = nodes_[i];
+        const Node& mk = nodes_[i + 1];
+        const Node& mv = nodes_[i + 2];
+        if (nq.in[0] != mq.out || nk.in[0] != mk.out || na.in[2] != mv.out || !weight_or_none(nq.in[1])) return;
+        if (!read_once(mq.out) || !read_once(mk.out) || !read_once(mv.out) || !read_once(nk.out)) return;
+        const int32_t w = mq.in[1];
+        if (!matvec_rope_supported(type_[w], width_[mq.in[0]], q8_path(w), rope_args(nq), nk.p.n_head, matvec_)) return;
+        d.rope = (int32_t)r;
+        decode_[r].skip = true;
+    }
+
+    // Whether value v is read by exactly one node and is not the graph's output.
+    bool read_once(int32_t v) const {
+        int readers = 0;
+        for (const Node& m : nodes_)
+            for (int32_t in : m.in) readers += in == v;
+        return readers == 1 && v != output_value_;
     }
 
     static RopeArgs rope_args(const Node& n) {
@@ -872,7 +916,9 @@ private:
                             after_launch((int)i, "quantize");
                             q8_value = x;
                         }
-                        if (n_parts > 1 || split_[w])
+                        if (d && d->rope >= 0)
+                            launch_mv_rope(*d, t, row_bytes_[w], K, parts, nullptr, q8_act_, split_[w], sp, L());
+                        else if (n_parts > 1 || split_[w])
                             launch_matvec_wide_q8_parts(t, row_bytes_[w], K, parts, n_parts, q8_act_, 1, matvec_, L(),
                                                         split_[w]);
                         else
@@ -884,7 +930,9 @@ private:
                             const uint8_t* w_up = d->gate_first ? parts[1].w : data_[w];
                             launch_matvec_wide_glu(t, w_gate, w_up, row_bytes_[w], K, R, f32(x), g.p.act, f32(g.out),
                                                    matvec_, L());
-                        } else if (n_parts > 1)
+                        } else if (d && d->rope >= 0)
+                            launch_mv_rope(*d, t, row_bytes_[w], K, parts, f32(x), no_q8, false, sp, L());
+                        else if (n_parts > 1)
                             launch_matvec_wide_f32_parts(t, row_bytes_[w], K, parts, n_parts, f32(x), 1, matvec_, L());
                         else
                             launch_matvec_f32(t, data_[w], row_bytes_[w], K, R, f32(x), 1, f32(n.out), matvec_, L());
@@ -973,6 +1021,16 @@ private:
             launch_argmax(f32(output_value_) + (rows - 1) * W, W, reinterpret_cast<int32_t*>(argmax_.get()), L());
             after_launch(-1, "argmax");
         }
+    }
+
+    // q/k/v with the rope launch planned after them (plan_mv_rope): x for f16 / bf16, x8 for
+    // the quantized types.
+    void launch_mv_rope(const DecodeNode& d, DType t, int64_t row_bytes, int64_t K, const MatvecPart* qkv,
+                        const float* x, ActQ8 x8, bool split, const StepParams* sp, Launch l) {
+        const Node& nq = nodes_[d.rope];
+        const KvSlot& s = kv_slots_[nodes_[decode_[d.rope].attn].p.kv_slot];
+        launch_matvec_wide_rope(t, row_bytes, K, qkv, x, x8, split, rope_args(nq), opt_f32(nq.in[1]), f32(nq.out), s.k,
+                                s.v, s.capacity, sp, matvec_, l);
     }
 
     // Launch errors (bad configuration) surface at once; with STRATA_CUDA_SYNC=1 so do faults.

@@ -9,6 +9,7 @@
 
 #include "activation.cuh"
 #include "matvec_wide.cuh"
+#include "rope.cuh"
 
 namespace strata::cuda {
 
@@ -111,6 +112,119 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint
     }
 }
 
+// q/k/v and the rope + KV append after them in one launch (decode, one row, no split-K):
+// the blocks of q, then of k, then of v, each a stretch of kRows rows holding whole rope
+// pairs: for the normal layout kRows consecutive rows (pairs 2m, 2m + 1), for neox kRows / 2
+// rows of one head's first half and the same rows of its second half (pairs i, i + n_rot / 2),
+// each warp's NR rows consecutive either way. A q or k block's warps put their sums in shared
+// memory; thread t < kRows / 2 rotates pair t (rope_cs / rope_rotate, the rope kernels'
+// bits) and writes q' to qo, or k' to the KV cache as f16; a v block writes its rows to the
+// cache from the warps' sums. Neither q, k, v nor k' goes to memory as f32, and the rope
+// kernel (a launch a layer) is gone. Each row's sum is wide_lane_sums's, as in
+// matvec_wide_kernel. The pair's angle (double pow, cos, sin) is taken first, before the PDL
+// wait, while the kernel before still runs: it reads n_past, which the decode kernels may read
+// before their wait (common.cuh), and the factors, a weight. Only warp 0 takes angles, so the
+// other warps' first weight loads are not held up; taken after the loads are issued, its
+// registers added to theirs (70 against 55 for q4_0).
+struct RopeLaunch {
+    const uint8_t* w[3];  // q, k, v
+    int R[3];
+    int end[3];  // first block past part p
+    RopeArgs a;
+    const float* factors;  // or null
+    float* qo;
+    __half* kc;
+    __half* vc;
+    int64_t capacity;  // cache rows (position p in row p % capacity)
+    bool early;
+};
+
+template <class Op, int NR, int U>
+__global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunch p, int64_t row_bytes, int K,
+                                                                        typename Op::XArg x,
+                                                                        const StepParams* __restrict__ sp) {
+    // pdl_begin: in wide_lane_sums (nothing before it touches memory but n_past).
+    constexpr int kRows = kWarps * NR, kPairs = kRows / 2;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int part = (int)blockIdx.x < p.end[0] ? 0 : (int)blockIdx.x < p.end[1] ? 1 : 2;
+    const int bx = (int)blockIdx.x - (part ? p.end[part - 1] : 0);
+    const int hd = p.a.head_dim, half = p.a.n_rot / 2;
+    const bool neox = p.a.neox && part < 2;
+    // rows of slots 0 .. kPairs - 1 and kPairs .. kRows - 1
+    int lo = bx * kRows, hi = lo + kPairs;
+    if (neox) {
+        const int per_head = half / kPairs;  // blocks a head (n_rot == head_dim)
+        lo = (bx / per_head) * hd + (bx % per_head) * kPairs;
+        hi = lo + half;
+    }
+    const int slot0 = warp * NR, r0 = slot0 < kPairs ? lo + slot0 : hi + slot0 - kPairs;
+    // thread t < kPairs: pair t of the block, rows ra and rb, angle i
+    const int ra = neox ? lo + tid : lo + 2 * tid, rb = neox ? hi + tid : ra + 1;
+    const bool rotates = part < 2 && tid < kPairs && (neox || ra % hd < p.a.n_rot);
+    const int pos = sp->n_past;
+    const float2 cs = rotates ? rope_cs(p.a, pos, neox ? ra % hd : ra % hd / 2, p.factors) : float2{};
+    int i0, i1;
+    wide_steps(K / Op::kElems, 0, 1, &i0, &i1);
+    float acc[NR];
+    wide_lane_sums<Op, NR, U>(p.w[part], row_bytes, K, p.R[part], r0, x, i0, i1, lane, acc, p.early);
+#pragma unroll
+    for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
+    const int64_t crow = ((int64_t)pos % p.capacity) * p.R[1];  // as kv_append_kernel's row
+    if (part == 2) {  // v: to the cache as it is
+        if (lane == 0) {
+#pragma unroll
+            for (int r = 0; r < NR; ++r)
+                if (r0 + r < p.R[2]) p.vc[crow + r0 + r] = __float2half_rn(acc[r]);
+        }
+        return;
+    }
+    __shared__ float sums[kRows];
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < NR; ++r) sums[slot0 + r] = acc[r];
+    }
+    __syncthreads();
+    if (tid < kPairs) {
+        float ya = sums[neox ? tid : 2 * tid], yb = sums[neox ? tid + kPairs : 2 * tid + 1];
+        if (rotates) {
+            const float2 r = rope_rotate(ya, yb, cs);
+            ya = r.x;
+            yb = r.y;
+        }
+        if (part == 0) {
+            p.qo[ra] = ya;
+            p.qo[rb] = yb;
+        } else {
+            p.kc[crow + ra] = __float2half_rn(ya);
+            p.kc[crow + rb] = __float2half_rn(yb);
+        }
+    }
+}
+
+template <class Op, int NR>
+void launch_rope_nr(RopeLaunch p, int64_t row_bytes, int K, const typename Op::XArg& x, int U,
+                    const StepParams* sp, Launch s) {
+    constexpr int kRows = kWarps * NR;
+    int blocks = 0;
+    for (int k = 0; k < 3; ++k) p.end[k] = blocks += (int)ceil_div(p.R[k], kRows);
+    auto go = [&](auto kernel) { launch_kernel(kernel, (unsigned)blocks, kWarps * 32, 0, s, p, row_bytes, K, x, sp); };
+    switch (U) {
+        case 1: go(matvec_wide_rope_kernel<Op, NR, 1>); break;
+        case 2: go(matvec_wide_rope_kernel<Op, NR, 2>); break;
+        default: go(matvec_wide_rope_kernel<Op, NR, 4>); break;
+    }
+}
+
+template <class Op>
+void launch_rope_op(const RopeLaunch& p, int64_t row_bytes, int64_t K, const typename Op::XArg& x,
+                    const WideTile& tile, const StepParams* sp, Launch s) {
+    switch (tile.nr) {
+        case 1: launch_rope_nr<Op, 1>(p, row_bytes, (int)K, x, tile.unroll, sp, s); break;
+        case 2: launch_rope_nr<Op, 2>(p, row_bytes, (int)K, x, tile.unroll, sp, s); break;
+        default: launch_rope_nr<Op, 4>(p, row_bytes, (int)K, x, tile.unroll, sp, s); break;
+    }
+}
+
 template <class Op, int NR>
 void launch_glu_nr(const uint8_t* wg, const uint8_t* wu, int64_t row_bytes, int K, int R, const float* x,
                    Activation act, float* h, int U, bool early, Launch s) {
@@ -204,6 +318,48 @@ void launch_matvec_wide_glu(DType t, const uint8_t* w_gate, const uint8_t* w_up,
                 case 2: launch_glu_nr<Op, 2>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
                 default: launch_glu_nr<Op, 4>(w_gate, w_up, row_bytes, k, r, x, act, h, U, e, s); break;
             }
+        }
+    });
+}
+
+bool matvec_rope_supported(DType t, int64_t K, bool q8, const RopeArgs& a, int n_head_k, const MatvecConfig& cfg) {
+    if (!matvec_takes_wide(t, K, q8, cfg)) return false;
+    const WideTile tile = wide_tile(t, cfg);
+    const int rows = 4 * tile.nr;  // a block's rows (kWarps * NR), whole pairs
+    if (tile.split != 1 || cfg.split_kernel || a.head_dim % rows != 0 || a.n_rot % 2 != 0) return false;
+    // neox pairs span the head: only where every dimension rotates, in stretches of rows / 2
+    if (a.neox && (a.n_rot != a.head_dim || (a.n_rot / 2) % (rows / 2) != 0)) return false;
+    return a.n_head > 0 && n_head_k > 0;
+}
+
+void launch_matvec_wide_rope(DType t, int64_t row_bytes, int64_t K, const MatvecPart* qkv, const float* x,
+                             ActQ8 x8, bool split, const RopeArgs& a, const float* factors, float* qo, __half* kc,
+                             __half* vc, int64_t capacity, const StepParams* sp, const MatvecConfig& cfg, Launch s) {
+    RopeLaunch p{};
+    for (int k = 0; k < 3; ++k) {
+        p.w[k] = qkv[k].w;
+        p.R[k] = (int)qkv[k].R;
+    }
+    p.a = a;
+    p.factors = factors;
+    p.qo = qo;
+    p.kc = kc;
+    p.vc = vc;
+    p.capacity = capacity;
+    p.early = cfg.early_weights;
+    const WideTile tile = wide_tile(t, cfg);
+    dispatch_type(t, [&]<DType T>() {
+        using Op = typename WideOp<T>::type;
+        using SplitOp = typename WideSplitOp<T>::type;
+        if constexpr (!std::is_void_v<SplitOp>) {
+            if (split) {
+                launch_rope_op<SplitOp>(p, row_bytes, K, x8, tile, sp, s);
+                return;
+            }
+        }
+        if constexpr (!std::is_void_v<Op>) {
+            if constexpr (Op::kElems == 32) launch_rope_op<Op>(p, row_bytes, K, x8, tile, sp, s);
+            else launch_rope_op<Op>(p, row_bytes, K, x, tile, sp, s);
         }
     });
 }

@@ -7,26 +7,14 @@
 // One block per row; n_past comes from device memory (StepParams) so a captured decode
 // graph stays valid. In a decode step the rope of q, the rope of k and the KV append of the
 // next attention are one launch (rope_qk_append_spread_kernel, a block a head, or with
-// STRATA_CUDA_SPREAD=0 rope_qk_append_kernel, one block); every kernel takes its angles and
-// rotations from the same two functions, so the values are the same bit for bit.
-#include "common.cuh"
+// STRATA_CUDA_SPREAD=0 rope_qk_append_kernel, one block; or with q/k/v in the matvec launch,
+// matvec_wide.cu); every kernel takes its angles and rotations from the same two functions
+// (rope.cuh), so the values are the same bit for bit.
+#include "rope.cuh"
 
 namespace strata::cuda {
 
 namespace {
-
-// cos and sin (times the magnitude factor) of pair i at position `position`.
-__device__ __forceinline__ float2 rope_cs(const RopeArgs& a, int position, int i, const float* factors) {
-    const double pos = (double)position * (double)a.freq_scale;
-    double theta = pos * pow((double)a.base, -2.0 * (double)i / (double)a.n_rot);
-    if (factors) theta /= (double)factors[i];
-    return make_float2((float)(cos(theta) * (double)a.attn_factor), (float)(sin(theta) * (double)a.attn_factor));
-}
-
-// (x0, x1) rotated by (c, s); explicit roundings, so no kernel contracts it differently.
-__device__ __forceinline__ float2 rope_rotate(float x0, float x1, float2 cs) {
-    return make_float2(__fmaf_rn(x0, cs.x, -__fmul_rn(x1, cs.y)), __fmaf_rn(x0, cs.y, __fmul_rn(x1, cs.x)));
-}
 
 __global__ void rope_kernel(RopeArgs a, const float* __restrict__ x, const float* __restrict__ factors,
                             float* __restrict__ y, const StepParams* __restrict__ sp) {
