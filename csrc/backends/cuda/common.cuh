@@ -188,6 +188,9 @@ void launch_rope(const RopeArgs& a, const float* x, const float* factors, float*
 // rope_qk_append_fits: false when q and k do not fit the one block's shared memory. early
 // (spread only; factors null or a weight): the angles are taken before the PDL wait (rope.cu).
 bool rope_qk_append_fits(const RopeArgs& a, int n_head_k);
+// Decode: table[i] = the cos and sin (times the magnitude factor) of pair i < n_rot / 2 at
+// position n_past, as the rope kernels take them (rope.cuh), for launch_matvec_wide_rope.
+void launch_rope_angles(const RopeArgs& a, const float* factors, float2* table, const StepParams* sp, Launch s);
 void launch_rope_qk_append(const RopeArgs& a, int n_head_k, const float* q, const float* k, const float* v,
                            const float* factors, float* qo, float* ko, __half* kc, __half* vc, int64_t capacity,
                            bool spread, bool early, const StepParams* sp, Launch s);
@@ -295,11 +298,12 @@ void launch_matvec_wide_f32_parts(DType t, int64_t row_bytes, int64_t K, const M
 // q/k/v (qkv[0..2], one type and width) and the rope of q and k and the KV append of the
 // attention after them in one decode launch (matvec_wide.cu): q' to qo, k' and v to the f16
 // cache row n_past % capacity, as launch_rope_qk_append writes them, bit for bit; k' is not
-// written as f32. x for f16 / bf16, x8 for the quantized types (split as above). Supported
-// where matvec_takes_wide takes the type at one K split and a block's rows hold whole pairs.
+// written as f32. The angles come from `angles` (launch_rope_angles, earlier in the step).
+// x for f16 / bf16, x8 for the quantized types (split as above). Supported where
+// matvec_takes_wide takes the type at one K split and a block's rows hold whole pairs.
 bool matvec_rope_supported(DType t, int64_t K, bool q8, const RopeArgs& a, int n_head_k, const MatvecConfig& cfg);
 void launch_matvec_wide_rope(DType t, int64_t row_bytes, int64_t K, const MatvecPart* qkv, const float* x,
-                             ActQ8 x8, bool split, const RopeArgs& a, const float* factors, float* qo, __half* kc,
+                             ActQ8 x8, bool split, const RopeArgs& a, const float2* angles, float* qo, __half* kc,
                              __half* vc, int64_t capacity, const StepParams* sp, const MatvecConfig& cfg, Launch s);
 
 // Decode gate/up and the glu after them in one launch (f16 / bf16 weights on the wide kernel,

@@ -169,8 +169,17 @@ struct DecodeNode {
     int32_t glu = -1;        // MatMul (gate/up, f16 / bf16): the Glu its launch computes instead of
     bool gate_first = true;  //   writing gate and up; whether this node's weight is the gate
     int32_t rope = -1;       // MatMul (q of q/k/v): the Rope of q whose launch (rope_k, attn) this
-                             //   launch does instead of writing q, k and v (plan_mv_rope)
+                             //   launch does instead of writing q, k and v (plan_mv_rope),
+    int32_t angles = -1;     //   with the angles of rope_tables_[angles]
 };
+
+// The angles of one rope setting at a decode step's position (launch_rope_angles), read by
+// the q/k/v launches that apply that rope: one table per distinct setting, not per layer.
+struct RopeTable {
+    RopeArgs a;
+    int32_t factors;  // value of the frequency factors, or -1
+};
+constexpr int64_t kRopeTableBytes = 128 * sizeof(float2);  // n_rot / 2 <= 128 (head_dim <= 256)
 
 class CudaBackend final : public Backend {
 public:
@@ -407,6 +416,8 @@ public:
         }
 
         plan_decode_fusion();
+        const int64_t angle_bytes = (int64_t)rope_tables_.size() * kRopeTableBytes;
+        angles_.allocate(angle_bytes, "rope angles", angle_bytes);
 
         const Value& out = values[output_value_];
         const int64_t out_rows = out.single_row ? plan.max_single_rows : plan.max_rows;
@@ -668,6 +679,7 @@ private:
     void plan_decode_fusion() {
         const size_t N = nodes_.size();
         decode_.assign(N, DecodeNode{});
+        rope_tables_.clear();
         auto whole_row_norm = [&](const Node& n) {
             return n.op == Op::RmsNorm && (n.p.head_dim == 0 || n.p.head_dim == width_[n.in[0]]);
         };
@@ -778,9 +790,20 @@ private:
         if (nq.in[0] != mq.out || nk.in[0] != mk.out || na.in[2] != mv.out || !weight_or_none(nq.in[1])) return;
         if (!read_once(mq.out) || !read_once(mk.out) || !read_once(mv.out) || !read_once(nk.out)) return;
         const int32_t w = mq.in[1];
-        if (!matvec_rope_supported(type_[w], width_[mq.in[0]], q8_path(w), rope_args(nq), nk.p.n_head, matvec_)) return;
+        const RopeArgs a = rope_args(nq);
+        if (!matvec_rope_supported(type_[w], width_[mq.in[0]], q8_path(w), a, nk.p.n_head, matvec_)) return;
         d.rope = (int32_t)r;
         decode_[r].skip = true;
+        for (size_t t = 0; t < rope_tables_.size() && d.angles < 0; ++t) {
+            const RopeTable& e = rope_tables_[t];
+            if (e.factors == nq.in[1] && e.a.n_rot == a.n_rot && e.a.base == a.base &&
+                e.a.freq_scale == a.freq_scale && e.a.attn_factor == a.attn_factor)
+                d.angles = (int32_t)t;  // the angles depend on nothing else of the setting
+        }
+        if (d.angles < 0) {
+            d.angles = (int32_t)rope_tables_.size();
+            rope_tables_.push_back({a, nq.in[1]});
+        }
     }
 
     // Whether value v is read by exactly one node and is not the graph's output.
@@ -866,12 +889,22 @@ private:
             after_launch(-1, "positions");
         }
         const ActQ8 no_q8{};
+        // The angle tables of the q/k/v launches that apply the rope, once a step: after the
+        // step's first kernel, so that their angles (taken before the PDL wait) overlap it.
+        bool angles_pending = T == 1 && !rope_tables_.empty();
         for (size_t i = 0; i < nodes_.size(); ++i) {
             const Node& n = nodes_[i];
             const int32_t x = n.in[0];
             if (profiling_) check(cudaEventRecord(events_[i], stream_), "cudaEventRecord");
             const DecodeNode* d = T == 1 ? &decode_[i] : nullptr;  // how it is fused in a decode step
             if (d && d->skip) continue;  // done by an earlier node's launch
+            if (angles_pending && (!first_launch || d->rope >= 0)) {
+                for (size_t t = 0; t < rope_tables_.size(); ++t) {
+                    launch_rope_angles(rope_tables_[t].a, opt_f32(rope_tables_[t].factors), angle_table(t), sp, L());
+                    after_launch(-1, "rope angles");
+                }
+                angles_pending = false;
+            }
             switch (n.op) {
                 case Op::Embedding: {
                     const int32_t w = n.in[0];
@@ -1029,9 +1062,11 @@ private:
                         const float* x, ActQ8 x8, bool split, const StepParams* sp, Launch l) {
         const Node& nq = nodes_[d.rope];
         const KvSlot& s = kv_slots_[nodes_[decode_[d.rope].attn].p.kv_slot];
-        launch_matvec_wide_rope(t, row_bytes, K, qkv, x, x8, split, rope_args(nq), opt_f32(nq.in[1]), f32(nq.out), s.k,
-                                s.v, s.capacity, sp, matvec_, l);
+        launch_matvec_wide_rope(t, row_bytes, K, qkv, x, x8, split, rope_args(nq), angle_table(d.angles), f32(nq.out),
+                                s.k, s.v, s.capacity, sp, matvec_, l);
     }
+
+    float2* angle_table(size_t t) const { return reinterpret_cast<float2*>(angles_.get() + t * kRopeTableBytes); }
 
     // Launch errors (bad configuration) surface at once; with STRATA_CUDA_SYNC=1 so do faults.
     void after_launch(int node, const char* what) {
@@ -1080,6 +1115,8 @@ private:
 
     std::vector<Node> nodes_;
     DeviceBuffer weights_, kv_, arena_, q8_, partial_, params_, gemm_, argmax_, topk_;
+    DeviceBuffer angles_;                  // rope_tables_.size() tables of kRopeTableBytes
+    std::vector<RopeTable> rope_tables_;   // plan_mv_rope
     std::unique_ptr<Cublas> blas_;  // the prefill GEMM's cuBLAS, where it loaded
     const Cublas* cublas() const { return blas_ && blas_->ok() ? blas_.get() : nullptr; }
     PinnedBuffer host_out_, host_tokens_, host_params_, host_argmax_, host_topk_;

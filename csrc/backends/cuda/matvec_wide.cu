@@ -117,21 +117,20 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint
 // pairs: for the normal layout kRows consecutive rows (pairs 2m, 2m + 1), for neox kRows / 2
 // rows of one head's first half and the same rows of its second half (pairs i, i + n_rot / 2),
 // each warp's NR rows consecutive either way. A q or k block's warps put their sums in shared
-// memory; thread t < kRows / 2 rotates pair t (rope_cs / rope_rotate, the rope kernels'
+// memory; thread t < kRows / 2 rotates pair t (rope_rotate, the rope kernels
 // bits) and writes q' to qo, or k' to the KV cache as f16; a v block writes its rows to the
 // cache from the warps' sums. Neither q, k, v nor k' goes to memory as f32, and the rope
 // kernel (a launch a layer) is gone. Each row's sum is wide_lane_sums's, as in
-// matvec_wide_kernel. The pair's angle (double pow, cos, sin) is taken first, before the PDL
-// wait, while the kernel before still runs: it reads n_past, which the decode kernels may read
-// before their wait (common.cuh), and the factors, a weight. Only warp 0 takes angles, so the
-// other warps' first weight loads are not held up; taken after the loads are issued, its
-// registers added to theirs (70 against 55 for q4_0).
+// matvec_wide_kernel. The pairs' angles come from a table the step's rope_angles_kernel wrote
+// (rope_cs, the same bits), loaded right after the PDL wait: taking them here (double pow,
+// cos, sin before the wait) made the launch 7-9 us slower than q/k/v alone on the H100
+// (benchmarks/cuda_notes.md round 15), more than the rope launch it saves.
 struct RopeLaunch {
     const uint8_t* w[3];  // q, k, v
     int R[3];
     int end[3];  // first block past part p
     RopeArgs a;
-    const float* factors;  // or null
+    const float2* angles;  // pair i's cos and sin (launch_rope_angles)
     float* qo;
     __half* kc;
     __half* vc;
@@ -161,12 +160,14 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunc
     // thread t < kPairs: pair t of the block, rows ra and rb, angle i
     const int ra = neox ? lo + tid : lo + 2 * tid, rb = neox ? hi + tid : ra + 1;
     const bool rotates = part < 2 && tid < kPairs && (neox || ra % hd < p.a.n_rot);
-    const int pos = sp->n_past;
-    const float2 cs = rotates ? rope_cs(p.a, pos, neox ? ra % hd : ra % hd / 2, p.factors) : float2{};
+    const int pos = sp->n_past;  // before the wait, as the decode kernels may (common.cuh)
+    float2 cs{};
     int i0, i1;
     wide_steps(K / Op::kElems, 0, 1, &i0, &i1);
     float acc[NR];
-    wide_lane_sums<Op, NR, U>(p.w[part], row_bytes, K, p.R[part], r0, x, i0, i1, lane, acc, p.early);
+    wide_lane_sums<Op, NR, U>(p.w[part], row_bytes, K, p.R[part], r0, x, i0, i1, lane, acc, p.early, [&] {
+        if (rotates) cs = p.angles[neox ? ra % hd : ra % hd / 2];
+    });
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
     const int64_t crow = ((int64_t)pos % p.capacity) * p.R[1];  // as kv_append_kernel's row
@@ -333,7 +334,7 @@ bool matvec_rope_supported(DType t, int64_t K, bool q8, const RopeArgs& a, int n
 }
 
 void launch_matvec_wide_rope(DType t, int64_t row_bytes, int64_t K, const MatvecPart* qkv, const float* x,
-                             ActQ8 x8, bool split, const RopeArgs& a, const float* factors, float* qo, __half* kc,
+                             ActQ8 x8, bool split, const RopeArgs& a, const float2* angles, float* qo, __half* kc,
                              __half* vc, int64_t capacity, const StepParams* sp, const MatvecConfig& cfg, Launch s) {
     RopeLaunch p{};
     for (int k = 0; k < 3; ++k) {
@@ -341,7 +342,7 @@ void launch_matvec_wide_rope(DType t, int64_t row_bytes, int64_t K, const Matvec
         p.R[k] = (int)qkv[k].R;
     }
     p.a = a;
-    p.factors = factors;
+    p.angles = angles;
     p.qo = qo;
     p.kc = kc;
     p.vc = vc;

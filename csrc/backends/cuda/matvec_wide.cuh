@@ -303,10 +303,15 @@ __device__ __forceinline__ void wide_steps(int units, int slice, int S, int* i0,
 // The kernels' PDL wait (pdl_begin) is here: with `early`, the first U steps of weight loads
 // are issued before it, while the kernel before still runs (weights are never written during
 // a step: the exception common.cuh argues), so their trip to DRAM is off the step's path.
-template <class Op, int NR, int U>
+// after_wait() runs right after the wait: a load of the caller's of memory the step writes
+// (the rope launch's angles), issued before the loop, waited for after it.
+struct NoHook {
+    __device__ void operator()() const {}
+};
+template <class Op, int NR, int U, class AfterWait = NoHook>
 __device__ __forceinline__ void wide_lane_sums(const uint8_t* w, int64_t row_bytes, int K, int R, int r0,
                                                const typename Op::XArg& x, int i0, int i1, int lane,
-                                               float (&acc)[NR], bool early = false) {
+                                               float (&acc)[NR], bool early = false, AfterWait after_wait = {}) {
     const int units = K / Op::kElems;
     const uint8_t* rp[NR];
 #pragma unroll
@@ -325,6 +330,7 @@ __device__ __forceinline__ void wide_lane_sums(const uint8_t* w, int64_t row_byt
     };
     if (early) load_weights(i0);
     pdl_begin();
+    after_wait();
     for (int i = i0; i < i1; i += U) {
         if (!early || i != i0) load_weights(i);
         typename Op::X xv[U];

@@ -148,7 +148,24 @@ __global__ void rope_qk_append_spread_kernel(RopeArgs a, int n_head_k, const flo
         for (int e = tid; e < hd; e += nt) vc[crow + o + e] = __float2half_rn(v[o + e]);
 }
 
+// The angles of the step's position (decode, one row), pair i to table[i]: what the q/k/v
+// launch that applies the rope reads (matvec_wide.cu) instead of taking them itself. Taken
+// before the PDL wait (they read n_past and the factors, a weight: the exception of
+// common.cuh), written after it.
+__global__ void rope_angles_kernel(RopeArgs a, const float* __restrict__ factors, float2* __restrict__ table,
+                                   const StepParams* __restrict__ sp) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x, half = a.n_rot / 2;
+    const float2 cs = i < half ? rope_cs(a, sp->n_past, i, factors) : float2{};
+    pdl_begin();
+    if (i < half) table[i] = cs;
+}
+
 }  // namespace
+
+void launch_rope_angles(const RopeArgs& a, const float* factors, float2* table, const StepParams* sp, Launch s) {
+    const int half = a.n_rot / 2;
+    launch_kernel(rope_angles_kernel, (unsigned)ceil_div(half, 64), 64, 0, s, a, factors, table, sp);
+}
 
 void launch_rope(const RopeArgs& a, const float* x, const float* factors, float* y, int64_t rows,
                  const StepParams* sp, Launch s) {
