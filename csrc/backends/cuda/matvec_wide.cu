@@ -145,8 +145,14 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunc
     // pdl_begin: in wide_lane_sums (nothing before it touches memory but n_past).
     constexpr int kRows = kWarps * NR, kPairs = kRows / 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    // The part by selects, not p.w[part]: a parameter indexed at run time is copied to a
+    // stack frame, every thread's 128 bytes through L1 and L2 (the first version of this
+    // kernel lost 7-10% of tg128 to that: benchmarks/cuda_notes.md round 16).
     const int part = (int)blockIdx.x < p.end[0] ? 0 : (int)blockIdx.x < p.end[1] ? 1 : 2;
-    const int bx = (int)blockIdx.x - (part ? p.end[part - 1] : 0);
+    const int bx = (int)blockIdx.x - (part == 0 ? 0 : part == 1 ? p.end[0] : p.end[1]);
+    const uint8_t* __restrict__ w = part == 0 ? p.w[0] : part == 1 ? p.w[1] : p.w[2];
+    const int R = part == 0 ? p.R[0] : part == 1 ? p.R[1] : p.R[2];
+    const float2* __restrict__ angles = p.angles;
     const int hd = p.a.head_dim, half = p.a.n_rot / 2;
     const bool neox = p.a.neox && part < 2;
     // rows of slots 0 .. kPairs - 1 and kPairs .. kRows - 1
@@ -165,8 +171,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunc
     int i0, i1;
     wide_steps(K / Op::kElems, 0, 1, &i0, &i1);
     float acc[NR];
-    wide_lane_sums<Op, NR, U>(p.w[part], row_bytes, K, p.R[part], r0, x, i0, i1, lane, acc, p.early, [&] {
-        if (rotates) cs = p.angles[neox ? ra % hd : ra % hd / 2];
+    const int angle = neox ? ra % hd : ra % hd / 2;
+    wide_lane_sums<Op, NR, U>(w, row_bytes, K, R, r0, x, i0, i1, lane, acc, p.early, [&] {
+        if (rotates) cs = angles[angle];
     });
 #pragma unroll
     for (int r = 0; r < NR; ++r) acc[r] = warp_sum(acc[r]);
@@ -175,7 +182,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunc
         if (lane == 0) {
 #pragma unroll
             for (int r = 0; r < NR; ++r)
-                if (r0 + r < p.R[2]) p.vc[crow + r0 + r] = __float2half_rn(acc[r]);
+                if (r0 + r < R) p.vc[crow + r0 + r] = __float2half_rn(acc[r]);
         }
         return;
     }
