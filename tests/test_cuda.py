@@ -742,11 +742,12 @@ MV_ROPE_CASES = [
 @pytest.mark.parametrize("wtype,tile,neox,n_rot,factors,fused", MV_ROPE_CASES)
 def test_q_k_v_launch_applies_the_rope(monkeypatch, wtype, tile, neox, n_rot, factors, fused):
     """q/k/v in one decode launch that also rotates q and k and appends k' and v to the KV
-    cache (STRATA_CUDA_FUSE mvrope): the attention's output of every decode step equals that
-    of the separate rope launch and of the unfused launches bit for bit, for both rope
-    layouts, partial rotary, frequency factors and several tiles; where a block's rows cannot
-    hold whole pairs (split-K, neox with dimensions passed through) or there is no q/k/v
-    launch (v1), the rope keeps its own launch."""
+    cache (STRATA_CUDA_FUSE mvrope for the int8 path, mvropef for f16 / bf16, both in `all`):
+    the attention's output of every decode step equals that of the separate rope launch and
+    of the unfused launches bit for bit, for both rope layouts, partial rotary, frequency
+    factors and several tiles; where a block's rows cannot hold whole pairs (split-K, neox
+    with dimensions passed through) or there is no q/k/v launch (v1), the rope keeps its own
+    launch. The default takes mvrope, not mvropef (measured slower: cuda_notes.md round 16)."""
     rng = np.random.default_rng(21)
     T, n_embd, n_head, n_kv, hd = 24, 256, 4, 2, 64
     for name, value in tile_env(tile).items():
@@ -768,9 +769,13 @@ def test_q_k_v_launch_applies_the_rope(monkeypatch, wtype, tile, neox, n_rot, fa
     kr = h.op(_core.Op.rope, [k] + extra, n_head=n_kv, **rope)
     out = h.op(_core.Op.attention, [qr, kr, v], n_head=n_head, n_head_kv=n_kv, head_dim=hd)
     d = h.engine(out, n_ctx=256, backend="cuda").description
+    assert ("rope in 1 q/k/v launches" in d) == (fused and wtype not in ("F16", "BF16")), d
+    monkeypatch.setenv("STRATA_CUDA_FUSE", "all")
+    d = h.engine(out, n_ctx=256, backend="cuda").description
     assert ("rope in 1 q/k/v launches" in d) == fused, d
     chunks = [3] + [1] * (T - 3)
     got = h.run(out, T, backend="cuda", n_ctx=256, chunks=chunks, n_batch=3)
+    monkeypatch.delenv("STRATA_CUDA_FUSE")
     apart = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "norm,add,glu,merge,rope,mv,mvglu"},
                       n_ctx=256, chunks=chunks, n_batch=3)
     unfused = run_graph(h, out, T, "cuda", monkeypatch, {"STRATA_CUDA_FUSE": "0"}, n_ctx=256, chunks=chunks,
