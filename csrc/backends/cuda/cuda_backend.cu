@@ -678,7 +678,7 @@ private:
     //   that launch of f16 / bf16 gate/up -> glu(gate, up): the launch applies the glu
     //     (plan_mv_glu);
     //   that launch of q/k/v -> the rope launch above: the matvec launch does the ropes and the
-    //     KV append (plan_mv_rope).
+    //     KV append (plan_mv_rope; by default for the int8 path only, see kFuseDefault).
     // Every fused kernel computes each element as the unfused ones do: the outputs and the q8
     // bytes are the same (tests/test_cuda.py compares them bit for bit).
     void plan_decode_fusion() {

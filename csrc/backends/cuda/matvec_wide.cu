@@ -122,9 +122,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_glu_kernel(const uint
 // cache from the warps' sums. Neither q, k, v nor k' goes to memory as f32, and the rope
 // kernel (a launch a layer) is gone. Each row's sum is wide_lane_sums's, as in
 // matvec_wide_kernel. The pairs' angles come from a table the step's rope_angles_kernel wrote
-// (rope_cs, the same bits), loaded right after the PDL wait: taking them here (double pow,
-// cos, sin before the wait) made the launch 7-9 us slower than q/k/v alone on the H100
-// (benchmarks/cuda_notes.md round 15), more than the rope launch it saves.
+// (rope_cs, the same bits), loaded right after the PDL wait, so no double pow / cos / sin
+// sits on a q or k block's path. (Round 15 of benchmarks/cuda_notes.md blamed that math for
+// the first version's loss; round 16 traced the loss to a stack frame, below. The table
+// stays as the cheaper design; it was not measured against the angles taken here.)
 struct RopeLaunch {
     const uint8_t* w[3];  // q, k, v
     int R[3];
