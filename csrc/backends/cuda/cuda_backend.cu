@@ -783,8 +783,8 @@ private:
     void plan_mv_rope(size_t i) {
         DecodeNode& d = decode_[i];
         const size_t r = i + 3;
-        if (!(fuse_ & (kFuseMvRope | kFuseMvRopeF)) || d.n_more != 2 || r >= nodes_.size() ||
-            decode_[r].rope_k != (int32_t)(r + 1) || d.more[0] != (int32_t)(i + 1) || d.more[1] != (int32_t)(i + 2))
+        if (d.n_more != 2 || r >= nodes_.size() || decode_[r].rope_k != (int32_t)(r + 1) ||
+            d.more[0] != (int32_t)(i + 1) || d.more[1] != (int32_t)(i + 2))
             return;
         const Node& nq = nodes_[r];
         const Node& nk = nodes_[r + 1];
@@ -795,7 +795,7 @@ private:
         if (nq.in[0] != mq.out || nk.in[0] != mk.out || na.in[2] != mv.out || !weight_or_none(nq.in[1])) return;
         if (!read_once(mq.out) || !read_once(mk.out) || !read_once(mv.out) || !read_once(nk.out)) return;
         const int32_t w = mq.in[1];
-        if (!(fuse_ & (q8_path(w) ? kFuseMvRope : kFuseMvRopeF))) return;
+        if (!(fuse_ & (q8_path(w) ? kFuseMvRope : kFuseMvRopeF))) return;  // the setting of this path
         const RopeArgs a = rope_args(nq);
         if (!matvec_rope_supported(type_[w], width_[mq.in[0]], q8_path(w), a, nk.p.n_head, matvec_)) return;
         d.rope = (int32_t)r;

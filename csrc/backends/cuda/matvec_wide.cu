@@ -139,6 +139,14 @@ struct RopeLaunch {
     bool early;
 };
 
+// a[part] by selects: a kernel parameter indexed at run time is copied to a stack frame,
+// every thread's copy of the whole struct through L1 and L2 (matvec_wide_rope_kernel lost
+// 7-10% of tg128 to that at first: benchmarks/cuda_notes.md round 16).
+template <class T>
+__device__ __forceinline__ T of_part(const T (&a)[3], int part) {
+    return part == 0 ? a[0] : part == 1 ? a[1] : a[2];
+}
+
 template <class Op, int NR, int U>
 __global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunch p, int64_t row_bytes, int K,
                                                                         typename Op::XArg x,
@@ -146,13 +154,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_wide_rope_kernel(RopeLaunc
     // pdl_begin: in wide_lane_sums (nothing before it touches memory but n_past).
     constexpr int kRows = kWarps * NR, kPairs = kRows / 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    // The part by selects, not p.w[part]: a parameter indexed at run time is copied to a
-    // stack frame, every thread's 128 bytes through L1 and L2 (the first version of this
-    // kernel lost 7-10% of tg128 to that: benchmarks/cuda_notes.md round 16).
     const int part = (int)blockIdx.x < p.end[0] ? 0 : (int)blockIdx.x < p.end[1] ? 1 : 2;
     const int bx = (int)blockIdx.x - (part == 0 ? 0 : part == 1 ? p.end[0] : p.end[1]);
-    const uint8_t* __restrict__ w = part == 0 ? p.w[0] : part == 1 ? p.w[1] : p.w[2];
-    const int R = part == 0 ? p.R[0] : part == 1 ? p.R[1] : p.R[2];
+    const uint8_t* __restrict__ w = of_part(p.w, part);
+    const int R = of_part(p.R, part);
     const float2* __restrict__ angles = p.angles;
     const int hd = p.a.head_dim, half = p.a.n_rot / 2;
     const bool neox = p.a.neox && part < 2;
